@@ -1,0 +1,194 @@
+"""`WideDeepModel`: one functional Keras model, two optimizers, one train step."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras.src.losses import loss as loss_module
+from keras.src.saving import serialization_lib
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from widedeep import optimizers as wd_optimizers
+
+WIDE_BRANCH = "wide"
+"""Name of the layer holding the wide (linear) branch; its variables go to the wide optimizer."""
+
+
+def _tree_first(x: Any) -> Any:
+    return next(i for i in tf.nest.flatten(x) if i is not None)
+
+
+@keras.saving.register_keras_serializable(package="widedeep")
+class WideDeepModel(keras.Model):
+    """A functional model whose `wide` branch trains with one optimizer and the rest with another.
+
+    Build it functionally (the builders `widedeep.build_wide_deep` and
+    `widedeep.build_dfn` do this from a schema) so that the layer named `"wide"`
+    holds the linear part; every other trainable variable (embeddings, the deep
+    MLP, an FM, the feedback module) is *deep*. `train_step` computes one loss
+    under one `tf.GradientTape` and sends the wide gradients to `wide_optimizer`
+    (FTRL by default, as in the Wide & Deep paper) and the others to
+    `deep_optimizer` (Adagrad by default). Each optimizer is built on its own
+    variables only, so neither holds a slot for the other's variables.
+
+    Because only `train_step` is overridden, plain `fit`, `evaluate`,
+    `predict`, every Keras callback, `tf.distribute` strategies and KerasTuner
+    work unchanged. `model.optimizer` is the deep optimizer (the one Keras
+    callbacks such as `ReduceLROnPlateau` adjust); `model.wide_optimizer` is the
+    other one. Saving to `.keras` stores both optimizers with their slots and
+    iteration counts.
+
+    Inputs are a dict of raw features. Keys the model does not use (labels, ids)
+    are ignored; a missing key raises a `ValueError` naming the feature.
+
+    Example:
+
+    ```python
+    model = widedeep.build_wide_deep(schema)
+    model.compile(
+        wide_optimizer=widedeep.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3),
+        deep_optimizer=widedeep.optimizers.Adagrad(learning_rate=0.05),
+    )
+    model.fit(train_ds, validation_data=valid_ds, epochs=3)
+    ```
+    """
+
+    # ------------------------------------------------------------- inputs
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
+            expected = self._inputs_struct
+            missing = sorted(k for k in expected if k not in inputs)
+            if missing:
+                raise ValueError(
+                    f"missing input feature(s) {missing}; the model expects {sorted(expected)}"
+                )
+            inputs = {k: inputs[k] for k in expected}
+        return super().call(inputs, training=training, mask=mask)
+
+    # ----------------------------------------------------------- variables
+    @property
+    def has_wide_branch(self) -> bool:
+        return any(layer.name == WIDE_BRANCH for layer in self.layers)
+
+    @property
+    def wide_variables(self) -> list[keras.Variable]:
+        """Trainable variables of the `wide` branch (trained by `wide_optimizer`)."""
+        if not self.has_wide_branch:
+            return []
+        return list(self.get_layer(WIDE_BRANCH).trainable_variables)
+
+    @property
+    def deep_variables(self) -> list[keras.Variable]:
+        """Every other trainable variable (trained by `deep_optimizer`)."""
+        wide = {id(v) for v in self.wide_variables}
+        return [v for v in self.trainable_variables if id(v) not in wide]
+
+    # ------------------------------------------------------------ compile
+    def compile(
+        self,
+        wide_optimizer: keras.optimizers.Optimizer | str | dict | None = None,
+        deep_optimizer: keras.optimizers.Optimizer | str | dict | None = None,
+        loss: Any = "binary_crossentropy",
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        """Configures the model for training with one optimizer per branch.
+
+        Args:
+            wide_optimizer: optimizer of the `wide` branch. Defaults to
+                `widedeep.optimizers.Ftrl(learning_rate=0.05,
+                l1_regularization_strength=1e-3)`.
+            deep_optimizer: optimizer of every other variable. Defaults to
+                `widedeep.optimizers.Adagrad(learning_rate=0.05)`.
+            loss: the loss; sample weights (e.g. per feedback type) are honoured.
+            metrics, weighted_metrics, run_eagerly, steps_per_execution,
+                jit_compile: as in `keras.Model.compile`.
+        """
+        if "optimizer" in kwargs:
+            raise ValueError(
+                "WideDeepModel.compile takes `wide_optimizer` and `deep_optimizer`, not `optimizer`. "
+                f"Received: optimizer={kwargs['optimizer']!r}"
+            )
+        if kwargs:
+            raise TypeError(f"unexpected compile arguments: {sorted(kwargs)}")
+        wide_optimizer = keras.optimizers.get(
+            wide_optimizer
+            if wide_optimizer is not None
+            else wd_optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3)
+        )
+        deep_optimizer = keras.optimizers.get(
+            deep_optimizer if deep_optimizer is not None else wd_optimizers.Adagrad(learning_rate=0.05)
+        )
+        if wide_optimizer is deep_optimizer:
+            raise ValueError("wide_optimizer and deep_optimizer must be two different optimizer objects")
+        super().compile(
+            optimizer=deep_optimizer,
+            loss=loss,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            run_eagerly=run_eagerly,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            auto_scale_loss=False,
+        )
+        self.wide_optimizer = wide_optimizer
+        self.deep_optimizer = deep_optimizer
+        self._compile_config = serialization_lib.SerializableDict(
+            wide_optimizer=wide_optimizer,
+            deep_optimizer=deep_optimizer,
+            loss=loss,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            run_eagerly=run_eagerly,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+        )
+        if self.built:
+            self.build_optimizers()
+
+    def build_optimizers(self) -> None:
+        """Creates each optimizer's slots on its own variable group (idempotent)."""
+        if not self.wide_optimizer.built:
+            self.wide_optimizer.build(self.wide_variables)
+        if not self.deep_optimizer.built:
+            self.deep_optimizer.build(self.deep_variables)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        # Optimizers must exist with their slots before `load_model` restores
+        # their state; an unbuilt optimizer silently drops it.
+        if self.built:
+            self.build_optimizers()
+
+    # ---------------------------------------------------------- training
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        wide_variables = self.wide_variables
+        deep_variables = self.deep_variables
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            self._loss_tracker.update_state(
+                loss_module.unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(_tree_first(x))[0],
+            )
+        gradients = tape.gradient(loss, wide_variables + deep_variables)
+        wide_gradients = gradients[: len(wide_variables)]
+        deep_gradients = gradients[len(wide_variables) :]
+        if wide_variables:
+            self.wide_optimizer.apply_gradients(zip(wide_gradients, wide_variables))
+        if deep_variables:
+            self.deep_optimizer.apply_gradients(zip(deep_gradients, deep_variables))
+        if not (wide_variables or deep_variables):
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
