@@ -1,0 +1,280 @@
+"""The `widedeep` command line: simulate | prepare | train | evaluate | export.
+
+User mistakes (a missing directory, a malformed schema, a feature the data
+lacks, an unknown flag) print one line on stderr and exit with status 2. Set
+`WIDEDEEP_DEBUG=1` to see the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _weights(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers 'unclick,click,dislike', got {text!r}") from None
+    if len(values) != 3 or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected three non-negative numbers 'unclick,click,dislike', got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+# ------------------------------------------------------------------ commands
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+
+    overrides = {k: v for k, v in vars(args).items() if k in SimulatorConfig.__dataclass_fields__ and v is not None}
+    config = SimulatorConfig(**overrides)
+    meta = simulate_dataset(args.out, config, progress=True)
+    summary = {k: meta[k] for k in ("oracle_auc", "oracle_logloss") if k in meta}
+    summary["splits"] = {k: v["examples"] for k, v in meta["splits"].items()}
+    summary["out"] = args.out
+    _print_json(summary)
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    from widedeep.models.dfn import DFN_DEFAULTS
+
+    hp: dict[str, Any] = {}
+    if args.hidden_units is not None:
+        hp["hidden_units"] = args.hidden_units
+    if args.dropout is not None:
+        hp["dropout"] = args.dropout
+    if args.embedding_dim is not None:
+        hp["embedding_dim"] = args.embedding_dim
+    if args.model == "dfn":
+        for key in DFN_DEFAULTS:
+            value = getattr(args, key, None)
+            if value is not None:
+                hp[key] = value
+    else:
+        dfn_only = [k for k in DFN_DEFAULTS if getattr(args, k, None) is not None and k not in hp]
+        if dfn_only:
+            raise UsageError(f"--{dfn_only[0].replace('_', '-')} applies to --model dfn only")
+    return hp
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from widedeep.training import OptimizerConfig, TrainConfig, train
+
+    optimizer = OptimizerConfig(
+        **{k: getattr(args, k) for k in OptimizerConfig.__dataclass_fields__ if getattr(args, k) is not None}
+    )
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        logdir=args.logdir,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+        hyperparameters=_hyperparameters(args),
+        optimizer=optimizer,
+        feedback_weights=args.loss_weights,
+    )
+    _check_data(args.data)
+    metrics = train(config)
+    _print_json(metrics)
+
+
+def _check_data(data_dir: str) -> None:
+    from widedeep.data.records import check_columns, load_dataset_dir
+
+    schema, meta = load_dataset_dir(data_dir)
+    for split in meta["splits"]:
+        check_columns(data_dir, split, schema)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import keras
+
+    import widedeep  # noqa: F401  (registers the custom objects)
+    from widedeep.training import evaluate_model
+
+    if not os.path.isfile(args.model):
+        raise UsageError(f"no such model file: {args.model}")
+    _check_data(args.data)
+    model = keras.models.load_model(args.model)
+    _print_json(evaluate_model(model, args.data, args.split))
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    options = {
+        "max_length": args.max_length,
+        "test_fraction": args.test_fraction,
+        "split_by": args.split_by,
+        "on_error": args.on_error,
+        "progress": True,
+    }
+    if args.source == "kuairand":
+        from widedeep.data.kuairand import prepare_kuairand
+
+        meta = prepare_kuairand(args.log, args.users, args.videos, args.out, **options)
+    else:
+        from widedeep.data.movielens import prepare_movielens
+
+        meta = prepare_movielens(args.path, args.out, **options)
+    _print_json({k: v for k, v in meta.items() if k != "settings"})
+
+
+# -------------------------------------------------------------------- parser
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    from widedeep.models.dfn import DFN_DEFAULTS
+
+    g = p.add_argument_group("model hyper-parameters")
+    g.add_argument("--hidden-units", type=_int_list, help="deep MLP widths, e.g. 128,64")
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--embedding-dim", type=_positive_int, help="override every embedding width")
+    d = p.add_argument_group("DFN hyper-parameters (--model dfn)")
+    for key, default in DFN_DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(default, bool):
+            d.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), metavar="{true,false}",
+                           help=f"default {str(default).lower()}")
+        elif isinstance(default, int):
+            d.add_argument(flag, type=_positive_int, help=f"default {default}")
+        elif isinstance(default, float):
+            d.add_argument(flag, type=float, help=f"default {default}")
+        elif isinstance(default, (list, tuple)):
+            d.add_argument(flag, type=_int_list, help=f"default {','.join(map(str, default))}")
+        else:
+            d.add_argument(flag, help=f"default {default}")
+    o = p.add_argument_group("optimizers")
+    o.add_argument("--wide-learning-rate", type=float, help="FTRL learning rate (default 0.05)")
+    o.add_argument("--wide-l1", type=float, help="FTRL L1 strength (default 1e-3)")
+    o.add_argument("--wide-l2", type=float, help="FTRL L2 strength (default 0)")
+    o.add_argument("--deep-learning-rate", type=float, help="Adagrad learning rate (default 0.05)")
+    o.add_argument("--deep-initial-accumulator", type=float, help="Adagrad initial accumulator (default 0.1)")
+    p.add_argument("--loss-weights", type=_weights, metavar="U,C,D",
+                   help="loss weights of unclick,click,dislike impressions (default 1,1,10 for dfn, else 1,1,1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from widedeep.training import MODELS
+
+    parser = _Parser(prog="widedeep", description="Wide & Deep and DFN for CTR prediction.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("simulate", help="write a simulated dataset with a planted ground truth")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-users", type=_positive_int)
+    p.add_argument("--num-items", type=_positive_int)
+    p.add_argument("--num-impressions", type=_positive_int)
+    p.add_argument("--max-length", type=_positive_int, help="feedback sequence length L")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("prepare", help="turn KuaiRand or MovieLens files into a dataset directory")
+    src = p.add_subparsers(dest="source", required=True, parser_class=_Parser)
+    for name in ("kuairand", "movielens"):
+        q = src.add_parser(name)
+        if name == "kuairand":
+            q.add_argument("--log", action="append", required=True, help="interaction log CSV (repeatable)")
+            q.add_argument("--users", required=True, help="user_features CSV")
+            q.add_argument("--videos", required=True, help="video_features_basic CSV")
+        else:
+            q.add_argument("--path", required=True, help="directory with u.data (100K) or ratings.dat (1M)")
+        q.add_argument("--out", required=True)
+        q.add_argument("--max-length", type=_positive_int, default=30)
+        q.add_argument("--test-fraction", type=_fraction, default=0.2)
+        q.add_argument("--split-by", choices=("time", "user"), default="time")
+        q.add_argument("--on-error", choices=("skip", "stop"), default="skip")
+        q.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model on a dataset directory")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--model", choices=MODELS, default="wide_deep")
+    p.add_argument("--out", required=True, help="run directory for model.keras and metrics.json")
+    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="last fraction of the training period held out for validation curves")
+    _add_model_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="exact test metrics of a saved model, as JSON")
+    p.add_argument("--model", required=True, help="a .keras file written by train")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `widedeep` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from widedeep.data.records import DatasetError
+    from widedeep.schema import SchemaError
+
+    debug = os.environ.get("WIDEDEEP_DEBUG") == "1"
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except (UsageError, SchemaError, DatasetError, FileNotFoundError, ValueError) as e:
+        if debug:
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"widedeep: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("widedeep: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
