@@ -50,9 +50,13 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        )
     return values
 
 
@@ -60,9 +64,13 @@ def _weights(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three numbers 'unclick,click,dislike', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected three numbers 'unclick,click,dislike', got {text!r}"
+        ) from None
     if len(values) != 3 or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected three non-negative numbers 'unclick,click,dislike', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected three non-negative numbers 'unclick,click,dislike', got {text!r}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -74,7 +82,11 @@ def _print_json(payload: dict[str, Any]) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 
-    overrides = {k: v for k, v in vars(args).items() if k in SimulatorConfig.__dataclass_fields__ and v is not None}
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k in SimulatorConfig.__dataclass_fields__ and v is not None
+    }
     config = SimulatorConfig(**overrides)
     meta = simulate_dataset(args.out, config, progress=True)
     summary = {k: meta[k] for k in ("oracle_auc", "oracle_logloss") if k in meta}
@@ -109,7 +121,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from widedeep.training import OptimizerConfig, TrainConfig, train
 
     optimizer = OptimizerConfig(
-        **{k: getattr(args, k) for k in OptimizerConfig.__dataclass_fields__ if getattr(args, k) is not None}
+        **{
+            k: getattr(args, k)
+            for k in OptimizerConfig.__dataclass_fields__
+            if getattr(args, k) is not None
+        }
     )
     config = TrainConfig(
         data=args.data,
@@ -181,8 +197,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     for key, default in DFN_DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(default, bool):
-            d.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), metavar="{true,false}",
-                           help=f"default {str(default).lower()}")
+            d.add_argument(
+                flag,
+                type=lambda s: s.lower() in ("1", "true", "yes", "on"),
+                metavar="{true,false}",
+                help=f"default {str(default).lower()}",
+            )
         elif isinstance(default, int):
             d.add_argument(flag, type=_positive_int, help=f"default {default}")
         elif isinstance(default, float):
@@ -196,9 +216,15 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--wide-l1", type=float, help="FTRL L1 strength (default 1e-3)")
     o.add_argument("--wide-l2", type=float, help="FTRL L2 strength (default 0)")
     o.add_argument("--deep-learning-rate", type=float, help="Adagrad learning rate (default 0.05)")
-    o.add_argument("--deep-initial-accumulator", type=float, help="Adagrad initial accumulator (default 0.1)")
-    p.add_argument("--loss-weights", type=_weights, metavar="U,C,D",
-                   help="loss weights of unclick,click,dislike impressions (default 1,1,10 for dfn, else 1,1,1)")
+    o.add_argument(
+        "--deep-initial-accumulator", type=float, help="Adagrad initial accumulator (default 0.1)"
+    )
+    p.add_argument(
+        "--loss-weights",
+        type=_weights,
+        metavar="U,C,D",
+        help="loss weights of unclick,click,dislike impressions (default 1,1,10 for dfn, else 1,1,1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,11 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("kuairand", "movielens"):
         q = src.add_parser(name)
         if name == "kuairand":
-            q.add_argument("--log", action="append", required=True, help="interaction log CSV (repeatable)")
+            q.add_argument(
+                "--log", action="append", required=True, help="interaction log CSV (repeatable)"
+            )
             q.add_argument("--users", required=True, help="user_features CSV")
             q.add_argument("--videos", required=True, help="video_features_basic CSV")
         else:
-            q.add_argument("--path", required=True, help="directory with u.data (100K) or ratings.dat (1M)")
+            q.add_argument(
+                "--path", required=True, help="directory with u.data (100K) or ratings.dat (1M)"
+            )
         q.add_argument("--out", required=True)
         q.add_argument("--max-length", type=_positive_int, default=30)
         q.add_argument("--test-fraction", type=_fraction, default=0.2)
@@ -241,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=512)
     p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
-                   help="last fraction of the training period held out for validation curves")
+    p.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        help="last fraction of the training period held out for validation curves",
+    )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
 

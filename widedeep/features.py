@@ -39,7 +39,9 @@ class FeatureGraph:
 
     def __init__(self, schema: Schema, embedding_dim: int | None = None) -> None:
         if embedding_dim is not None and (not isinstance(embedding_dim, int) or embedding_dim < 1):
-            raise ValueError(f"`embedding_dim` must be an int >= 1. Received: embedding_dim={embedding_dim}")
+            raise ValueError(
+                f"`embedding_dim` must be an int >= 1. Received: embedding_dim={embedding_dim}"
+            )
         self.schema = schema
         self.embedding_dim = embedding_dim
         self.inputs: dict[str, keras.KerasTensor] = {
@@ -97,7 +99,9 @@ class FeatureGraph:
         self._index_cache[name] = out
         return out
 
-    def sequence_index(self, sequence: str, item_feature: str) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    def sequence_index(
+        self, sequence: str, item_feature: str
+    ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         """Indices `[B, L]` of one item feature of a sequence, and its validity mask `[B, L]`.
 
         The item feature's own lookup layer is reused. Padding positions (the
@@ -177,7 +181,11 @@ class FeatureGraph:
                 columns.append(keras.layers.Reshape((1,), name=f"reshape_{f.name}")(raw))
         if not columns:
             return None
-        return columns[0] if len(columns) == 1 else keras.layers.Concatenate(name="dense_features")(columns)
+        return (
+            columns[0]
+            if len(columns) == 1
+            else keras.layers.Concatenate(name="dense_features")(columns)
+        )
 
     def deep_input(self, extra: list[keras.KerasTensor] | None = None) -> keras.KerasTensor:
         """Concatenation of all field embeddings, dense features and `extra` tensors."""
@@ -208,5 +216,9 @@ class FeatureGraph:
             ids, item_mask = self.sequence_index(sequence, item_feature)
             parts.append(self.embedding_table(item_feature)(ids))
             mask = item_mask if mask is None else keras.ops.logical_and(mask, item_mask)
-        vectors = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=f"{sequence}_items")(parts)
+        vectors = (
+            parts[0]
+            if len(parts) == 1
+            else keras.layers.Concatenate(name=f"{sequence}_items")(parts)
+        )
         return vectors, mask

@@ -13,7 +13,9 @@ def _as_arrays(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
     labels = np.asarray(labels).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if labels.shape != scores.shape:
-        raise ValueError(f"labels and scores differ in length: {labels.shape[0]} vs {scores.shape[0]}")
+        raise ValueError(
+            f"labels and scores differ in length: {labels.shape[0]} vs {scores.shape[0]}"
+        )
     if labels.size and not np.isin(labels, (0, 1)).all():
         raise ValueError("labels must be 0 or 1")
     if not np.isfinite(scores).all():
@@ -74,7 +76,9 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
     labels, scores = _as_arrays(labels, scores)
     groups = np.asarray(groups).reshape(-1)
     if groups.shape != labels.shape:
-        raise ValueError(f"groups and labels differ in length: {groups.shape[0]} vs {labels.shape[0]}")
+        raise ValueError(
+            f"groups and labels differ in length: {groups.shape[0]} vs {labels.shape[0]}"
+        )
     values, count = _group_aucs(labels, scores, groups)
     valid = ~np.isnan(values)
     if not valid.any():
@@ -91,7 +95,9 @@ def logloss(labels: np.ndarray, probabilities: np.ndarray, epsilon: float = 1e-7
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
-def ctr_metrics(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+def ctr_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray
+) -> dict[str, float]:
     """`auc`, `gauc`, `logloss`, and the observed and predicted click rates."""
     labels_arr, p = _as_arrays(labels, probabilities)
     return {

@@ -58,14 +58,9 @@ class WideDeepModel(keras.Model):
 
     # ------------------------------------------------------------- inputs
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        # Keras names a missing feature itself; keys the model does not use are dropped.
         if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
-            expected = self._inputs_struct
-            missing = sorted(k for k in expected if k not in inputs)
-            if missing:
-                raise ValueError(
-                    f"missing input feature(s) {missing}; the model expects {sorted(expected)}"
-                )
-            inputs = {k: inputs[k] for k in expected}
+            inputs = {k: v for k, v in inputs.items() if k in self._inputs_struct}
         return super().call(inputs, training=training, mask=mask)
 
     # ----------------------------------------------------------- variables
@@ -124,10 +119,14 @@ class WideDeepModel(keras.Model):
             else wd_optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3)
         )
         deep_optimizer = keras.optimizers.get(
-            deep_optimizer if deep_optimizer is not None else wd_optimizers.Adagrad(learning_rate=0.05)
+            deep_optimizer
+            if deep_optimizer is not None
+            else wd_optimizers.Adagrad(learning_rate=0.05)
         )
         if wide_optimizer is deep_optimizer:
-            raise ValueError("wide_optimizer and deep_optimizer must be two different optimizer objects")
+            raise ValueError(
+                "wide_optimizer and deep_optimizer must be two different optimizer objects"
+            )
         super().compile(
             optimizer=deep_optimizer,
             loss=loss,
@@ -169,6 +168,27 @@ class WideDeepModel(keras.Model):
             self.build_optimizers()
 
     # ---------------------------------------------------------- training
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras (3.15) builds metrics under a distribution strategy from the
+        # replicas' batches averaged with `strategy.reduce("MEAN")`, which fails
+        # on string features (no AddN for strings). Shapes and dtypes are all the
+        # symbolic build needs, so take the first replica's batch instead.
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        strategy = self.distribute_strategy
+        for _, _, it in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                next(it),
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
     def train_step(self, data: Any) -> dict[str, Any]:
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         wide_variables = self.wide_variables

@@ -79,7 +79,9 @@ class CategoricalFeature:
         _check_name("Categorical", self.name)
         where = f"categorical feature '{self.name}'"
         if self.dtype not in _DTYPES:
-            raise SchemaError(f"{where}: dtype must be one of {_DTYPES}. Received: dtype={self.dtype!r}")
+            raise SchemaError(
+                f"{where}: dtype must be one of {_DTYPES}. Received: dtype={self.dtype!r}"
+            )
         if (self.vocabulary is None) == (self.hash_buckets is None):
             raise SchemaError(
                 f"{where}: give exactly one of `vocabulary` and `hash_buckets`. "
@@ -92,7 +94,9 @@ class CategoricalFeature:
             kind = str if self.dtype == "string" else int
             bad = [v for v in self.vocabulary if not isinstance(v, kind) or isinstance(v, bool)]
             if bad:
-                raise SchemaError(f"{where}: vocabulary values must be {self.dtype}. Received: {bad[:3]!r}")
+                raise SchemaError(
+                    f"{where}: vocabulary values must be {self.dtype}. Received: {bad[:3]!r}"
+                )
             if len(set(self.vocabulary)) != len(self.vocabulary):
                 raise SchemaError(f"{where}: vocabulary has duplicate values")
             if not isinstance(self.num_oov_buckets, int) or self.num_oov_buckets < 1:
@@ -102,7 +106,9 @@ class CategoricalFeature:
         if self.hash_buckets is not None and (
             not isinstance(self.hash_buckets, int) or self.hash_buckets < 1
         ):
-            raise SchemaError(f"{where}: hash_buckets must be an int >= 1. Received: hash_buckets={self.hash_buckets!r}")
+            raise SchemaError(
+                f"{where}: hash_buckets must be an int >= 1. Received: hash_buckets={self.hash_buckets!r}"
+            )
         _check_embedding_dim(where, self.embedding_dim)
 
     @property
@@ -150,7 +156,9 @@ class NumericFeature:
         if self.boundaries is not None:
             b = list(self.boundaries)
             if not b or any(not isinstance(x, (int, float)) for x in b) or b != sorted(set(b)):
-                raise SchemaError(f"{where}: boundaries must be non-empty, numeric and strictly increasing")
+                raise SchemaError(
+                    f"{where}: boundaries must be non-empty, numeric and strictly increasing"
+                )
         if self.wide and self.boundaries is None:
             raise SchemaError(f"{where}: wide=True needs quantile `boundaries` to bucketise on")
         if not (self.wide or self.deep):
@@ -186,9 +194,13 @@ class CrossFeature:
         _check_name("Cross", self.name)
         where = f"cross feature '{self.name}'"
         if len(self.features) < 2:
-            raise SchemaError(f"{where}: needs at least two features. Received: features={self.features!r}")
+            raise SchemaError(
+                f"{where}: needs at least two features. Received: features={self.features!r}"
+            )
         if not isinstance(self.hash_buckets, int) or self.hash_buckets < 1:
-            raise SchemaError(f"{where}: hash_buckets must be an int >= 1. Received: hash_buckets={self.hash_buckets!r}")
+            raise SchemaError(
+                f"{where}: hash_buckets must be an int >= 1. Received: hash_buckets={self.hash_buckets!r}"
+            )
         _check_embedding_dim(where, self.embedding_dim)
         if not (self.wide or self.embedding_dim):
             raise SchemaError(f"{where}: used by neither branch")
@@ -223,7 +235,9 @@ class SequenceFeature:
         if not self.item_features:
             raise SchemaError(f"{where}: item_features is empty")
         if not isinstance(self.max_length, int) or self.max_length < 1:
-            raise SchemaError(f"{where}: max_length must be an int >= 1. Received: max_length={self.max_length!r}")
+            raise SchemaError(
+                f"{where}: max_length must be an int >= 1. Received: max_length={self.max_length!r}"
+            )
 
     def input_name(self, item_feature: str) -> str:
         """Raw input name of this sequence's `item_feature` column."""
@@ -236,7 +250,9 @@ class SequenceFeature:
 
 def _check_embedding_dim(where: str, dim: Any) -> None:
     if dim is not None and (not isinstance(dim, int) or dim < 1):
-        raise SchemaError(f"{where}: embedding_dim must be None or an int >= 1. Received: embedding_dim={dim!r}")
+        raise SchemaError(
+            f"{where}: embedding_dim must be None or an int >= 1. Received: embedding_dim={dim!r}"
+        )
 
 
 @dataclass
@@ -285,13 +301,17 @@ class Schema:
         try:
             return self.features[name]
         except KeyError:
-            raise SchemaError(f"unknown feature '{name}'; the schema has {sorted(self.features)}") from None
+            raise SchemaError(
+                f"unknown feature '{name}'; the schema has {sorted(self.features)}"
+            ) from None
 
     def sequence(self, name: str) -> SequenceFeature:
         for s in self.sequences:
             if s.name == name:
                 return s
-        raise SchemaError(f"unknown sequence '{name}'; the schema has {[s.name for s in self.sequences]}")
+        raise SchemaError(
+            f"unknown sequence '{name}'; the schema has {[s.name for s in self.sequences]}"
+        )
 
     @property
     def wide_features(self) -> list[CategoricalFeature | NumericFeature | CrossFeature]:
@@ -320,7 +340,9 @@ class Schema:
         ):
             for f in group:
                 if not isinstance(f, kind):
-                    raise SchemaError(f"expected {kind.__name__}, received {type(f).__name__}: {f!r}")
+                    raise SchemaError(
+                        f"expected {kind.__name__}, received {type(f).__name__}: {f!r}"
+                    )
                 f.validate()
         names = [f.name for f in [*self.categorical, *self.numeric, *self.crosses]]
         names += [n for s in self.sequences for n in s.input_names]
@@ -343,7 +365,9 @@ class Schema:
             for item in s.item_features:
                 f = categorical.get(item)
                 if f is None:
-                    raise SchemaError(f"sequence feature '{s.name}': unknown categorical item feature '{item}'")
+                    raise SchemaError(
+                        f"sequence feature '{s.name}': unknown categorical item feature '{item}'"
+                    )
                 if f.embedding_dim is None:
                     raise SchemaError(
                         f"sequence feature '{s.name}': item feature '{item}' needs an embedding_dim"

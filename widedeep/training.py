@@ -26,7 +26,7 @@ from widedeep import optimizers as wd_optimizers
 from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
 from widedeep.metrics import ctr_metrics
 from widedeep.model import WideDeepModel
-from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
+from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.schema import Schema
 
@@ -107,7 +107,10 @@ def compile_model(model: WideDeepModel, optimizer: OptimizerConfig | None = None
         wide_optimizer=wide,
         deep_optimizer=deep,
         loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000), keras.metrics.BinaryCrossentropy(name="logloss")],
+        metrics=[
+            keras.metrics.AUC(name="auc", num_thresholds=1000),
+            keras.metrics.BinaryCrossentropy(name="logloss"),
+        ],
     )
     return model
 
@@ -123,7 +126,11 @@ class OptimizerLogger(keras.callbacks.Callback):
         model: WideDeepModel = self.model
         with self._writer.as_default():
             for branch, opt in (("wide", model.wide_optimizer), ("deep", model.deep_optimizer)):
-                tf.summary.scalar(f"{branch}_learning_rate", float(keras.ops.convert_to_numpy(opt.learning_rate)), step=epoch)
+                tf.summary.scalar(
+                    f"{branch}_learning_rate",
+                    float(keras.ops.convert_to_numpy(opt.learning_rate)),
+                    step=epoch,
+                )
                 tf.summary.scalar(f"{branch}_iterations", int(opt.iterations.numpy()), step=epoch)
         self._writer.flush()
 
@@ -163,17 +170,29 @@ def train(config: TrainConfig) -> dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
     schema, meta = load_dataset_dir(config.data)
     weights = config.resolved_feedback_weights()
-    model = compile_model(build_model(schema, config.model, **config.hyperparameters), config.optimizer)
+    model = compile_model(
+        build_model(schema, config.model, **config.hyperparameters), config.optimizer
+    )
 
     fit_rows, total_rows = _split_rows(meta, config.validation_fraction)
     train_ds = make_dataset(
-        config.data, "train", schema, batch_size=config.batch_size, shuffle=True,
-        seed=config.seed, feedback_weights=weights, rows=(0, fit_rows),
+        config.data,
+        "train",
+        schema,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        feedback_weights=weights,
+        rows=(0, fit_rows),
     )
     valid_ds = None
     if fit_rows < total_rows:
         valid_ds = make_dataset(
-            config.data, "train", schema, batch_size=4096, feedback_weights=weights,
+            config.data,
+            "train",
+            schema,
+            batch_size=4096,
+            feedback_weights=weights,
             rows=(fit_rows, total_rows),
         )
 
@@ -188,7 +207,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             OptimizerLogger(run_logdir),
         ]
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    model.fit(
+        train_ds,
+        validation_data=valid_ds,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
     seconds = time.perf_counter() - start
 
     metrics = evaluate_model(model, config.data, "test")

@@ -142,11 +142,13 @@ def build_dfn(
     fields = graph.field_embeddings()
     if hp["use_fm"]:
         blocks = module.output_dim // hp["model_dim"]
-        feedback_fields = keras.layers.Reshape((blocks, hp["model_dim"]), name="feedback_fields")(f_feed)
+        feedback_fields = keras.layers.Reshape((blocks, hp["model_dim"]), name="feedback_fields")(
+            f_feed
+        )
         if hp["model_dim"] != embedding_dim:
-            feedback_fields = keras.layers.Dense(embedding_dim, use_bias=False, name="feedback_to_fm")(
-                feedback_fields
-            )
+            feedback_fields = keras.layers.Dense(
+                embedding_dim, use_bias=False, name="feedback_to_fm"
+            )(feedback_fields)
         stacked = keras.layers.Concatenate(axis=1, name="fm_fields")(
             [keras.layers.Reshape((1, embedding_dim))(e) for e in fields] + [feedback_fields]
         )

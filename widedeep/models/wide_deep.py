@@ -16,10 +16,14 @@ BRANCHES = ("wide_deep", "wide", "deep")
 
 
 def logits_to_probability(logits: list[keras.KerasTensor]) -> keras.KerasTensor:
-    """Sums branch logits `[B, 1]` and applies the sigmoid, returning `[B]` probabilities."""
-    logit = logits[0] if len(logits) == 1 else keras.layers.Add(name="logit_sum")(logits)
-    logit = keras.layers.Reshape((), name="logit")(logit)
-    # The sigmoid stays the last op so Keras' binary cross-entropy works on the logits.
+    """Sums branch logits `[B, 1]` and applies the sigmoid, returning `[B, 1]` probabilities.
+
+    The output keeps its trailing axis: Keras losses reduce the last axis, so a
+    `[B]` output would collapse the batch before sample weights and the
+    distribution-strategy scaling are applied. The sigmoid is the last op, so
+    Keras' binary cross-entropy works on the logits.
+    """
+    logit = logits[0] if len(logits) == 1 else keras.layers.Add(name="logit")(logits)
     return keras.layers.Activation("sigmoid", name="probability")(logit)
 
 
@@ -50,7 +54,7 @@ def build_wide_deep(
 
     Returns:
         An uncompiled `WideDeepModel` taking a dict of raw features and returning
-        the click probability `[B]`.
+        the click probability `[B, 1]`.
 
     Example:
 
@@ -62,7 +66,9 @@ def build_wide_deep(
     if branches not in BRANCHES:
         raise ValueError(f"`branches` must be one of {BRANCHES}. Received: branches={branches!r}")
     if sequence_pooling and branches == "wide":
-        raise ValueError("sequence_pooling feeds the deep branch; it needs branches='wide_deep' or 'deep'")
+        raise ValueError(
+            "sequence_pooling feeds the deep branch; it needs branches='wide_deep' or 'deep'"
+        )
     if sequence_pooling and not schema.sequences:
         raise ValueError("sequence_pooling=True but the schema has no sequence features")
     graph = FeatureGraph(schema, embedding_dim=embedding_dim)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny schema and matching raw feature batches."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from widedeep.schema import (  # noqa: E402
+    CategoricalFeature,
+    CrossFeature,
+    NumericFeature,
+    Schema,
+    SequenceFeature,
+)
+
+SEQUENCE_LENGTH = 5
+
+
+def make_tiny_schema(embedding_dim: int = 4) -> Schema:
+    """Users, items, a string city, a hashed category, a bucketised price, a cross, three sequences."""
+    return Schema(
+        categorical=[
+            CategoricalFeature("user_id", vocabulary=list(range(10)), embedding_dim=embedding_dim),
+            CategoricalFeature("item_id", vocabulary=list(range(20)), embedding_dim=embedding_dim),
+            CategoricalFeature(
+                "city", dtype="string", vocabulary=["paris", "rome"], embedding_dim=embedding_dim
+            ),
+            CategoricalFeature("category", hash_buckets=7, embedding_dim=embedding_dim),
+        ],
+        numeric=[NumericFeature("price", mean=1.0, std=2.0, boundaries=[0.0, 1.0, 2.0], wide=True)],
+        crosses=[CrossFeature("city_x_category", ["city", "category"], hash_buckets=16)],
+        sequences=[
+            SequenceFeature(name, ["item_id", "category"], SEQUENCE_LENGTH)
+            for name in ("click", "unclick", "dislike")
+        ],
+        target_item_features=["item_id", "category"],
+    )
+
+
+def make_batch(n: int = 64, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw features (with some unknown ids and padding) and labels for `make_tiny_schema`."""
+    rng = np.random.default_rng(seed)
+    x: dict[str, np.ndarray] = {
+        "user_id": rng.integers(0, 12, n),
+        "item_id": rng.integers(0, 22, n),
+        "city": rng.choice(np.array(["paris", "rome", "oslo", ""], dtype=object), n),
+        "category": rng.integers(0, 5, n),
+        "price": rng.normal(1.0, 2.0, n).astype("float32"),
+    }
+    for seq in ("click", "unclick", "dislike"):
+        lengths = rng.integers(0, SEQUENCE_LENGTH + 1, n)
+        valid = np.arange(SEQUENCE_LENGTH)[None, :] < lengths[:, None]
+        x[f"{seq}_item_id"] = np.where(valid, rng.integers(0, 20, (n, SEQUENCE_LENGTH)), -1)
+        x[f"{seq}_category"] = np.where(valid, rng.integers(0, 5, (n, SEQUENCE_LENGTH)), -1)
+    logits = 0.8 * (x["category"] == 1) - 0.6 * (x["city"] == "rome") + 0.1 * x["price"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logits))).astype("float32")
+    return x, y
+
+
+@pytest.fixture
+def tiny_schema() -> Schema:
+    return make_tiny_schema()
+
+
+@pytest.fixture
+def tiny_batch() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    return make_batch()
