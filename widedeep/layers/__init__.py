@@ -1,0 +1,22 @@
+"""Keras layers of widedeep (all registered for `keras.models.load_model`)."""
+
+from widedeep.layers.embedding import Embedding
+from widedeep.layers.feedback import ClickAwareAttention, FeedbackInteraction, FeedbackTransformer
+from widedeep.layers.fm import FactorizationMachine
+from widedeep.layers.mlp import MLP
+from widedeep.layers.pooling import MaskedMeanPooling
+from widedeep.layers.preprocessing import HashedCross, Standardize
+from widedeep.layers.wide import WideLinear
+
+__all__ = [
+    "MLP",
+    "ClickAwareAttention",
+    "Embedding",
+    "FactorizationMachine",
+    "FeedbackInteraction",
+    "FeedbackTransformer",
+    "HashedCross",
+    "MaskedMeanPooling",
+    "Standardize",
+    "WideLinear",
+]

@@ -1,0 +1,135 @@
+"""DFN as a whole model: routing, weighted loss, ablations, save/load/continue."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from widedeep import optimizers as wd_optimizers
+from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
+from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS
+
+
+def _dfn(schema, **hp):
+    keras.utils.set_random_seed(3)
+    model = build_dfn(schema, embedding_dim=4, hidden_units=(8,), model_dim=8, num_heads=2, **hp)
+    model.compile(
+        wide_optimizer=wd_optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3),
+        deep_optimizer=wd_optimizers.Adagrad(learning_rate=0.05),
+    )
+    return model
+
+
+def test_feedback_module_trains_with_adagrad_and_wide_with_ftrl(tiny_schema):
+    model = _dfn(tiny_schema)
+    feedback_paths = {v.path for v in model.get_layer("feedback").trainable_variables}
+    fm_paths = {v.path for v in model.get_layer("fm_logit").trainable_variables}
+    wide_paths = {v.path for v in model.get_layer("wide").trainable_variables}
+    assert feedback_paths and fm_paths and wide_paths
+    deep_optimizer_paths = {v.path for v in model.deep_optimizer._trainable_variables}
+    wide_optimizer_paths = {v.path for v in model.wide_optimizer._trainable_variables}
+    assert feedback_paths | fm_paths <= deep_optimizer_paths
+    assert wide_optimizer_paths == wide_paths
+    assert not deep_optimizer_paths & wide_optimizer_paths
+
+
+def test_one_step_changes_every_branch(tiny_schema, tiny_batch):
+    x, y = tiny_batch
+    model = _dfn(tiny_schema)
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    model.train_on_batch(x, y)
+    for layer in ("wide", "feedback", "fm_logit", "deep"):
+        changed = [
+            v.path
+            for v in model.get_layer(layer).trainable_variables
+            if not np.array_equal(before[v.path], v.numpy())
+        ]
+        assert changed, f"no variable of '{layer}' moved after one step"
+
+
+def test_dislike_counts_ten_times_in_the_loss(tiny_schema, tiny_batch):
+    x, y = tiny_batch
+    model = _dfn(tiny_schema)
+    weights_by_type = np.asarray(DEFAULT_FEEDBACK_WEIGHTS["dfn"])
+    assert list(weights_by_type) == [1.0, 1.0, 10.0]
+    feedback = np.where(y == 1, 1, 0)
+    feedback[:5] = np.where(y[:5] == 0, 2, 1)  # some dislikes
+    sample_weight = weights_by_type[feedback]
+    p = np.clip(model.predict(x, verbose=0).reshape(-1).astype(np.float64), 1e-7, 1 - 1e-7)
+    per_example = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    expected = np.sum(sample_weight * per_example) / len(y)
+    loss = model.evaluate(x, y, sample_weight=sample_weight, batch_size=len(y), verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    # The same loss as repeating a disliked impression ten times in the sum.
+    repeated = np.concatenate([per_example] + [per_example[feedback == 2]] * 9)
+    np.testing.assert_allclose(loss, repeated.sum() / len(y), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "use_click_transformer",
+        "use_unclick_transformer",
+        "use_dislike_transformer",
+        "use_click_aware_attention",
+        "use_fm",
+        "use_wide",
+    ],
+)
+def test_ablation_switches_remove_their_part(tiny_schema, tiny_batch, switch):
+    x, y = tiny_batch
+    assert DFN_DEFAULTS[switch] is True
+    full = _dfn(tiny_schema)
+    ablated = _dfn(tiny_schema, **{switch: False})
+    assert ablated.count_params() < full.count_params()
+    names = {layer.name for layer in ablated.layers}
+    if switch == "use_fm":
+        assert "fm" not in names
+    if switch == "use_wide":
+        assert "wide" not in names and ablated.wide_variables == []
+    ablated.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(ablated.predict(x, verbose=0)).all()
+
+
+def test_sequence_length_keeps_most_recent_items(tiny_schema, tiny_batch):
+    x, _ = tiny_batch
+    model = _dfn(tiny_schema, sequence_length=2)
+    changed = {k: v.copy() for k, v in x.items()}
+    for seq in ("click", "unclick", "dislike"):
+        changed[f"{seq}_item_id"][:, 2:] = np.where(x[f"{seq}_item_id"][:, 2:] >= 0, 3, -1)
+    np.testing.assert_allclose(model.predict(changed, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    changed["click_item_id"][:, 0] = 7
+    assert not np.allclose(model.predict(changed, verbose=0), model.predict(x, verbose=0))
+
+
+def test_empty_feedback_gives_finite_predictions(tiny_schema, tiny_batch):
+    x, _ = tiny_batch
+    model = _dfn(tiny_schema)
+    empty = {k: (np.full_like(v, -1) if k.startswith(("click_", "unclick_", "dislike_")) else v) for k, v in x.items()}
+    assert np.isfinite(model.predict(empty, verbose=0)).all()
+
+
+def test_dfn_save_load_continue_is_exact(tiny_schema, tiny_batch, tmp_path):
+    x, y = tiny_batch
+    straight = _dfn(tiny_schema)
+    straight.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    first = _dfn(tiny_schema)
+    first.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    first.save(tmp_path / "dfn.keras")
+    reloaded = keras.models.load_model(tmp_path / "dfn.keras")
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), first.predict(x, verbose=0))
+    reloaded.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(straight.weights, reloaded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+def test_build_dfn_needs_the_three_sequences(tiny_schema):
+    tiny_schema.sequences = tiny_schema.sequences[:2]
+    with pytest.raises(ValueError, match="dislike"):
+        build_dfn(tiny_schema)
+
+
+def test_unknown_hyperparameter_is_named(tiny_schema):
+    with pytest.raises(ValueError, match="use_gru"):
+        build_dfn(tiny_schema, use_gru=True)

@@ -1,0 +1,213 @@
+"""Unit tests of the loaders' shared streaming machinery (no files beyond tmp_path, no TF)."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import numpy as np
+import pytest
+
+from widedeep.data.feedback_log import (
+    ErrorPolicy,
+    Event,
+    FeatureTable,
+    FeedbackHistory,
+    FeedbackLogError,
+    PrepareOptions,
+    Progress,
+    TrainStatistics,
+    categorical_feature,
+    check_time_order,
+    merge_by_time,
+    num_test,
+    parse_int,
+    parse_optional_int,
+    read_csv_with_header,
+    read_delimited,
+)
+from widedeep.data.records import DatasetError
+from widedeep.schema import FEEDBACK_TYPES
+
+
+def event(time: int, file_index: int = 0, line: int = 1, user: int = 1, item: int = 1) -> Event:
+    return Event(
+        time, user, item, 0, 0, (), (time, user, item), file_index, f"f{file_index}.csv", line
+    )
+
+
+def test_num_test_rounds_half_up():
+    assert [num_test(n, 0.2) for n in (0, 1, 2, 3, 5, 7, 8, 10)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert num_test(4, 0.5) == 2 and num_test(3, 0.5) == 2 and num_test(1, 0.5) == 1
+    assert num_test(10, 0.0) == 0
+
+
+def test_history_is_most_recent_first_and_bounded():
+    history = FeedbackHistory(max_length=3)
+    for item in (1, 2, 3, 4):
+        history.add(7, FEEDBACK_TYPES.index("click"), item)
+    history.add(7, FEEDBACK_TYPES.index("dislike"), 9)
+    assert history.sequence(7, FEEDBACK_TYPES.index("click")) == [4, 3, 2]
+    assert history.sequence(7, FEEDBACK_TYPES.index("dislike")) == [9]
+    assert history.sequence(7, FEEDBACK_TYPES.index("unclick")) == []
+    assert history.sequence(8, FEEDBACK_TYPES.index("click")) == []
+    assert len(history) == 2
+
+
+def test_error_policy_stop_raises_a_dataset_error_naming_file_and_line():
+    policy = ErrorPolicy("stop")
+    with pytest.raises(DatasetError, match=re.escape("log.csv, line 12: bad time")):
+        policy.reject("malformed_rows", "log.csv", 12, "bad time")
+    assert issubclass(FeedbackLogError, DatasetError)
+
+
+def test_error_policy_skip_counts_once_and_keeps_examples():
+    policy = ErrorPolicy("skip")
+    for line in range(2, 10):
+        policy.reject("malformed_rows", "log.csv", line, "bad")
+    policy.reject("unknown_users", "log.csv", 11, "user 5 is not in users.csv")
+    policy.counting = False  # a second pass over the same rows
+    policy.reject("malformed_rows", "log.csv", 2, "bad")
+    assert policy.report() == {"malformed_rows": 8, "unknown_users": 1}
+    assert len(policy.examples["malformed_rows"]) == 5
+    assert policy.examples["malformed_rows"][0] == "log.csv, line 2: bad"
+    assert "8 malformed rows" in policy.summary() and "1 unknown users" in policy.summary()
+
+
+def test_read_csv_with_header_reports_missing_columns_and_line_numbers(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text('a,b,c\n1,"x,y",3\n\n4,5,6\n')
+    rows = list(read_csv_with_header(path, ["a", "c"]))
+    assert [(line, fields) for _, line, fields in rows] == [
+        (2, ["1", "x,y", "3"]),
+        (4, ["4", "5", "6"]),
+    ]
+    assert rows[0][0] == {"a": 0, "b": 1, "c": 2}
+    with pytest.raises(FeedbackLogError, match=re.escape(f"{path}: missing column(s) ['d']")):
+        list(read_csv_with_header(path, ["a", "d"]))
+    with pytest.raises(FeedbackLogError, match="cannot read"):
+        list(read_csv_with_header(tmp_path / "absent.csv", ["a"]))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(FeedbackLogError, match="empty file"):
+        list(read_csv_with_header(tmp_path / "empty.csv", ["a"]))
+
+
+def test_read_delimited_is_latin1_and_numbers_lines(tmp_path):
+    path = tmp_path / "movies.dat"
+    path.write_bytes("1::Café (1995)::Drama\n\n2::B (1996)::Comedy\n".encode("latin-1"))
+    assert list(read_delimited(path, "::")) == [
+        (1, ["1", "Café (1995)", "Drama"]),
+        (3, ["2", "B (1996)", "Comedy"]),
+    ]
+
+
+def test_parse_int():
+    assert parse_int("12") == 12 and parse_int("12.0") == 12
+    with pytest.raises(ValueError):
+        parse_int("1.5")
+    assert (
+        parse_optional_int("") == -1
+        and parse_optional_int("nan") == -1
+        and parse_optional_int(" 3.0") == 3
+    )
+
+
+def test_merge_by_time_breaks_ties_by_file_then_line():
+    a = [event(1, 0, 2), event(5, 0, 3)]
+    b = [event(1, 1, 2), event(3, 1, 3), event(5, 1, 4)]
+    merged = [(e.time, e.file_index, e.line) for e in merge_by_time([a, b])]
+    assert merged == [(1, 0, 2), (1, 1, 2), (3, 1, 3), (5, 0, 3), (5, 1, 4)]
+
+
+def test_check_time_order_names_the_first_row_back_in_time():
+    rows = [event(1, line=2), event(1, line=3), event(0, line=4)]
+    stream = check_time_order(rows)
+    assert [next(stream).line, next(stream).line] == [2, 3]
+    with pytest.raises(
+        FeedbackLogError, match=re.escape("f0.csv, line 4: rows are not in time order")
+    ):
+        next(stream)
+
+
+def test_feature_table_missing_row_and_median_imputation():
+    table = FeatureTable(
+        "videos",
+        "videos.csv",
+        keys=[5, 9, 7],
+        columns={"tag": [1, -1, 3], "kind": ["a", "", "b"], "duration": [1.0, math.nan, 5.0]},
+        dtypes={"tag": "int64", "kind": "string", "duration": "float32"},
+    )
+    assert table.lookup(9) == 1 and table.lookup(4) is None
+    assert table.imputed == {"duration": 1}
+    got = table.gather(np.array([[0, table.missing_index], [2, 1]]))
+    np.testing.assert_array_equal(got["tag"], [[1, -1], [3, -1]])
+    assert got["kind"].tolist() == [["a", ""], ["b", ""]]
+    np.testing.assert_array_equal(got["duration"][1], [5.0, 3.0])  # 3.0: median of 1 and 5
+
+
+def test_train_statistics_vocabulary_moments_and_quantiles():
+    stats = TrainStatistics(["tag", "kind"], ["x"], sample_size=50, seed=1)
+    x = np.arange(1000, dtype=np.float32)
+    tags = np.resize([3, 3, 3, -1, 1, 2, 2, 5], 1000)  # counts 375, 250, 125, 125 (and -1)
+    kinds = np.resize(["b", "a", ""], 1000)
+    for chunk in np.split(np.arange(1000), 4):
+        stats.update({"tag": tags[chunk], "kind": kinds[chunk], "x": x[chunk]})
+    assert stats.rows == 1000
+    assert stats.vocabulary("tag") == [3, 2, 1, 5]  # most frequent first, ties by value; no -1
+    assert stats.vocabulary("kind") == ["b", "a"]  # "" (missing) left out
+    mean, std = stats.mean_std("x")
+    assert mean == pytest.approx(499.5) and std == pytest.approx(np.std(x))
+    boundaries = stats.boundaries("x", 4)
+    assert len(boundaries) == 3 and boundaries == sorted(boundaries)
+    assert all(abs(b - q) < 150 for b, q in zip(boundaries, (250, 500, 750), strict=True))
+    assert len(stats._sample["x"]) == 50  # the reservoir stays bounded
+
+
+def test_categorical_feature_hashes_large_or_empty_vocabularies():
+    stats = TrainStatistics(["id", "none"], [])
+    stats.update({"id": np.arange(3000), "none": np.full(3000, -1)})
+    assert categorical_feature(stats, "id", "int64").vocabulary[:2] == [0, 1]
+    hashed = categorical_feature(stats, "id", "int64", max_vocabulary_size=100)
+    assert hashed.hash_buckets == 8192 and hashed.vocabulary is None
+    assert categorical_feature(stats, "none", "int64").hash_buckets == 1
+
+
+def test_prepare_options_validate():
+    assert PrepareOptions().test_fraction == 0.2 and PrepareOptions().split_by == "time"
+    for kwargs, name in (
+        ({"max_length": 0}, "max_length"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+        ({"test_fraction": 1}, "test_fraction"),
+        ({"split_by": "item"}, "split_by"),
+        ({"on_error": "warn"}, "on_error"),
+    ):
+        with pytest.raises(ValueError, match=rf"{name}.*Received"):
+            PrepareOptions(**kwargs)
+
+
+def test_progress_prints_rows_per_second():
+    stream = io.StringIO()
+    progress = Progress("kuairand pass 1/2", True, interval=0.0, stream=stream)
+    progress.update(4096)
+    progress.done()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("kuairand pass 1/2: 4,096 rows") and "rows/s" in lines[0]
+    assert lines[-1].endswith("done")
+    quiet = io.StringIO()
+    Progress("x", False, stream=quiet).done()
+    assert quiet.getvalue() == ""
+
+
+def test_train_statistics_weighted_by_train_impressions():
+    # Side-table columns are given once per entity with its number of train impressions.
+    stats = TrainStatistics(["tag"], ["duration"])
+    stats.update(
+        {"tag": np.array([7, 8, 9, -1]), "duration": np.array([1.0, 2.0, 10.0, 4.0])},
+        weights=np.array([3, 1, 0, 2]),  # tag 9 / duration 10 only in test: no weight
+    )
+    assert stats.vocabulary("tag") == [7, 8]
+    mean, std = stats.mean_std("duration")
+    x = np.array([1.0, 1.0, 1.0, 2.0, 4.0, 4.0])
+    assert mean == pytest.approx(x.mean()) and std == pytest.approx(x.std())
+    assert stats.boundaries("duration", 3) == [2.0]  # tertiles of x: 1.0 (dropped: the minimum), 2.0

@@ -1,0 +1,294 @@
+"""Tests of the dataset directory: writer, tf.data pipeline, column reads and validation."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from widedeep.data.records import (
+    DatasetError,
+    DatasetWriter,
+    check_columns,
+    load_dataset_dir,
+    make_dataset,
+    read_columns,
+)
+from widedeep.schema import CategoricalFeature, NumericFeature, Schema, SequenceFeature
+
+L = 3
+
+
+def tiny_schema() -> Schema:
+    return Schema(
+        categorical=[
+            CategoricalFeature("user_id", vocabulary=[1, 2, 3]),
+            CategoricalFeature("city", dtype="string", vocabulary=["paris", "rome"]),
+            CategoricalFeature("item_id", vocabulary=[10, 11, 12, 13], embedding_dim=4),
+        ],
+        numeric=[NumericFeature("price", mean=2.5, std=1.0)],
+        sequences=[SequenceFeature("click", ["item_id"], max_length=L)],
+        target_item_features=["item_id"],
+    )
+
+
+# Rows: an empty, a short, a full and an over-long click sequence.
+ROWS = {
+    "user_id": np.array([1, 2, 3, 1, 2]),
+    "city": np.array(["paris", "rome", "", "rome", "paris"], dtype=object),
+    "item_id": np.array([10, 11, 12, 13, 10]),
+    "price": np.array([1.5, 2.0, 3.25, 4.0, 0.5], dtype=np.float32),
+    "click_item_id": [
+        np.array([], dtype=np.int64),
+        np.array([11]),
+        np.array([12, 10, 11]),
+        np.array([13, 12, 11, 10, 13]),
+        np.array([10, 10]),
+    ],
+    "label": np.array([0, 1, 0, 1, 0]),
+    "feedback": np.array([0, 1, 2, 1, 0]),
+    "true_probability": np.array([0.1, 0.9, 0.2, 0.8, 0.3], dtype=np.float32),
+}
+EXPECTED_CLICKS = np.array(
+    [[-1, -1, -1], [11, -1, -1], [12, 10, 11], [13, 12, 11], [10, 10, -1]], dtype=np.int64
+)
+
+
+def write_tiny(out_dir, rows=ROWS, num_shards=None, chunks=1, schema=None) -> dict:
+    writer = DatasetWriter(out_dir, num_shards or {"train": 2, "test": 1})
+    n = len(rows["label"])
+    bounds = np.linspace(0, n, chunks + 1).astype(int)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        chunk = {
+            k: (v[start:stop] if isinstance(v, np.ndarray) else v[start:stop])
+            for k, v in rows.items()
+        }
+        writer.write("train", chunk)
+    writer.write("test", {k: v[:2] for k, v in rows.items()})
+    return writer.close(schema or tiny_schema(), {"source": "test", "note": np.float32(1.5)})
+
+
+def collect(ds: tf.data.Dataset):
+    features, labels, weights = {}, [], []
+    for x, y, w in ds:
+        for k, v in x.items():
+            features.setdefault(k, []).append(v.numpy())
+        labels.append(y.numpy())
+        weights.append(w.numpy())
+    return (
+        {k: np.concatenate(v) for k, v in features.items()},
+        np.concatenate(labels),
+        np.concatenate(weights),
+    )
+
+
+def test_round_trip_values_padding_truncation_and_weights(tmp_path):
+    meta = write_tiny(tmp_path)
+    assert meta["source"] == "test" and meta["note"] == 1.5
+    assert meta["splits"]["train"]["examples"] == 5
+    assert meta["splits"]["train"]["files"] == [
+        "train/part-00000-of-00002.tfrecord",
+        "train/part-00001-of-00002.tfrecord",
+    ]
+    assert meta["splits"]["test"]["examples"] == 2
+    assert json.loads((tmp_path / "meta.json").read_text()) == meta
+
+    ds = make_dataset(tmp_path, "train", batch_size=2, feedback_weights=(1, 1, 10))
+    features, labels, weights = collect(ds)
+    assert set(features) == set(tiny_schema().input_signature())
+    np.testing.assert_array_equal(features["user_id"], ROWS["user_id"])
+    assert features["city"].tolist() == [b"paris", b"rome", b"", b"rome", b"paris"]
+    np.testing.assert_array_equal(features["price"], ROWS["price"])
+    np.testing.assert_array_equal(features["click_item_id"], EXPECTED_CLICKS)
+    np.testing.assert_array_equal(labels, [0.0, 1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(weights, [1.0, 1.0, 10.0, 1.0, 1.0])  # the dislike weighs 10
+
+    x, y, w = next(iter(make_dataset(tmp_path, "train", batch_size=4)))
+    assert x["click_item_id"].shape == (4, L) and x["click_item_id"].dtype == tf.int64
+    assert x["city"].dtype == tf.string and x["price"].dtype == tf.float32
+    assert y.dtype == tf.float32
+    np.testing.assert_array_equal(w.numpy(), np.ones(4))
+
+
+def test_padded_2d_input_and_streaming_chunks_preserve_order(tmp_path):
+    rows = dict(ROWS)
+    rows["click_item_id"] = np.array(
+        [
+            [-1, -1, -1, -1, -1],
+            [11, -1, -1, -1, -1],
+            [12, 10, 11, -1, -1],
+            [13, 12, 11, 10, 13],
+            [10, 10, -1, -1, -1],
+        ]
+    )
+    write_tiny(tmp_path, rows, num_shards={"train": 3, "test": 1}, chunks=3)
+    features, labels, _ = collect(make_dataset(tmp_path, "train", batch_size=3))
+    np.testing.assert_array_equal(features["click_item_id"], EXPECTED_CLICKS)
+    np.testing.assert_array_equal(features["item_id"], ROWS["item_id"])
+    # Every shard got rows (dealt round-robin).
+    sizes = [
+        sum(1 for _ in tf.data.TFRecordDataset(str(p)))
+        for p in sorted((tmp_path / "train").iterdir())
+    ]
+    assert sizes == [2, 2, 1]
+
+
+def test_missing_scalars_default_to_missing_value_and_mean(tmp_path):
+    write_tiny(tmp_path, num_shards={"train": 1, "test": 1})
+    shard = str(tmp_path / "train" / "part-00000-of-00001.tfrecord")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    # A hand-made second record lacking the scalars 'city' and 'price'.
+    sparse = tf.train.Example.FromString(records[1])
+    del sparse.features.feature["city"]
+    del sparse.features.feature["price"]
+    with tf.io.TFRecordWriter(shard) as writer:
+        writer.write(records[0])
+        writer.write(sparse.SerializeToString())
+    x, _, _ = next(iter(make_dataset(tmp_path, "train", batch_size=2)))
+    assert x["city"].numpy().tolist() == [b"paris", b""]  # the missing value
+    np.testing.assert_array_equal(x["price"].numpy(), [1.5, 2.5])  # the feature's mean
+
+
+def test_writer_checks_the_schema_columns(tmp_path):
+    rows = {k: v for k, v in ROWS.items() if k not in ("city", "price")}
+    writer = DatasetWriter(tmp_path, {"train": 1})
+    writer.write("train", rows)
+    with pytest.raises(DatasetError, match=r"missing columns \['city', 'price'\]"):
+        writer.close(tiny_schema(), {})
+    writer = DatasetWriter(tmp_path, {"train": 1}, overwrite=True)
+    writer.write("train", {**ROWS, "city": np.arange(5)})
+    with pytest.raises(DatasetError, match=r"city: expected bytes, wrote int64"):
+        writer.close(tiny_schema(), {})
+
+
+def test_read_columns_matches_make_dataset_order(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 103
+    rows = {
+        "user_id": rng.integers(1, 4, n),
+        "city": rng.choice(["paris", "rome"], n).astype(object),
+        "item_id": rng.integers(10, 14, n),
+        "price": rng.random(n).astype(np.float32),
+        "click_item_id": [rng.integers(10, 14, int(k)) for k in rng.integers(0, 6, n)],
+        "label": rng.integers(0, 2, n),
+        "feedback": rng.integers(0, 3, n),
+        "true_probability": np.arange(n, dtype=np.float32),
+    }
+    writer = DatasetWriter(tmp_path, {"train": 4})
+    for start in range(0, n, 17):
+        writer.write("train", {k: v[start : start + 17] for k, v in rows.items()})
+    writer.close(tiny_schema(), {})
+    columns = read_columns(
+        tmp_path, "train", ["true_probability", "user_id", "label", "click_item_id"]
+    )
+    # Reading gives back the write order ...
+    np.testing.assert_array_equal(columns["true_probability"], np.arange(n))
+    np.testing.assert_array_equal(columns["user_id"], rows["user_id"])
+    # ... and the same order as the (unshuffled) pipeline.
+    features, labels, _ = collect(make_dataset(tmp_path, "train", batch_size=10))
+    np.testing.assert_array_equal(columns["user_id"], features["user_id"])
+    np.testing.assert_array_equal(columns["label"], labels)
+    np.testing.assert_array_equal(columns["click_item_id"], features["click_item_id"])
+    with pytest.raises(DatasetError, match="no columns \\['nope'\\]"):
+        read_columns(tmp_path, "train", ["nope"])
+
+
+def test_shuffle_is_seeded_and_a_permutation(tmp_path):
+    write_tiny(tmp_path)
+    order = [
+        collect(make_dataset(tmp_path, "train", batch_size=2, shuffle=True, seed=3))[0][
+            "item_id"
+        ].tolist()
+        for _ in range(2)
+    ]
+    assert order[0] == order[1]
+    assert sorted(order[0]) == sorted(ROWS["item_id"].tolist())
+    ds = make_dataset(tmp_path, "train", batch_size=2, repeat=True, drop_remainder=True)
+    assert sum(1 for _ in ds.take(7)) == 7
+
+
+def test_missing_column_is_named(tmp_path):
+    rows = {k: v for k, v in ROWS.items() if k != "item_id"}
+    writer = DatasetWriter(tmp_path, {"train": 1})
+    writer.write("train", rows)
+    writer.close(Schema(categorical=[tiny_schema().categorical[0]]), {})
+    with pytest.raises(DatasetError, match=r"missing columns \['item_id'\]") as info:
+        check_columns(tmp_path, "train", tiny_schema())
+    assert "part-00000-of-00001.tfrecord" in str(info.value)
+
+
+def test_missing_dir_meta_and_shard_raise_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="no such directory"):
+        load_dataset_dir(tmp_path / "absent")
+    with pytest.raises(DatasetError, match="no such directory"):
+        make_dataset(tmp_path / "absent", "train")
+    write_tiny(tmp_path)
+    schema, meta = load_dataset_dir(tmp_path)
+    assert schema == tiny_schema()
+    with pytest.raises(DatasetError, match="no split 'valid'"):
+        make_dataset(tmp_path, "valid")
+    os.remove(tmp_path / "train" / "part-00001-of-00002.tfrecord")
+    with pytest.raises(DatasetError, match="missing shard file .*part-00001-of-00002"):
+        load_dataset_dir(tmp_path)
+    os.remove(tmp_path / "meta.json")
+    with pytest.raises(DatasetError, match="meta.json"):
+        load_dataset_dir(tmp_path)
+
+
+def test_writer_validates_input(tmp_path):
+    writer = DatasetWriter(tmp_path, {"train": 1})
+    with pytest.raises(DatasetError, match="unknown split 'test'"):
+        writer.write("test", ROWS)
+    with pytest.raises(DatasetError, match="column 'label' has 2 rows"):
+        writer.write("train", {"user_id": np.array([1, 2, 3]), "label": np.array([0, 1])})
+    writer.write("train", ROWS)
+    with pytest.raises(DatasetError, match=r"columns differ .*\['price'\]"):
+        writer.write("train", {**ROWS, "price": ROWS["price"].astype(np.int64)})
+    writer.close(tiny_schema(), {})
+    with pytest.raises(DatasetError, match="already holds a dataset"):
+        DatasetWriter(tmp_path, {"train": 1})
+
+
+def test_writing_is_deterministic(tmp_path):
+    write_tiny(tmp_path / "a")
+    write_tiny(tmp_path / "b")
+    for rel in [
+        "train/part-00000-of-00002.tfrecord",
+        "train/part-00001-of-00002.tfrecord",
+        "test/part-00000-of-00001.tfrecord",
+    ]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
+    # Large and negative int64s, multi-byte lengths, floats, unicode strings.
+    rows = {
+        "user_id": np.array([1, -1, 2**62, 3]),
+        "city": np.array(["é" * 100, "", "rome", "x" * 300], dtype=object),
+        "item_id": np.array([10, 11, 12, 13]),
+        "price": np.array([np.pi, -0.0, 1e30, 2.5], dtype=np.float32),
+        "click_item_id": [
+            np.arange(200),
+            np.array([], dtype=np.int64),
+            np.array([-5]),
+            np.array([2**40]),
+        ],
+        "label": np.array([0, 1, 1, 0]),
+        "feedback": np.array([0, 1, 1, 0]),
+    }
+    writer = DatasetWriter(tmp_path, {"train": 1})
+    writer.write("train", rows)
+    writer.close(tiny_schema(), {})
+    records = [
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(str(tmp_path / "train" / "part-00000-of-00001.tfrecord"))
+    ]
+    for i, ex in enumerate(records):
+        f = ex.features.feature
+        assert list(f["user_id"].int64_list.value) == [rows["user_id"][i]]
+        assert f["city"].bytes_list.value[0].decode() == rows["city"][i]
+        assert np.float32(f["price"].float_list.value[0]) == rows["price"][i]
+        assert list(f["click_item_id"].int64_list.value) == rows["click_item_id"][i].tolist()

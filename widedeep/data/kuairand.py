@@ -1,0 +1,466 @@
+"""KuaiRand (Kuaishou short-video logs) to a dataset directory.
+
+`prepare_kuairand` reads one or more interaction logs (`log_standard_*.csv`,
+`log_random_*.csv`), the user features (`user_features_*.csv`) and the basic
+video features (`video_features_basic_*.csv`) and writes one record per
+impression (see `widedeep.data.feedback_log` for the shared policies on ties,
+duplicates, the split and bad rows).
+
+Feedback. `label = is_click`. The feedback *type*, which chooses the sequence
+the impression joins and its DFN loss weight, is `dislike` when `is_hate == 1`
+(whether or not it was clicked: an explicit "not interested" is the stronger
+signal), otherwise `click` when `is_click == 1`, otherwise `unclick`. A disliked
+impression that was clicked therefore has label 1 and type `dislike`.
+
+Order. Each log must be in time order (`time_ms`); several logs are merged by
+`time_ms`, ties by the order the files were given, then by line. A row earlier
+in time than the previous row of its file raises `FeedbackLogError` naming the
+file and line: the loader streams and cannot sort a log of arbitrary size.
+
+Features (everything a model may see at impression time; the outcome columns
+`is_like`, `long_view`, `play_time_ms`, ... never are, nor any statistic of the
+log):
+
+* ids: `user_id`, `video_id` (train vocabularies, OOV for unseen; hashed above
+  `MAX_VOCABULARY_SIZE`), `author_id` (hashed), all embedded, not wide.
+* user categoricals: `user_active_degree`, `is_lowactive_period`,
+  `is_live_streamer`, `is_video_author`, the four `*_range` buckets and the 18
+  anonymised `onehot_feat*` codes (small categorical codes, written as floats in
+  the file, read as integers; empty cells are missing).
+* video categoricals: `video_type`, `upload_type`, `music_type`, `tag` (the
+  first of the comma-separated tags).
+* context: `hour` (from `hourmin`, `HHMM`).
+* numeric (standardised for deep, train quantile buckets for wide):
+  `log_follow_user_num`, `log_fans_user_num`, `log_friend_user_num`,
+  `log_register_days` and `log_duration` (`log1p` of the counts, the days and
+  the video duration in seconds: heavy tails) and `video_age_days` (impression
+  date minus `upload_dt`, clipped at 0). Missing side values are imputed with the
+  side table's median (counted in `meta["imputed"]`).
+* wide crosses: `user_active_degree x tag`, `user_active_degree x video_type`,
+  `hour x tag`.
+* sequences `click`, `unclick`, `dislike` over `(video_id, author_id, tag)`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from widedeep.data.feedback_log import (
+    CLICK,
+    DISLIKE,
+    UNCLICK,
+    ErrorPolicy,
+    Event,
+    FeatureTable,
+    FeedbackLogError,
+    FeedbackSource,
+    PrepareOptions,
+    TrainStatistics,
+    categorical_feature,
+    check_time_order,
+    cross_feature,
+    feedback_sequences,
+    merge_by_time,
+    numeric_feature,
+    parse_int,
+    parse_optional_float,
+    parse_optional_int,
+    prepare_feedback_dataset,
+    read_csv_with_header,
+)
+from widedeep.schema import Schema
+
+__all__ = ["prepare_kuairand", "KuaiRandSource", "LOG_COLUMNS", "USER_COLUMNS", "VIDEO_COLUMNS"]
+
+LOG_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "video_id",
+    "date",
+    "hourmin",
+    "time_ms",
+    "is_click",
+    "is_hate",
+)
+"""Log columns the loader reads; the others (outcomes such as `play_time_ms`) are never features."""
+
+ONEHOT_FEATURES: tuple[str, ...] = tuple(f"onehot_feat{i}" for i in range(18))
+USER_CATEGORICAL_INT: tuple[str, ...] = (
+    "is_lowactive_period",
+    "is_live_streamer",
+    "is_video_author",
+    *ONEHOT_FEATURES,
+)
+USER_CATEGORICAL_STRING: tuple[str, ...] = (
+    "user_active_degree",
+    "follow_user_num_range",
+    "fans_user_num_range",
+    "friend_user_num_range",
+    "register_days_range",
+)
+USER_LOG_NUMERIC: tuple[str, ...] = (
+    "follow_user_num",
+    "fans_user_num",
+    "friend_user_num",
+    "register_days",
+)
+USER_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    *USER_CATEGORICAL_STRING,
+    *USER_CATEGORICAL_INT,
+    *USER_LOG_NUMERIC,
+)
+VIDEO_COLUMNS: tuple[str, ...] = (
+    "video_id",
+    "author_id",
+    "video_type",
+    "upload_dt",
+    "upload_type",
+    "video_duration",
+    "music_type",
+    "tag",
+)
+ITEM_FEATURES: tuple[str, ...] = ("video_id", "author_id", "tag")
+"""How a video is described in the target and in every feedback sequence."""
+
+
+def _iso_date_ordinal(text: str) -> float:
+    text = text.strip()
+    if not text:
+        return math.nan
+    return float(datetime.date.fromisoformat(text[:10]).toordinal())
+
+
+class KuaiRandSource(FeedbackSource):
+    """KuaiRand logs and side features as a `FeedbackSource`.
+
+    Args:
+        logs: interaction logs, each in time order; merged by time, ties by this order.
+        users: the user features CSV.
+        videos: the basic video features CSV.
+        policy: receives malformed side-feature rows (reading them happens here).
+    """
+
+    name = "kuairand"
+    user_column = "user_id"
+    item_features = ITEM_FEATURES
+    context_columns = {"hour": "int64", "video_age_days": "float32"}
+
+    def __init__(
+        self,
+        logs: Sequence[str | os.PathLike],
+        users: str | os.PathLike,
+        videos: str | os.PathLike,
+        policy: ErrorPolicy,
+    ) -> None:
+        if isinstance(logs, (str, os.PathLike)):
+            logs = [logs]
+        if not logs:
+            raise FeedbackLogError("kuairand: no interaction log given")
+        self.logs = [os.fspath(p) for p in logs]
+        for path in [*self.logs, users, videos]:
+            if not os.path.isfile(path):
+                raise FeedbackLogError(f"kuairand: no such file: {os.fspath(path)}")
+        self.users = self._read_users(os.fspath(users), policy)
+        self.items, self._upload_ordinal = self._read_videos(os.fspath(videos), policy)
+        self._date_ordinals: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ side tables
+    @staticmethod
+    def _read_users(path: str, policy: ErrorPolicy) -> FeatureTable:
+        keys: list[int] = []
+        columns: dict[str, list[Any]] = {c: [] for c in USER_COLUMNS[1:]}
+        seen: set[int] = set()
+        for index, line, fields in read_csv_with_header(path, USER_COLUMNS):
+            if len(fields) != len(index):
+                policy.reject(
+                    "malformed_feature_rows",
+                    path,
+                    line,
+                    f"expected {len(index)} fields, found {len(fields)}",
+                )
+                continue
+            try:
+                user = parse_int(fields[index["user_id"]])
+                row: dict[str, Any] = {c: fields[index[c]].strip() for c in USER_CATEGORICAL_STRING}
+                for c in USER_CATEGORICAL_INT:
+                    row[c] = parse_optional_int(fields[index[c]])
+                for c in USER_LOG_NUMERIC:
+                    x = parse_optional_float(fields[index[c]])
+                    row[c] = math.log1p(max(x, 0.0)) if not math.isnan(x) else x
+            except ValueError as e:
+                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
+                continue
+            if user in seen:
+                policy.reject(
+                    "duplicate_feature_rows",
+                    path,
+                    line,
+                    f"user {user} listed again (first row kept)",
+                )
+                continue
+            seen.add(user)
+            keys.append(user)
+            for c, v in row.items():
+                columns[c].append(v)
+        dtypes = {c: "string" for c in USER_CATEGORICAL_STRING}
+        dtypes.update({c: "int64" for c in USER_CATEGORICAL_INT})
+        numeric = {c: f"log_{c}" for c in USER_LOG_NUMERIC}
+        dtypes.update({numeric[c]: "float32" for c in USER_LOG_NUMERIC})
+        columns = {numeric.get(c, c): v for c, v in columns.items()}
+        return FeatureTable("users", path, keys, columns, dtypes)
+
+    @staticmethod
+    def _read_videos(path: str, policy: ErrorPolicy) -> tuple[FeatureTable, dict[int, float]]:
+        keys: list[int] = []
+        columns: dict[str, list[Any]] = {
+            c: []
+            for c in (
+                "video_id",
+                "author_id",
+                "tag",
+                "video_type",
+                "upload_type",
+                "music_type",
+                "log_duration",
+            )
+        }
+        uploads: list[float] = []
+        seen: set[int] = set()
+        for index, line, fields in read_csv_with_header(path, VIDEO_COLUMNS):
+            if len(fields) != len(index):
+                policy.reject(
+                    "malformed_feature_rows",
+                    path,
+                    line,
+                    f"expected {len(index)} fields, found {len(fields)}",
+                )
+                continue
+            try:
+                video = parse_int(fields[index["video_id"]])
+                tags = fields[index["tag"]].strip().strip('"').split(",")
+                duration_ms = parse_optional_float(fields[index["video_duration"]])
+                row = {
+                    "video_id": video,
+                    "author_id": parse_optional_int(fields[index["author_id"]]),
+                    "tag": parse_optional_int(tags[0]),
+                    "video_type": fields[index["video_type"]].strip(),
+                    "upload_type": fields[index["upload_type"]].strip(),
+                    "music_type": parse_optional_int(fields[index["music_type"]]),
+                    "log_duration": math.log1p(max(duration_ms, 0.0) / 1000.0)
+                    if not math.isnan(duration_ms)
+                    else duration_ms,
+                }
+                upload = _iso_date_ordinal(fields[index["upload_dt"]])
+            except ValueError as e:
+                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
+                continue
+            if video in seen:
+                policy.reject(
+                    "duplicate_feature_rows",
+                    path,
+                    line,
+                    f"video {video} listed again (first row kept)",
+                )
+                continue
+            seen.add(video)
+            keys.append(video)
+            uploads.append(upload)
+            for c, v in row.items():
+                columns[c].append(v)
+        dtypes = {
+            "video_id": "int64",
+            "author_id": "int64",
+            "tag": "int64",
+            "video_type": "string",
+            "upload_type": "string",
+            "music_type": "int64",
+            "log_duration": "float32",
+        }
+        known = sorted(u for u in uploads if not math.isnan(u))
+        fill = known[len(known) // 2] if known else math.nan
+        upload_ordinal = {
+            k: (fill if math.isnan(u) else u) for k, u in zip(keys, uploads, strict=True)
+        }
+        table = FeatureTable("videos", path, keys, columns, dtypes)
+        if len(known) < len(uploads):
+            table.imputed["upload_dt"] = len(uploads) - len(known)
+        return table, upload_ordinal
+
+    # ------------------------------------------------------------------------ events
+    def events(self, policy: ErrorPolicy) -> Iterator[Event]:
+        streams = [
+            check_time_order(self._file_events(path, i, policy)) for i, path in enumerate(self.logs)
+        ]
+        return merge_by_time(streams)
+
+    def _date_ordinal(self, date: int) -> int:
+        """Day number of a `YYYYMMDD` date (cached; `ValueError` if it is not a date)."""
+        ordinal = self._date_ordinals.get(date)
+        if ordinal is None:
+            ordinal = datetime.date(date // 10000, date // 100 % 100, date % 100).toordinal()
+            self._date_ordinals[date] = ordinal
+        return ordinal
+
+    def _file_events(self, path: str, file_index: int, policy: ErrorPolicy) -> Iterator[Event]:
+        columns: list[int] | None = None
+        width = 0
+        upload = self._upload_ordinal
+        dates = self._date_ordinals
+        for index, line, fields in read_csv_with_header(path, LOG_COLUMNS):
+            if columns is None:
+                columns = [index[c] for c in LOG_COLUMNS]
+                width = len(index)
+            if len(fields) != width:
+                policy.reject(
+                    "malformed_rows", path, line, f"expected {width} fields, found {len(fields)}"
+                )
+                continue
+            try:
+                try:  # fast path: plain integers
+                    user, item, date, hourmin, time_ms, click, hate = (
+                        int(fields[j]) for j in columns
+                    )
+                except ValueError:
+                    user, item, date, hourmin, time_ms, click, hate = (
+                        parse_int(fields[j]) for j in columns
+                    )
+                if click not in (0, 1) or hate not in (0, 1):
+                    raise ValueError(
+                        f"is_click and is_hate must be 0 or 1, found {click} and {hate}"
+                    )
+                day = dates.get(date)
+                if day is None:
+                    day = self._date_ordinal(date)
+                hour, minute = divmod(hourmin, 100)
+                if not (0 <= hour < 24 and 0 <= minute < 60):
+                    raise ValueError(f"hourmin {hourmin} is not HHMM")
+            except ValueError as e:
+                policy.reject("malformed_rows", path, line, f"unreadable value: {e}")
+                continue
+            feedback = DISLIKE if hate else CLICK if click else UNCLICK
+            uploaded = upload.get(item)
+            age = (
+                max(day - uploaded, 0.0)
+                if uploaded is not None and not math.isnan(uploaded)
+                else 0.0
+            )
+            yield Event(
+                time_ms,
+                user,
+                item,
+                feedback,
+                click,
+                (hour, age),
+                tuple(fields),
+                file_index,
+                path,
+                line,
+            )
+
+    # ------------------------------------------------------------------------ schema
+    def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
+        def cat(name: str, dtype: str, dim: int, wide: bool = True, **kw: Any):
+            return categorical_feature(stats, name, dtype, embedding_dim=dim, wide=wide, **kw)
+
+        categorical = [
+            cat("user_id", "int64", 16, wide=False),
+            cat("video_id", "int64", 16, wide=False),
+            cat("author_id", "int64", 16, wide=False, hashed=True),
+            cat("tag", "int64", 8),
+            cat("video_type", "string", 4),
+            cat("upload_type", "string", 4),
+            cat("music_type", "int64", 4),
+            cat("hour", "int64", 4),
+            *(cat(c, "string", 4) for c in USER_CATEGORICAL_STRING),
+            *(cat(c, "int64", 4) for c in USER_CATEGORICAL_INT),
+        ]
+        numeric = [
+            numeric_feature(stats, name)
+            for name in (*(f"log_{c}" for c in USER_LOG_NUMERIC), "log_duration", "video_age_days")
+        ]
+        by_name = {f.name: f for f in categorical}
+        degree, tag = by_name["user_active_degree"], by_name["tag"]
+        crosses = [
+            cross_feature("user_active_degree_x_tag", [degree, tag]),
+            cross_feature("user_active_degree_x_video_type", [degree, by_name["video_type"]]),
+            cross_feature("hour_x_tag", [by_name["hour"], tag]),
+        ]
+        return Schema(
+            categorical=categorical,
+            numeric=numeric,
+            crosses=crosses,
+            sequences=feedback_sequences(ITEM_FEATURES, max_length),
+            group_key="user_id",
+            target_item_features=list(ITEM_FEATURES),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "files": {"logs": self.logs, "users": self.users.path, "videos": self.items.path},
+            "feedback_rule": "label = is_click; type = dislike if is_hate else click if is_click else unclick",
+        }
+
+
+def prepare_kuairand(
+    logs: Sequence[str | os.PathLike] | str | os.PathLike,
+    users: str | os.PathLike,
+    videos: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    max_length: int = 30,
+    test_fraction: float = 0.2,
+    split_by: str = "time",
+    progress: bool = False,
+    on_error: str = "skip",
+    num_shards: dict[str, int] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Writes a KuaiRand dataset directory (schema, meta and TFRecord shards).
+
+    Args:
+        logs: one or more interaction logs, each in `time_ms` order (standard and
+            random logs may be combined; ties across files follow this order).
+        users: `user_features_*.csv`.
+        videos: `video_features_basic_*.csv`.
+        out_dir: the dataset directory to write.
+        max_length: positions per feedback sequence.
+        test_fraction: fraction of impressions, the latest ones, in the test split.
+        split_by: `"time"` (global cut) or `"user"` (each user's latest impressions).
+        progress: print rows/s on stderr.
+        on_error: `"skip"` (skip and count bad rows; see `meta["skipped"]`) or
+            `"stop"` (raise `FeedbackLogError` naming the file and line).
+        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
+        overwrite: replace an existing dataset in `out_dir`.
+
+    Returns:
+        The dataset's meta (also written to `out_dir/meta.json`).
+
+    Raises:
+        FeedbackLogError: (a `DatasetError`) for a missing file or column, a log out
+            of time order, or with `on_error="stop"` a bad row, naming file and line.
+
+    Example:
+
+    ```python
+    meta = prepare_kuairand(
+        ["log_standard_4_08_to_4_21_pure.csv", "log_random_4_22_to_5_08_pure.csv"],
+        "user_features_pure.csv", "video_features_basic_pure.csv", "data/kuairand",
+    )
+    ```
+    """
+    options = PrepareOptions(
+        max_length=max_length,
+        test_fraction=test_fraction,
+        split_by=split_by,
+        progress=progress,
+        on_error=on_error,
+        num_shards=num_shards,
+        overwrite=overwrite,
+    )
+    side_policy = ErrorPolicy(on_error)
+    source = KuaiRandSource(logs, users, videos, side_policy)
+    return prepare_feedback_dataset(source, out_dir, options, policy=side_policy)

@@ -1,0 +1,408 @@
+"""MovieLens 100K / 1M ratings to a dataset directory.
+
+`prepare_movielens` reads a MovieLens folder, detecting the layout:
+
+* 100K: `u.data` (`user item rating timestamp`, tab-separated), `u.user`
+  (`user|age|gender|occupation|zip`) and `u.item`
+  (`movie|title|release date|video release date|IMDb URL|19 genre flags`);
+* 1M: `ratings.dat` (`UserID::MovieID::Rating::Timestamp`), `users.dat`
+  (`UserID::Gender::Age::Occupation::Zip-code`) and `movies.dat`
+  (`MovieID::Title::Genres`, genres `|`-separated).
+
+Every file is read as latin-1 (the titles are). Each rating is an impression:
+rating >= 4 is a `click` (label 1), 3 an `unclick`, <= 2 a `dislike` (label 0).
+
+Order. `u.data` is not in time order and `ratings.dat` is sorted by user, so the
+ratings are loaded into memory (compact integer arrays: MovieLens 1M is 1M rows,
+about 40 MB) and stably sorted by timestamp, ties keeping file order. See
+`widedeep.data.feedback_log` for the shared policies on ties, duplicates, the
+split and bad rows.
+
+Features:
+
+* ids: `user_id`, `movie_id` (train vocabularies, OOV for unseen), embedded.
+* user: `gender`, `age` (the 1M age groups 1, 18, 25, 35, 45, 50, 56; 100K ages
+  are mapped to them so both layouts share a schema), `occupation` (a name; the
+  1M codes are mapped to the names of its README), `zip3` (the first three
+  characters of the zip code).
+* movie: `genre` (the first listed genre), `release_year` (numeric: standardised
+  for deep, train quantile buckets for wide; a missing year is imputed with the
+  median over the movie file and counted in `meta["imputed"]`).
+* wide crosses: `gender x genre`, `age x genre`, `occupation x genre`.
+* sequences `click`, `unclick`, `dislike` over `(movie_id, genre)`.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from widedeep.data.feedback_log import (
+    CLICK,
+    DISLIKE,
+    UNCLICK,
+    ErrorPolicy,
+    Event,
+    FeatureTable,
+    FeedbackLogError,
+    FeedbackSource,
+    PrepareOptions,
+    TrainStatistics,
+    categorical_feature,
+    cross_feature,
+    feedback_sequences,
+    numeric_feature,
+    parse_int,
+    prepare_feedback_dataset,
+    read_delimited,
+)
+from widedeep.schema import MISSING_STRING, Schema
+
+__all__ = ["prepare_movielens", "detect_layout", "MovieLensSource", "feedback_of_rating"]
+
+LAYOUTS: dict[str, dict[str, str]] = {
+    "100k": {"ratings": "u.data", "users": "u.user", "items": "u.item", "separator": "\t"},
+    "1m": {
+        "ratings": "ratings.dat",
+        "users": "users.dat",
+        "items": "movies.dat",
+        "separator": "::",
+    },
+}
+
+GENRES_100K: tuple[str, ...] = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western",
+)  # fmt: skip
+"""The 19 genre flags of `u.item`, in column order (as listed in `u.genre`)."""
+
+OCCUPATIONS_1M: tuple[str, ...] = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)  # fmt: skip
+"""Occupation names of the 1M codes 0..20 (MovieLens 1M README)."""
+
+AGE_GROUPS: tuple[int, ...] = (1, 18, 25, 35, 45, 50, 56)
+"""The 1M age groups: under 18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
+
+ITEM_FEATURES: tuple[str, ...] = ("movie_id", "genre")
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
+
+
+def feedback_of_rating(rating: int) -> tuple[int, int]:
+    """`(feedback code, label)` of a rating: >= 4 click (1), 3 unclick (0), <= 2 dislike (0)."""
+    if rating >= 4:
+        return CLICK, 1
+    if rating == 3:
+        return UNCLICK, 0
+    return DISLIKE, 0
+
+
+def age_group(age: int) -> int:
+    """The 1M age group (its lower bound) of an age in years."""
+    group = AGE_GROUPS[0]
+    for bound in AGE_GROUPS[1:]:
+        if age >= bound:
+            group = bound
+    return group
+
+
+def detect_layout(path: str | os.PathLike) -> str:
+    """`"100k"` or `"1m"`, from the ratings file found in the folder `path`."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FeedbackLogError(f"movielens: no such directory: {path}")
+    found = [
+        name
+        for name, files in LAYOUTS.items()
+        if os.path.isfile(os.path.join(path, files["ratings"]))
+    ]
+    if not found:
+        raise FeedbackLogError(
+            f"movielens: {path} holds neither u.data (MovieLens 100K) nor ratings.dat (MovieLens 1M)"
+        )
+    if len(found) > 1:
+        raise FeedbackLogError(
+            f"movielens: {path} holds both u.data and ratings.dat; point at one layout"
+        )
+    layout = found[0]
+    for role in ("users", "items"):
+        file = os.path.join(path, LAYOUTS[layout][role])
+        if not os.path.isfile(file):
+            raise FeedbackLogError(f"movielens {layout}: missing file {file}")
+    return layout
+
+
+class MovieLensSource(FeedbackSource):
+    """A MovieLens 100K or 1M folder as a `FeedbackSource` (ratings held in memory).
+
+    Args:
+        path: the folder.
+        policy: receives malformed rows while the files are read (here, once).
+    """
+
+    name = "movielens"
+    user_column = "user_id"
+    item_features = ITEM_FEATURES
+    context_columns: dict[str, str] = {}
+
+    def __init__(self, path: str | os.PathLike, policy: ErrorPolicy) -> None:
+        self.path = os.fspath(path)
+        self.layout = detect_layout(self.path)
+        files = LAYOUTS[self.layout]
+        self.files = {
+            role: os.path.join(self.path, files[role]) for role in ("ratings", "users", "items")
+        }
+        self.separator = files["separator"]
+        self.users = self._read_users(policy)
+        self.items = self._read_items(policy)
+        self._ratings = self._read_ratings(policy)
+
+    # ------------------------------------------------------------------ side tables
+    def _read_users(self, policy: ErrorPolicy) -> FeatureTable:
+        path = self.files["users"]
+        sep = "|" if self.layout == "100k" else "::"
+        keys: list[int] = []
+        columns: dict[str, list[Any]] = {"gender": [], "age": [], "occupation": [], "zip3": []}
+        seen: set[int] = set()
+        for line, fields in read_delimited(path, sep):
+            if len(fields) != 5:
+                policy.reject(
+                    "malformed_feature_rows",
+                    path,
+                    line,
+                    f"expected 5 fields separated by {sep!r}, found {len(fields)}",
+                )
+                continue
+            try:
+                if self.layout == "100k":
+                    user, age, gender, occupation, zip_code = fields
+                    age_value = age_group(parse_int(age))
+                else:
+                    user, gender, age, occupation, zip_code = fields
+                    age_value = parse_int(age)
+                    if age_value not in AGE_GROUPS:
+                        raise ValueError(f"age {age!r} is not a 1M age group {AGE_GROUPS}")
+                    code = parse_int(occupation)
+                    if not 0 <= code < len(OCCUPATIONS_1M):
+                        raise ValueError(
+                            f"occupation code {occupation!r} is not in 0..{len(OCCUPATIONS_1M) - 1}"
+                        )
+                    occupation = OCCUPATIONS_1M[code]
+                user_id = parse_int(user)
+            except ValueError as e:
+                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
+                continue
+            if user_id in seen:
+                policy.reject(
+                    "duplicate_feature_rows",
+                    path,
+                    line,
+                    f"user {user_id} listed again (first row kept)",
+                )
+                continue
+            seen.add(user_id)
+            keys.append(user_id)
+            columns["gender"].append(gender.strip())
+            columns["age"].append(age_value)
+            columns["occupation"].append(occupation.strip())
+            columns["zip3"].append(zip_code.strip()[:3])
+        dtypes = {"gender": "string", "age": "int64", "occupation": "string", "zip3": "string"}
+        return FeatureTable("users", path, keys, columns, dtypes)
+
+    def _read_items(self, policy: ErrorPolicy) -> FeatureTable:
+        path = self.files["items"]
+        keys: list[int] = []
+        columns: dict[str, list[Any]] = {"movie_id": [], "genre": [], "release_year": []}
+        seen: set[int] = set()
+        sep = "|" if self.layout == "100k" else "::"
+        width = 5 + len(GENRES_100K) if self.layout == "100k" else 3
+        for line, fields in read_delimited(path, sep):
+            if self.layout == "1m" and len(fields) > 3:  # a title holding the separator
+                fields = [fields[0], sep.join(fields[1:-1]), fields[-1]]
+            if len(fields) != width:
+                policy.reject(
+                    "malformed_feature_rows",
+                    path,
+                    line,
+                    f"expected {width} fields separated by {sep!r}, found {len(fields)}",
+                )
+                continue
+            try:
+                movie = parse_int(fields[0])
+                if self.layout == "100k":
+                    flags = [parse_int(f) for f in fields[5:]]
+                    genre = next(
+                        (g for g, f in zip(GENRES_100K, flags, strict=True) if f), MISSING_STRING
+                    )
+                    date = fields[2].strip()
+                    year = float(date[-4:]) if date else math.nan
+                else:
+                    genre = fields[2].strip().split("|")[0]
+                    match = _YEAR_IN_TITLE.search(fields[1])
+                    year = float(match.group(1)) if match else math.nan
+            except ValueError as e:
+                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
+                continue
+            if movie in seen:
+                policy.reject(
+                    "duplicate_feature_rows",
+                    path,
+                    line,
+                    f"movie {movie} listed again (first row kept)",
+                )
+                continue
+            seen.add(movie)
+            keys.append(movie)
+            columns["movie_id"].append(movie)
+            columns["genre"].append(genre)
+            columns["release_year"].append(year)
+        dtypes = {"movie_id": "int64", "genre": "string", "release_year": "float32"}
+        return FeatureTable("movies", path, keys, columns, dtypes)
+
+    def _read_ratings(self, policy: ErrorPolicy) -> dict[str, np.ndarray]:
+        path = self.files["ratings"]
+        fields_by_name = {
+            name: array.array("q") for name in ("user", "item", "rating", "time", "line")
+        }
+        user, item, rating, stamp, lines = fields_by_name.values()
+        for line, fields in read_delimited(path, self.separator):
+            if len(fields) != 4:
+                policy.reject(
+                    "malformed_rows",
+                    path,
+                    line,
+                    f"expected 4 fields separated by {self.separator!r}, found {len(fields)}",
+                )
+                continue
+            try:
+                u, i, r, t = (parse_int(f.strip()) for f in fields)
+                if not 1 <= r <= 5:
+                    raise ValueError(f"rating {r} is not in 1..5")
+            except ValueError as e:
+                policy.reject("malformed_rows", path, line, f"unreadable value: {e}")
+                continue
+            user.append(u)
+            item.append(i)
+            rating.append(r)
+            stamp.append(t)
+            lines.append(line)
+        columns = {
+            name: np.frombuffer(values, dtype=np.int64) for name, values in fields_by_name.items()
+        }
+        order = np.lexsort((columns["line"], columns["time"]))  # by time, ties in file order
+        return {name: values[order] for name, values in columns.items()}
+
+    # ------------------------------------------------------------------------ events
+    def events(self, policy: ErrorPolicy) -> Iterator[Event]:
+        path = self.files["ratings"]
+        r = self._ratings
+        for u, i, rating, t, line in zip(
+            r["user"].tolist(),
+            r["item"].tolist(),
+            r["rating"].tolist(),
+            r["time"].tolist(),
+            r["line"].tolist(),
+            strict=True,
+        ):
+            feedback, label = feedback_of_rating(rating)
+            yield Event(t, u, i, feedback, label, (), (u, i, rating, t), 0, path, line)
+
+    # ------------------------------------------------------------------------ schema
+    def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
+        def cat(name: str, dtype: str, dim: int, wide: bool = True):
+            return categorical_feature(stats, name, dtype, embedding_dim=dim, wide=wide)
+
+        categorical = [
+            cat("user_id", "int64", 16, wide=False),
+            cat("movie_id", "int64", 16, wide=False),
+            cat("genre", "string", 8),
+            cat("gender", "string", 4),
+            cat("age", "int64", 4),
+            cat("occupation", "string", 8),
+            cat("zip3", "string", 8),
+        ]
+        by_name = {f.name: f for f in categorical}
+        genre = by_name["genre"]
+        crosses = [
+            cross_feature(f"{name}_x_genre", [by_name[name], genre])
+            for name in ("gender", "age", "occupation")
+        ]
+        return Schema(
+            categorical=categorical,
+            numeric=[numeric_feature(stats, "release_year")],
+            crosses=crosses,
+            sequences=feedback_sequences(ITEM_FEATURES, max_length),
+            group_key="user_id",
+            target_item_features=list(ITEM_FEATURES),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "files": dict(self.files),
+            "feedback_rule": "rating >= 4 click (label 1), 3 unclick (0), <= 2 dislike (0)",
+        }
+
+
+def prepare_movielens(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    max_length: int = 30,
+    test_fraction: float = 0.2,
+    split_by: str = "time",
+    progress: bool = False,
+    on_error: str = "skip",
+    num_shards: dict[str, int] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Writes a MovieLens (100K or 1M, auto-detected) dataset directory.
+
+    Args:
+        path: folder holding `u.data`, `u.user`, `u.item` (100K) or `ratings.dat`,
+            `users.dat`, `movies.dat` (1M).
+        out_dir: the dataset directory to write.
+        max_length: positions per feedback sequence.
+        test_fraction: fraction of impressions, the latest ones, in the test split.
+        split_by: `"time"` (global cut) or `"user"` (each user's latest ratings).
+        progress: print rows/s on stderr.
+        on_error: `"skip"` (skip and count bad rows; see `meta["skipped"]`) or
+            `"stop"` (raise `FeedbackLogError` naming the file and line).
+        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
+        overwrite: replace an existing dataset in `out_dir`.
+
+    Returns:
+        The dataset's meta (also written to `out_dir/meta.json`).
+
+    Raises:
+        FeedbackLogError: (a `DatasetError`) for a missing folder or file, or with
+            `on_error="stop"` a bad row, naming file and line.
+
+    Example:
+
+    ```python
+    meta = prepare_movielens("ml-1m", "data/ml-1m", split_by="user")
+    ```
+    """
+    options = PrepareOptions(
+        max_length=max_length,
+        test_fraction=test_fraction,
+        split_by=split_by,
+        progress=progress,
+        on_error=on_error,
+        num_shards=num_shards,
+        overwrite=overwrite,
+    )
+    policy = ErrorPolicy(on_error)
+    source = MovieLensSource(path, policy)
+    return prepare_feedback_dataset(source, out_dir, options, policy=policy)

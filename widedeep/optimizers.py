@@ -1,0 +1,308 @@
+"""Sparse-aware FTRL and Adagrad: drop-in `keras.optimizers` whose sparse updates touch only batch rows.
+
+The stock Keras 3 optimizers update every row of a variable on every step, even when the gradient is a
+`tf.IndexedSlices` that names a few thousand rows of a 10^7-row wide table. The optimizers here keep the
+stock constructors, configs and dense formulas, and add a sparse path: repeated ids are summed first
+(`tf.unique` + `tf.math.unsorted_segment_sum`), the variable and its slots are gathered at those rows, the
+stock formula runs on the gathered rows, and the results are scattered back. Step time then depends on
+the batch, not on the table size.
+
+Everything that runs between `apply()` and `update_step()` is kept sparse as well: gradients are
+de-duplicated before clipping (so `clipnorm`, `clipvalue` and `global_clipnorm` see the same numbers as on
+the dense gradient), `loss_scale_factor` unscaling divides the slice values, and `global_clipnorm` is
+computed from the slice values. What remains dense by nature: `weight_decay`, `use_ema`, variable
+constraints and `gradient_accumulation_steps` each read or write the whole variable, as in stock Keras.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+__all__ = ["Adagrad", "Ftrl", "deduplicate_indexed_slices"]
+
+
+def deduplicate_indexed_slices(gradient: tf.IndexedSlices) -> tf.IndexedSlices:
+    """Sums the slices of repeated indices so that every index appears once.
+
+    An embedding gradient names a row once per occurrence of its id in the batch. Formulas that square
+    the gradient (Adagrad, FTRL) must see the summed gradient of a row, as the dense gradient does.
+
+    Args:
+        gradient: A `tf.IndexedSlices`, possibly with repeated indices.
+
+    Returns:
+        A `tf.IndexedSlices` with unique indices (in order of first appearance) and the same dense value.
+
+    Example:
+
+    >>> g = tf.IndexedSlices(tf.ones((3, 2)), tf.constant([4, 1, 4]), tf.constant([5, 2]))
+    >>> d = deduplicate_indexed_slices(g)
+    >>> d.indices.numpy().tolist(), d.values.numpy().tolist()
+    ([4, 1], [[2.0, 2.0], [1.0, 1.0]])
+    """
+    unique_indices, positions = tf.unique(gradient.indices)
+    summed_values = tf.math.unsorted_segment_sum(
+        gradient.values, positions, tf.shape(unique_indices)[0]
+    )
+    return tf.IndexedSlices(summed_values, unique_indices, gradient.dense_shape)
+
+
+class _ScalableIndexedSlices(tf.IndexedSlices):
+    """`tf.IndexedSlices` that `BaseOptimizer.apply` can unscale (`grad / loss_scale_factor`).
+
+    Plain `tf.IndexedSlices` has no `/` operator, so stock Keras raises a `TypeError` on sparse gradients
+    when `loss_scale_factor` is set. Dividing the values keeps the gradient sparse.
+    """
+
+    def __truediv__(self, scale: Any) -> tf.IndexedSlices:
+        values = self.values / tf.cast(scale, self.values.dtype)
+        return tf.IndexedSlices(values, self.indices, self.dense_shape)
+
+
+class _SparseAwareMixin:
+    """Keeps `tf.IndexedSlices` gradients sparse, unique and correctly clipped up to `update_step`."""
+
+    def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> None:
+        grads = [self._prepare_sparse_gradient(g) for g in grads]
+        return super().apply(grads, trainable_variables)
+
+    def _prepare_sparse_gradient(self, gradient: Any) -> Any:
+        if not isinstance(gradient, tf.IndexedSlices):
+            return gradient
+        gradient = deduplicate_indexed_slices(gradient)
+        if self.loss_scale_factor is not None:
+            gradient = _ScalableIndexedSlices(
+                gradient.values, gradient.indices, gradient.dense_shape
+            )
+        return gradient
+
+    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
+        # `clipnorm` (tf.clip_by_norm) and `clipvalue` (ops.clip on the values) already keep slices
+        # sparse, and are exact because the slices are unique. The stock global norm would densify.
+        has_sparse = any(isinstance(g, tf.IndexedSlices) for g in grads)
+        if not (has_sparse and self.global_clipnorm and self.global_clipnorm > 0):
+            return super()._clip_gradients(grads)
+        present = [g for g in grads if g is not None]
+        squared_norm = tf.add_n(
+            [
+                tf.reduce_sum(
+                    tf.square(
+                        tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, "float32")
+                    )
+                )
+                for g in present
+            ]
+        )
+        norm = tf.sqrt(squared_norm)
+        clip_norm = self.global_clipnorm
+        # Same expression as keras' `clip_by_global_norm`: NaN scale when the norm is not finite.
+        scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + (norm - norm)
+
+        def _scale(g: Any) -> Any:
+            if g is None:
+                return None
+            if isinstance(g, tf.IndexedSlices):
+                values = g.values * tf.cast(scale, g.values.dtype)
+                return tf.IndexedSlices(values, g.indices, g.dense_shape)
+            return g * tf.cast(scale, g.dtype)
+
+        return [_scale(g) for g in grads]
+
+    @staticmethod
+    def _as_tf_variable(variable: Any) -> Any:
+        return variable.value if isinstance(variable, keras.Variable) else variable
+
+    def _sparse_rows(self, variable: Any, indices: tf.Tensor) -> tf.Tensor:
+        # `tf.gather` on a resource variable is a ResourceGather: it reads only `indices`.
+        return tf.gather(self._as_tf_variable(variable), indices)
+
+    def _scatter(self, variable: Any, values: tf.Tensor, indices: tf.Tensor) -> None:
+        self._as_tf_variable(variable).scatter_update(tf.IndexedSlices(values, indices))
+
+
+@keras.saving.register_keras_serializable(package="widedeep")
+class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
+    r"""FTRL-Proximal whose sparse updates touch only the rows in the batch.
+
+    A drop-in for `keras.optimizers.Ftrl`: same arguments, defaults, slots (`accumulator`, `linear`) and
+    config. A dense gradient takes the stock update. A `tf.IndexedSlices` gradient (an embedding or a
+    wide table read with a gather, e.g. `widedeep.layers.Embedding`) is de-duplicated, and the stock
+    formula is applied to the gathered rows of the variable and both slots, which are scattered back:
+
+    ```python
+    g = g + 2 * l2_shrinkage * w
+    n_new = n + g_raw ** 2
+    z = z + g - (n_new ** -lr_power - n ** -lr_power) / lr * w
+    w = (clip(z, -l1, l1) - z) / (n_new ** -lr_power / lr + 2 * (l2 + beta / (2 * lr)))
+    n = n_new
+    ```
+
+    For the rows in the batch the same operations run in the same order as in the stock update, whatever
+    the initial values. Rows outside the batch are left alone, whereas the stock dense update rewrites every
+    row as `w = (clip(z) - z) / quadratic`. The two agree on untouched rows when `w` is consistent with
+    its slots, and always for a zero-initialised table (the FTRL convention, used for our wide tables):
+    a never-touched row has `z = 0`, so the dense rewrite gives `w = 0` too. They differ, by design, when
+    (a) the table has a non-zero initialiser (stock zeroes every untouched row on the first step; this
+    optimizer keeps them), (b) the learning rate changes between steps (stock recomputes `w` of every
+    previously touched row with the new `lr`), or (c) `l2_shrinkage_regularization_strength > 0` (stock
+    shrinks every previously touched row each step; here shrinkage acts on the active rows only, as the
+    Keras docstring describes for sparse inputs and as TensorFlow's `SparseApplyFtrlV2` does).
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable
+            taking no arguments. Defaults to `0.001`.
+        learning_rate_power: A float `<= 0`; how the per-coordinate learning rate decays. Defaults to
+            `-0.5`.
+        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `0.1`.
+        l1_regularization_strength: A float `>= 0`. Defaults to `0.0`.
+        l2_regularization_strength: A float `>= 0` (the stabilising L2 of the paper). Defaults to `0.0`.
+        l2_shrinkage_regularization_strength: A float `>= 0`; an L2 penalty added to the loss, applied
+            to the active rows only on the sparse path. Defaults to `0.0`.
+        beta: A float, the `beta` of the paper. Defaults to `0.0`.
+        **kwargs: The base optimizer arguments of `keras.optimizers.Ftrl` (`weight_decay`, `clipnorm`,
+            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`, `ema_overwrite_frequency`,
+            `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
+
+    Example:
+
+    >>> import widedeep.optimizers
+    >>> optimizer = widedeep.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=0.01)
+    >>> table = keras.Variable(tf.zeros((10, 1)))  # a zero-initialised wide table
+    >>> g = tf.IndexedSlices(tf.ones((3, 1)), tf.constant([2, 2, 7]), tf.constant([10, 1]))
+    >>> optimizer.apply([g], [table])
+    >>> table.numpy().ravel().nonzero()[0].tolist()
+    [2, 7]
+
+    References:
+        - [McMahan et al., 2013. Ad Click Prediction: a View from the Trenches](
+          https://research.google.com/pubs/archive/41159.pdf)
+    """
+
+    def __init__(
+        self,
+        learning_rate: float | Any = 0.001,
+        learning_rate_power: float = -0.5,
+        initial_accumulator_value: float = 0.1,
+        l1_regularization_strength: float = 0.0,
+        l2_regularization_strength: float = 0.0,
+        l2_shrinkage_regularization_strength: float = 0.0,
+        beta: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate=learning_rate,
+            learning_rate_power=learning_rate_power,
+            initial_accumulator_value=initial_accumulator_value,
+            l1_regularization_strength=l1_regularization_strength,
+            l2_regularization_strength=l2_regularization_strength,
+            l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength,
+            beta=beta,
+            **kwargs,
+        )
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        # Distributed all-reduce concatenates the replicas' slices: de-duplicate again.
+        gradient = deduplicate_indexed_slices(gradient)
+        indices = gradient.indices
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        grad = tf.cast(gradient.values, dtype)
+        index = self._get_variable_index(variable)
+        accumulator_var, linear_var = self._accumulators[index], self._linears[index]
+
+        weights = self._sparse_rows(variable, indices)
+        accumulator = self._sparse_rows(accumulator_var, indices)
+        linear = self._sparse_rows(linear_var, indices)
+
+        # The operations and their order mirror keras.optimizers.Ftrl.update_step.
+        lr_power = self.learning_rate_power
+        l2_reg = self.l2_regularization_strength + self.beta / (2.0 * lr)
+        grad_to_use = grad + 2 * self.l2_shrinkage_regularization_strength * weights
+        new_accumulator = accumulator + tf.square(grad)
+        new_power = tf.pow(new_accumulator, tf.cast(-lr_power, dtype))
+        old_power = tf.pow(accumulator, tf.cast(-lr_power, dtype))
+        linear = linear + (grad_to_use - ((new_power - old_power) / lr) * weights)
+        quadratic = new_power / lr + 2 * l2_reg
+        l1 = self.l1_regularization_strength
+        linear_clipped = tf.clip_by_value(linear, tf.cast(-l1, dtype), tf.cast(l1, dtype))
+        weights = (linear_clipped - linear) / quadratic
+
+        self._scatter(linear_var, linear, indices)
+        self._scatter(variable, weights, indices)
+        self._scatter(accumulator_var, new_accumulator, indices)
+
+
+@keras.saving.register_keras_serializable(package="widedeep")
+class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
+    r"""Adagrad whose sparse updates touch only the rows in the batch.
+
+    A drop-in for `keras.optimizers.Adagrad`: same arguments, defaults, slot (`accumulator`) and config.
+    A dense gradient takes the stock update. A `tf.IndexedSlices` gradient is de-duplicated and the stock
+    formula (epsilon inside the square root, added to the already-updated accumulator) runs on the rows
+    in the batch only:
+
+    ```python
+    n = n + g ** 2
+    w = w - lr * g / sqrt(n + epsilon)
+    ```
+
+    Rows outside the batch have a zero gradient, so the stock dense update leaves them unchanged as
+    well: the sparse path equals the dense one for any initialisation and any learning-rate schedule.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable
+            taking no arguments. Defaults to `0.001`.
+        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `0.1`.
+        epsilon: A small constant for numerical stability. Defaults to `1e-7`.
+        **kwargs: The base optimizer arguments of `keras.optimizers.Adagrad` (`weight_decay`,
+            `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
+
+    Example:
+
+    >>> import widedeep.optimizers
+    >>> optimizer = widedeep.optimizers.Adagrad(learning_rate=0.05)
+    >>> table = keras.Variable(tf.zeros((10, 4)))
+    >>> g = tf.IndexedSlices(tf.ones((2, 4)), tf.constant([3, 3]), tf.constant([10, 4]))
+    >>> optimizer.apply([g], [table])
+    >>> (table.numpy().any(axis=1)).nonzero()[0].tolist()
+    [3]
+
+    References:
+        - [Duchi et al., 2011. Adaptive Subgradient Methods for Online Learning and Stochastic
+          Optimization](https://jmlr.org/papers/v12/duchi11a.html)
+    """
+
+    def __init__(
+        self,
+        learning_rate: float | Any = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate=learning_rate,
+            initial_accumulator_value=initial_accumulator_value,
+            epsilon=epsilon,
+            **kwargs,
+        )
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        gradient = deduplicate_indexed_slices(gradient)
+        indices = gradient.indices
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        grad = tf.cast(gradient.values, dtype)
+        accumulator_var = self._accumulators[self._get_variable_index(variable)]
+
+        accumulator = self._sparse_rows(accumulator_var, indices) + tf.square(grad)
+        self._scatter(accumulator_var, accumulator, indices)
+        delta = (lr * grad) / tf.sqrt(accumulator + tf.cast(self.epsilon, dtype))
+        self._as_tf_variable(variable).scatter_sub(tf.IndexedSlices(delta, indices))
