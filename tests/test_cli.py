@@ -1,0 +1,118 @@
+"""The command line end to end on tiny simulated data, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from widedeep.cli import main
+
+TINY = ["--num-users", "80", "--num-items", "60", "--num-impressions", "4000", "--max-length", "5"]
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "data"
+    assert main(["simulate", "--out", str(out), "--seed", "3", *TINY]) == 0
+    return out
+
+
+def test_simulate_writes_a_dataset_directory(sim_dir):
+    meta = json.loads((sim_dir / "meta.json").read_text())
+    assert 0.5 < meta["oracle_auc"] <= 1.0
+    assert meta["splits"]["train"]["examples"] + meta["splits"]["test"]["examples"] == 4000
+    assert (sim_dir / "schema.json").is_file()
+
+
+@pytest.mark.parametrize("model", ["wide_deep", "dfn"])
+def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
+    run = tmp_path / "run"
+    logdir = tmp_path / "logs"
+    args = ["train", "--data", str(sim_dir), "--model", model, "--out", str(run), "--epochs", "1",
+            "--batch-size", "256", "--logdir", str(logdir), "--hidden-units", "16"]
+    if model == "dfn":
+        args += ["--model-dim", "8", "--num-heads", "2", "--use-fm", "false"]
+    assert main(args) == 0
+    trained = json.loads(capsys.readouterr().out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("auc", "logloss", "gauc", "examples_per_sec"):
+        assert key in metrics
+    assert metrics["auc"] == pytest.approx(trained["auc"])
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == model
+    if model == "dfn":
+        assert config["hyperparameters"]["use_fm"] is False
+        assert config["feedback_weights"] == [1.0, 1.0, 10.0]
+    # TensorBoard: train and validation scalars, optimizer learning rates.
+    runs = os.listdir(logdir)
+    assert len(runs) == 1
+    assert {"train", "validation", "optimizers"} <= set(os.listdir(logdir / runs[0]))
+
+    assert main(["evaluate", "--model", str(run / "model.keras"), "--data", str(sim_dir)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for key in ("auc", "logloss", "gauc"):
+        assert evaluated[key] == pytest.approx(metrics[key], rel=1e-5)
+
+
+def _one_line_error(argv, capsys, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_missing_data_directory(tmp_path, capsys):
+    _one_line_error(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")], capsys, "nope")
+
+
+def test_malformed_schema(sim_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(sim_dir, bad)
+    (bad / "schema.json").write_text('{"categorical": [{"name": "user_id", "dtype": "int8"}]}')
+    _one_line_error(["train", "--data", str(bad), "--out", str(tmp_path / "run")], capsys, "schema.json", "user_id")
+
+
+def test_feature_missing_from_the_data_is_named(sim_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(sim_dir, bad)
+    schema = json.loads((bad / "schema.json").read_text())
+    schema["numeric"].append({"name": "watch_time", "mean": 0.0, "std": 1.0})
+    (bad / "schema.json").write_text(json.dumps(schema))
+    _one_line_error(["train", "--data", str(bad), "--out", str(tmp_path / "run")], capsys, "watch_time")
+
+
+def test_unknown_flag(capsys):
+    _one_line_error(["train", "--data", "x", "--out", "y", "--learning-speed", "3"], capsys, "--learning-speed")
+
+
+def test_dfn_flag_on_other_model(sim_dir, tmp_path, capsys):
+    _one_line_error(
+        ["train", "--data", str(sim_dir), "--out", str(tmp_path / "r"), "--model", "wide", "--num-heads", "2"],
+        capsys,
+        "--num-heads",
+    )
+
+
+def test_console_script_reports_without_traceback(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "widedeep.cli", "evaluate", "--model", str(tmp_path / "m.keras"), "--data", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.startswith("widedeep:")]
+    assert lines == [f"widedeep: error: no such model file: {tmp_path / 'm.keras'}"]
+    assert "Traceback" not in out.stderr
