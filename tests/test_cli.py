@@ -32,12 +32,27 @@ def test_simulate_writes_a_dataset_directory(sim_dir):
 def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     run = tmp_path / "run"
     logdir = tmp_path / "logs"
-    args = ["train", "--data", str(sim_dir), "--model", model, "--out", str(run), "--epochs", "1",
-            "--batch-size", "256", "--logdir", str(logdir), "--hidden-units", "16"]
+    args = [
+        "train",
+        "--data",
+        str(sim_dir),
+        "--model",
+        model,
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--logdir",
+        str(logdir),
+        "--hidden-units",
+        "16",
+    ]
     if model == "dfn":
         args += ["--model-dim", "8", "--num-heads", "2", "--use-fm", "false"]
     assert main(args) == 0
-    trained = json.loads(capsys.readouterr().out)
+    trained = _last_json(capsys.readouterr().out)
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("auc", "logloss", "gauc", "examples_per_sec"):
         assert key in metrics
@@ -53,9 +68,15 @@ def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     assert {"train", "validation", "optimizers"} <= set(os.listdir(logdir / runs[0]))
 
     assert main(["evaluate", "--model", str(run / "model.keras"), "--data", str(sim_dir)]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    evaluated = _last_json(capsys.readouterr().out)
     for key in ("auc", "logloss", "gauc"):
         assert evaluated[key] == pytest.approx(metrics[key], rel=1e-5)
+
+
+def _last_json(text: str) -> dict:
+    """The JSON object printed last (progress bars may precede it)."""
+    start = text.rfind("\n{\n") + 1 if not text.startswith("{") else 0
+    return json.loads(text[start:])
 
 
 def _one_line_error(argv, capsys, *needles):
@@ -69,7 +90,9 @@ def _one_line_error(argv, capsys, *needles):
 
 
 def test_missing_data_directory(tmp_path, capsys):
-    _one_line_error(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")], capsys, "nope")
+    _one_line_error(
+        ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")], capsys, "nope"
+    )
 
 
 def test_malformed_schema(sim_dir, tmp_path, capsys):
@@ -78,7 +101,12 @@ def test_malformed_schema(sim_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(sim_dir, bad)
     (bad / "schema.json").write_text('{"categorical": [{"name": "user_id", "dtype": "int8"}]}')
-    _one_line_error(["train", "--data", str(bad), "--out", str(tmp_path / "run")], capsys, "schema.json", "user_id")
+    _one_line_error(
+        ["train", "--data", str(bad), "--out", str(tmp_path / "run")],
+        capsys,
+        "schema.json",
+        "user_id",
+    )
 
 
 def test_feature_missing_from_the_data_is_named(sim_dir, tmp_path, capsys):
@@ -89,16 +117,30 @@ def test_feature_missing_from_the_data_is_named(sim_dir, tmp_path, capsys):
     schema = json.loads((bad / "schema.json").read_text())
     schema["numeric"].append({"name": "watch_time", "mean": 0.0, "std": 1.0})
     (bad / "schema.json").write_text(json.dumps(schema))
-    _one_line_error(["train", "--data", str(bad), "--out", str(tmp_path / "run")], capsys, "watch_time")
+    _one_line_error(
+        ["train", "--data", str(bad), "--out", str(tmp_path / "run")], capsys, "watch_time"
+    )
 
 
 def test_unknown_flag(capsys):
-    _one_line_error(["train", "--data", "x", "--out", "y", "--learning-speed", "3"], capsys, "--learning-speed")
+    _one_line_error(
+        ["train", "--data", "x", "--out", "y", "--learning-speed", "3"], capsys, "--learning-speed"
+    )
 
 
 def test_dfn_flag_on_other_model(sim_dir, tmp_path, capsys):
     _one_line_error(
-        ["train", "--data", str(sim_dir), "--out", str(tmp_path / "r"), "--model", "wide", "--num-heads", "2"],
+        [
+            "train",
+            "--data",
+            str(sim_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--model",
+            "wide",
+            "--num-heads",
+            "2",
+        ],
         capsys,
         "--num-heads",
     )
@@ -106,7 +148,16 @@ def test_dfn_flag_on_other_model(sim_dir, tmp_path, capsys):
 
 def test_console_script_reports_without_traceback(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "widedeep.cli", "evaluate", "--model", str(tmp_path / "m.keras"), "--data", "x"],
+        [
+            sys.executable,
+            "-m",
+            "widedeep.cli",
+            "evaluate",
+            "--model",
+            str(tmp_path / "m.keras"),
+            "--data",
+            "x",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -59,7 +59,9 @@ def test_dislike_counts_ten_times_in_the_loss(tiny_schema, tiny_batch):
     p = np.clip(model.predict(x, verbose=0).reshape(-1).astype(np.float64), 1e-7, 1 - 1e-7)
     per_example = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     expected = np.sum(sample_weight * per_example) / len(y)
-    loss = model.evaluate(x, y, sample_weight=sample_weight, batch_size=len(y), verbose=0, return_dict=True)["loss"]
+    loss = model.evaluate(
+        x, y, sample_weight=sample_weight, batch_size=len(y), verbose=0, return_dict=True
+    )["loss"]
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     # The same loss as repeating a disliked impression ten times in the sum.
     repeated = np.concatenate([per_example] + [per_example[feedback == 2]] * 9)
@@ -98,7 +100,9 @@ def test_sequence_length_keeps_most_recent_items(tiny_schema, tiny_batch):
     changed = {k: v.copy() for k, v in x.items()}
     for seq in ("click", "unclick", "dislike"):
         changed[f"{seq}_item_id"][:, 2:] = np.where(x[f"{seq}_item_id"][:, 2:] >= 0, 3, -1)
-    np.testing.assert_allclose(model.predict(changed, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict(changed, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
     changed["click_item_id"][:, 0] = 7
     assert not np.allclose(model.predict(changed, verbose=0), model.predict(x, verbose=0))
 
@@ -106,7 +110,10 @@ def test_sequence_length_keeps_most_recent_items(tiny_schema, tiny_batch):
 def test_empty_feedback_gives_finite_predictions(tiny_schema, tiny_batch):
     x, _ = tiny_batch
     model = _dfn(tiny_schema)
-    empty = {k: (np.full_like(v, -1) if k.startswith(("click_", "unclick_", "dislike_")) else v) for k, v in x.items()}
+    empty = {
+        k: (np.full_like(v, -1) if k.startswith(("click_", "unclick_", "dislike_")) else v)
+        for k, v in x.items()
+    }
     assert np.isfinite(model.predict(empty, verbose=0)).all()
 
 

@@ -210,4 +210,6 @@ def test_train_statistics_weighted_by_train_impressions():
     mean, std = stats.mean_std("duration")
     x = np.array([1.0, 1.0, 1.0, 2.0, 4.0, 4.0])
     assert mean == pytest.approx(x.mean()) and std == pytest.approx(x.std())
-    assert stats.boundaries("duration", 3) == [2.0]  # tertiles of x: 1.0 (dropped: the minimum), 2.0
+    assert stats.boundaries("duration", 3) == [
+        2.0
+    ]  # tertiles of x: 1.0 (dropped: the minimum), 2.0

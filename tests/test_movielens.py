@@ -255,4 +255,4 @@ def test_prepare_then_make_dataset_round_trip(tmp_path):
         [10, -1, -1, -1, -1],
         [12, -1, -1, -1, -1],
     ]
-    np.testing.assert_array_equal(label.numpy(), [1, 0])
+    np.testing.assert_array_equal(label.numpy().ravel(), [1, 0])

@@ -76,7 +76,7 @@ def collect(ds: tf.data.Dataset):
     for x, y, w in ds:
         for k, v in x.items():
             features.setdefault(k, []).append(v.numpy())
-        labels.append(y.numpy())
+        labels.append(y.numpy()[:, 0])
         weights.append(w.numpy())
     return (
         {k: np.concatenate(v) for k, v in features.items()},

@@ -87,6 +87,11 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         for k, v in vars(args).items()
         if k in SimulatorConfig.__dataclass_fields__ and v is not None
     }
+    if "users_per_round" not in overrides and "num_users" in overrides:
+        # Users in a round are distinct: small populations get proportionally smaller rounds.
+        overrides["users_per_round"] = min(
+            SimulatorConfig.users_per_round, max(1, overrides["num_users"] // 4)
+        )
     config = SimulatorConfig(**overrides)
     meta = simulate_dataset(args.out, config, progress=True)
     summary = {k: meta[k] for k in ("oracle_auc", "oracle_logloss") if k in meta}
@@ -239,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-users", type=_positive_int)
     p.add_argument("--num-items", type=_positive_int)
     p.add_argument("--num-impressions", type=_positive_int)
+    p.add_argument(
+        "--users-per-round", type=_positive_int, help="distinct users shown an item per time step"
+    )
     p.add_argument("--max-length", type=_positive_int, help="feedback sequence length L")
     p.set_defaults(func=_cmd_simulate)
 

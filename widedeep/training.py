@@ -213,6 +213,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=config.verbose,
+        shuffle=False,  # the pipeline shuffles
     )
     seconds = time.perf_counter() - start
 

@@ -292,7 +292,10 @@ def parse_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
         if not value.is_integer():
             raise ValueError(f"not an integer: {text!r}") from None
         return int(value)
@@ -326,8 +329,8 @@ def check_time_order(events: Iterable[Event]) -> Iterator[Event]:
         if previous is not None and event.time < previous.time:
             raise FeedbackLogError(
                 f"{event.path}, line {event.line}: rows are not in time order (time {event.time} after "
-                f"{previous.time} at line {previous.line}); this loader streams the log and needs it "
-                f"sorted by time (ties keep file order)"
+                f"{previous.time} at line {previous.line}); this loader streams the log and needs each "
+                f"file sorted by time: sort it first with a stable sort on the time column"
             )
         previous = event
         yield event
@@ -660,8 +663,8 @@ class FeedbackSource(abc.ABC):
         """Source-specific facts for meta.json (files, layout, ...)."""
         return {}
 
-    # Columns written for every impression, with their dtypes.
-    def column_dtypes(self, max_length: int) -> dict[str, str]:
+    def column_dtypes(self) -> dict[str, str]:
+        """`{column: dtype}` of every feature column written per impression."""
         dtypes = {self.user_column: "int64"}
         dtypes.update(self.users.dtypes)
         dtypes.update(self.items.dtypes)
@@ -842,7 +845,7 @@ def prepare_feedback_dataset(
 
     # Pass 2: sequences, records and train statistics.
     policy.counting = False
-    dtypes = source.column_dtypes(L)
+    dtypes = source.column_dtypes()
     categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
     numeric = [n for n, d in dtypes.items() if d == "float32"]
     stats = TrainStatistics(categorical, numeric)

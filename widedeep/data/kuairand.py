@@ -127,6 +127,17 @@ ITEM_FEATURES: tuple[str, ...] = ("video_id", "author_id", "tag")
 """How a video is described in the target and in every feedback sequence."""
 
 
+def _named_ints(fields: list[str], columns: list[int]) -> list[int]:
+    """The log's integer columns, with an error naming the column that is not one."""
+    values = []
+    for name, j in zip(LOG_COLUMNS, columns, strict=True):
+        try:
+            values.append(parse_int(fields[j]))
+        except ValueError:
+            raise ValueError(f"{name} is not an integer: {fields[j]!r}") from None
+    return values
+
+
 def _iso_date_ordinal(text: str) -> float:
     text = text.strip()
     if not text:
@@ -325,9 +336,7 @@ class KuaiRandSource(FeedbackSource):
                         int(fields[j]) for j in columns
                     )
                 except ValueError:
-                    user, item, date, hourmin, time_ms, click, hate = (
-                        parse_int(fields[j]) for j in columns
-                    )
+                    user, item, date, hourmin, time_ms, click, hate = _named_ints(fields, columns)
                 if click not in (0, 1) or hate not in (0, 1):
                     raise ValueError(
                         f"is_click and is_hate must be 0 or 1, found {click} and {hate}"

@@ -805,6 +805,7 @@ def make_dataset(
     deterministic: bool | None = None,
     shuffle_buffer: int = 10_000,
     num_parallel_reads: int | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline over one split of a dataset directory.
 
@@ -813,7 +814,7 @@ def make_dataset(
     numeric `float32` `[B]`, sequences `[B, max_length]` right-padded with the
     missing value (and truncated to their most recent `max_length` items).
     A scalar absent from a record reads as the missing value (categorical) or
-    the feature's mean (numeric). `label` is `float32 [B]`; `sample_weight` is
+    the feature's mean (numeric). `label` is `float32 [B, 1]` (the models' output shape); `sample_weight` is
     `feedback_weights[feedback code]`, or 1.0 when `feedback_weights` is None.
 
     The pipeline reads the shards interleaved (file order shuffled when
@@ -837,6 +838,10 @@ def make_dataset(
             True unless `shuffle` without a `seed`. Always True without `shuffle`.
         shuffle_buffer: size of the record shuffle buffer.
         num_parallel_reads: shards read in parallel; defaults to AUTOTUNE.
+        rows: `(start, stop)` keeps rows `start <= i < stop` in write (time)
+            order, e.g. the last tenth of the training period as a validation
+            set. The shards are then read in file order and only the records
+            are shuffled (when `shuffle`).
 
     Returns:
         A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
@@ -874,19 +879,38 @@ def make_dataset(
     def to_example(serialized: tf.Tensor):
         parsed = parse(serialized)
         features = {name: parsed[name] for name in inputs}
-        label = tf.cast(parsed[label_name], tf.float32)
+        # [B, 1], the shape of the models' output: Keras losses reduce the last axis.
+        label = tf.cast(parsed[label_name], tf.float32)[:, None]
         if weights is None:
-            sample_weight = tf.ones_like(label)
+            sample_weight = tf.ones_like(label[:, 0])
         else:
             sample_weight = tf.gather(tf.constant(weights, tf.float32), parsed[feedback_name])
         return features, label, sample_weight
 
-    ds = _records(files, shuffle, seed, parallel, deterministic)
+    if rows is not None:
+        start, stop = rows
+        total = int(meta["splits"][split].get("examples", 0))
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
+            raise ValueError(
+                f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
+                f"'{split}'). Received: rows={rows!r}"
+            )
+        ds = _records(files, False, None, parallel, True).skip(start).take(stop - start)
+    else:
+        ds = _records(files, shuffle, seed, parallel, deterministic)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if not repeat:
+        # TFRecord readers cannot know their length; meta.json does. With it, Keras
+        # shows a complete progress bar and does not warn that the data ran out.
+        count = int(meta["splits"][split].get("examples", 0))
+        if rows is not None:
+            count = rows[1] - rows[0]
+        batches = count // batch_size if drop_remainder else -(-count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)
 
