@@ -93,7 +93,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
             SimulatorConfig.users_per_round, max(1, overrides["num_users"] // 4)
         )
     config = SimulatorConfig(**overrides)
-    meta = simulate_dataset(args.out, config, progress=True)
+    meta = simulate_dataset(args.out, config, progress=True, overwrite=args.overwrite)
     summary = {k: meta[k] for k in ("oracle_auc", "oracle_logloss") if k in meta}
     summary["splits"] = {k: v["examples"] for k, v in meta["splits"].items()}
     summary["out"] = args.out
@@ -178,6 +178,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         "split_by": args.split_by,
         "on_error": args.on_error,
         "progress": True,
+        "overwrite": args.overwrite,
     }
     if args.source == "kuairand":
         from widedeep.data.kuairand import prepare_kuairand
@@ -188,6 +189,28 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
         meta = prepare_movielens(args.path, args.out, **options)
     _print_json({k: v for k, v in meta.items() if k != "settings"})
+
+
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from tuning.search import run_search
+
+    _check_data(args.data)
+    metrics = run_search(
+        args.data,
+        args.out,
+        model=args.model,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        logdir=args.logdir or None,
+        validation_fraction=args.validation_fraction,
+        overwrite=args.overwrite,
+        evaluate_defaults=not args.no_baseline,
+        verbose=2,
+    )
+    _print_json(metrics)
 
 
 # -------------------------------------------------------------------- parser
@@ -248,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--users-per-round", type=_positive_int, help="distinct users shown an item per time step"
     )
     p.add_argument("--max-length", type=_positive_int, help="feedback sequence length L")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("prepare", help="turn KuaiRand or MovieLens files into a dataset directory")
@@ -269,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--test-fraction", type=_fraction, default=0.2)
         q.add_argument("--split-by", choices=("time", "user"), default="time")
         q.add_argument("--on-error", choices=("skip", "stop"), default="skip")
+        q.add_argument(
+            "--overwrite", action="store_true", help="replace an existing dataset in --out"
+        )
         q.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train a model on a dataset directory")
@@ -287,6 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("tune", help="KerasTuner search over both optimizers and the model shape")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--model", choices=("wide_deep", "dfn"), default="wide_deep")
+    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
+    p.add_argument("--max-trials", type=_positive_int, default=10)
+    p.add_argument("--out", required=True, help="search directory (resumable: rerun to continue)")
+    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1)
+    p.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    p.add_argument("--no-baseline", action="store_true", help="skip scoring the default settings")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("evaluate", help="exact test metrics of a saved model, as JSON")
     p.add_argument("--model", required=True, help="a .keras file written by train")

@@ -146,7 +146,12 @@ def evaluate_model(
     return ctr_metrics(columns[schema.label], probabilities, columns[schema.group_key])
 
 
-def _split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, int]:
+def validation_split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, int]:
+    """`(fit_stop, total)`: rows `[0, fit_stop)` of the train split fit, `[fit_stop, total)` validate.
+
+    The validation rows are the last `fraction` of the training period (rows are
+    stored in time order), never the test split.
+    """
     total = int(meta["splits"]["train"]["examples"])
     if not 0 <= fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1). Received: {fraction}")
@@ -174,7 +179,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         build_model(schema, config.model, **config.hyperparameters), config.optimizer
     )
 
-    fit_rows, total_rows = _split_rows(meta, config.validation_fraction)
+    fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
     train_ds = make_dataset(
         config.data,
         "train",
