@@ -32,9 +32,9 @@ from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
     OptimizerConfig,
     OptimizerLogger,
-    validation_split_rows,
     build_model,
     compile_model,
+    validation_split_rows,
 )
 
 __all__ = [
