@@ -47,10 +47,10 @@ class OptimizerConfig:
     slower to converge on the small default data; see the README.
     """
 
-    wide_learning_rate: float = 0.05
+    wide_learning_rate: float = 0.2
     wide_l1: float = 1e-3
     wide_l2: float = 0.0
-    deep_learning_rate: float = 0.05
+    deep_learning_rate: float = 0.5
     deep_initial_accumulator: float = 0.1
 
     def make(self) -> tuple[wd_optimizers.Ftrl, wd_optimizers.Adagrad]:

@@ -134,9 +134,9 @@ class SimulatorConfig:
     num_items: int = 1500
     num_impressions: int = 250_000
     users_per_round: int = 1000
-    num_regions: int = 10
+    num_regions: int = 30
     num_age_groups: int = 6
-    num_categories: int = 24
+    num_categories: int = 40
     num_authors: int = 300
     latent_dim: int = 16
     max_length: int = 30
@@ -147,8 +147,8 @@ class SimulatorConfig:
     user_noise: float = 1.5
     item_noise: float = 1.0
     bias: float = -2.7
-    cross_cells_fraction: float = 0.15
-    cross_effect: float = 1.5
+    cross_cells_fraction: float = 0.1
+    cross_effect: float = 2.0
     affinity_effect: float = 1.4
     duration_effect: float = 0.6
     author_effect: float = 0.3

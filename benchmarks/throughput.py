@@ -1,0 +1,575 @@
+"""Training throughput of Wide & Deep (and DFN) against stock Keras baselines, printing JSON.
+
+Workload "standard Wide & Deep": 10 categorical fields of 10^4 Zipf-skewed ids (vocabulary
+lookups; wide one-hots and 16-d embeddings), 3 pairwise crosses hashed into 10^5 buckets each
+(wide only, as in the paper), 5 standardised numeric fields (deep only), MLP 256-128-64, batch
+1024. The rows are written once with `DatasetWriter` to a dataset directory; every model takes
+the same raw features and runs the same in-model preprocessing.
+
+Variants of group `standard` (all in one process, interleaved round by round, so machine noise
+hits them alike; the first round of each variant is warm-up, tracing included):
+
+* `ours_disk` (a): `build_wide_deep` + `WideDeepModel.compile()` (sparse FTRL for `wide`, sparse
+  Adagrad for the rest, routed `train_step`) + `fit` on `make_dataset(..., shuffle=True)` from
+  disk, end to end.
+* `stock_memory` (b): the same graph built with `keras.layers.Embedding`, as a plain
+  `keras.Model` compiled with ONE stock `keras.optimizers.Adagrad`, `fit` on in-memory numpy
+  arrays (`batch_size=1024`, `shuffle=True`).
+* `multi_optimizer_memory` (c): the stock-embedding graph as a plain `keras.Model` compiled with
+  `keras.optimizers.MultiOptimizer` routing stock `Ftrl` (the `wide` layer) / stock `Adagrad`
+  (the rest) under the stock `train_step`, on the same arrays.
+* `ours_cached` / `stock_cached` (diagnostics): both models on the *same* pre-parsed batches
+  cached in memory (`make_dataset(...).cache()`), so the difference is the train step alone.
+* `mlp_floor` (f): the MLP 256-128-64-1 alone, forward + backward + stock Adagrad, on dense
+  resident inputs of the deep input's width (10 * 16 + 5 = 165): the compute floor.
+
+Group `small` (d) repeats `ours_disk`, `ours_cached`, `stock_memory`, `stock_cached` with small
+tables (crosses hashed into 10^4 buckets; the categorical tables already have 10^4 + 1 rows).
+Group `simulated` trains `build_dfn(schema)` and `build_wide_deep(schema)` (defaults, our
+optimizers, `make_dataset` from disk) on `simulate_dataset` data. `tf_keras` (e) is reported as
+skipped unless `tf_keras` is importable.
+
+Each timed unit is one `fit(epochs=1)` over the whole training split. Printed per variant:
+`examples_per_sec` (median over timed epochs, end to end: iterator start-up included),
+`steady_examples_per_sec` (median over epochs of the rate between the 5th and the last full
+batch, from a batch-end callback), `step_ms` (median steady milliseconds per batch) and the raw
+per-epoch rates. Ratios compare medians of the same run.
+
+Usage:
+    python benchmarks/throughput.py [--groups standard,small,simulated] [--train-rows 200000]
+        [--rounds 5] [--sim-impressions 50000] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import widedeep.features  # noqa: E402
+import widedeep.layers.wide  # noqa: E402
+from widedeep import build_dfn, build_wide_deep  # noqa: E402
+from widedeep.data.records import DatasetWriter, load_dataset_dir, make_dataset  # noqa: E402
+from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
+from widedeep.layers.mlp import MLP  # noqa: E402
+from widedeep.model import WIDE_BRANCH, WideDeepModel  # noqa: E402
+from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema  # noqa: E402
+
+BATCH_SIZE = 1024
+HIDDEN_UNITS = (256, 128, 64)
+NUM_CATEGORICAL = 10
+VOCABULARY_SIZE = 10**4
+NUM_NUMERIC = 5
+EMBEDDING_DIM = 16
+CROSSED_PAIRS = ((0, 1), (2, 3), (4, 5))
+STANDARD_CROSS_BUCKETS = 10**5
+SMALL_CROSS_BUCKETS = 10**4
+ZIPF_EXPONENT = 1.2
+STEADY_SKIP = 5  # batches left out at the start of an epoch for the steady rate
+
+TARGETS = {
+    "ours_vs_stock_one_optimizer": 1.5,
+    "small_tables_ours_vs_stock": 0.95,
+    "reference_quiet_machine_examples_per_sec": {
+        "stock_one_optimizer": "93k-102k",
+        "tf_keras_wide_deep_model": "91k",
+        "mlp_floor": "357k",
+    },
+}
+
+
+# ------------------------------------------------------------------------------------- data
+def categorical_name(i: int) -> str:
+    return f"c{i}"
+
+
+def numeric_name(i: int) -> str:
+    return f"n{i}"
+
+
+def standard_schema(cross_buckets: int = STANDARD_CROSS_BUCKETS) -> Schema:
+    """The standard workload's schema; `cross_buckets` sizes the three hashed crosses."""
+    return Schema(
+        categorical=[
+            CategoricalFeature(
+                categorical_name(i),
+                vocabulary=list(range(VOCABULARY_SIZE)),
+                wide=True,
+                embedding_dim=EMBEDDING_DIM,
+            )
+            for i in range(NUM_CATEGORICAL)
+        ],
+        numeric=[
+            NumericFeature(numeric_name(i), mean=0.0, std=1.0, wide=False, deep=True)
+            for i in range(NUM_NUMERIC)
+        ],
+        crosses=[
+            CrossFeature(
+                f"{categorical_name(a)}_x_{categorical_name(b)}",
+                [categorical_name(a), categorical_name(b)],
+                hash_buckets=cross_buckets,
+                wide=True,
+                embedding_dim=None,
+            )
+            for a, b in CROSSED_PAIRS
+        ],
+        label="label",
+        feedback="feedback",
+        group_key="user_id",
+    )
+
+
+def standard_columns(num_rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Synthetic rows: Zipf ids scattered over each vocabulary, normal numerics, a planted label."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, np.ndarray] = {}
+    logit = np.full(num_rows, -1.5)
+    for i in range(NUM_CATEGORICAL):
+        ranks = rng.zipf(ZIPF_EXPONENT, size=num_rows) - 1
+        ids = rng.permutation(VOCABULARY_SIZE)[ranks % VOCABULARY_SIZE].astype(np.int64)
+        columns[categorical_name(i)] = ids
+        if i < 3:
+            logit += rng.normal(0.0, 0.7, size=VOCABULARY_SIZE)[ids]
+    for i in range(NUM_NUMERIC):
+        values = rng.normal(size=num_rows).astype(np.float32)
+        columns[numeric_name(i)] = values
+        logit += 0.2 * values
+    label = (rng.random(num_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    columns["label"] = label
+    columns["feedback"] = label  # FEEDBACK_TYPES: 0 unclick, 1 click
+    columns["user_id"] = columns[categorical_name(0)]
+    return columns
+
+
+def write_standard_dataset(
+    out_dir: str, train_rows: int, seed: int = 0
+) -> tuple[Schema, dict[str, np.ndarray]]:
+    """Writes the standard workload's train split to `out_dir`; returns its schema and columns."""
+    columns = standard_columns(train_rows, seed)
+    schema = standard_schema()
+    writer = DatasetWriter(out_dir, num_shards={"train": 8}, overwrite=True)
+    for start in range(0, train_rows, 100_000):
+        writer.write("train", {k: v[start : start + 100_000] for k, v in columns.items()})
+    writer.close(schema, {"source": "benchmarks/throughput.py", "seed": seed})
+    return schema, columns
+
+
+def model_inputs(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: columns[name] for name in schema.input_signature()}
+
+
+def labels(columns: dict[str, np.ndarray]) -> np.ndarray:
+    return columns["label"].astype(np.float32)[:, None]
+
+
+# ----------------------------------------------------------------------------------- models
+@contextlib.contextmanager
+def stock_embeddings() -> Iterator[None]:
+    """Builds with `keras.layers.Embedding` wherever the builders use widedeep's sparse one."""
+    patched = (widedeep.features, widedeep.layers.wide)
+    saved = [module.Embedding for module in patched]
+    try:
+        for module in patched:
+            module.Embedding = keras.layers.Embedding
+        yield
+    finally:
+        for module, original in zip(patched, saved, strict=True):
+            module.Embedding = original
+
+
+def build_ours(schema: Schema) -> WideDeepModel:
+    """(a) Our model: sparse embeddings, sparse FTRL + Adagrad, routed train step."""
+    model = build_wide_deep(schema, hidden_units=HIDDEN_UNITS)
+    model.compile()
+    return model
+
+
+def _stock_graph(schema: Schema) -> keras.Model:
+    with stock_embeddings():
+        routed = build_wide_deep(schema, hidden_units=HIDDEN_UNITS)
+    return keras.Model(routed.input, routed.output, name="stock_wide_deep")
+
+
+def build_stock(schema: Schema) -> keras.Model:
+    """(b) The same graph with stock embeddings, a plain `keras.Model` and ONE stock Adagrad."""
+    model = _stock_graph(schema)
+    model.compile(
+        optimizer=keras.optimizers.Adagrad(learning_rate=0.05), loss="binary_crossentropy"
+    )
+    return model
+
+
+def build_multi_optimizer(schema: Schema) -> keras.Model:
+    """(c) Stock graph, stock train step, `MultiOptimizer`: stock Ftrl for `wide`, Adagrad else."""
+    model = _stock_graph(schema)
+    wide = keras.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3)
+    deep = keras.optimizers.Adagrad(learning_rate=0.05)
+    wide_ids = {id(v) for v in model.get_layer(WIDE_BRANCH).trainable_variables}
+    optimizer = keras.optimizers.MultiOptimizer(lambda v: wide if id(v) in wide_ids else deep)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    return model
+
+
+def deep_input_width(schema: Schema) -> int:
+    embeddings = sum(f.embedding_dim or 0 for f in [*schema.categorical, *schema.crosses])
+    return embeddings + sum(1 for f in schema.numeric if f.deep)
+
+
+# ---------------------------------------------------------------------------------- timing
+class BatchClock(keras.callbacks.Callback):
+    """Records the time at the end of every training batch of the last `fit`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.times = []
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.times.append(time.perf_counter())
+
+
+@dataclasses.dataclass
+class Epoch:
+    """One timed pass: examples, wall seconds, and the steady per-batch seconds (or None)."""
+
+    examples: int
+    seconds: float
+    steady_batch_seconds: float | None
+    first_batch_seconds: float | None = None
+    after_last_batch_seconds: float | None = None
+
+
+def steady_batch_seconds(times: list[float], full_batches: int) -> float | None:
+    """Mean seconds per batch between batch `STEADY_SKIP` and the last full batch."""
+    last = min(full_batches, len(times)) - 1
+    if last - STEADY_SKIP < 5:
+        return None
+    return (times[last] - times[STEADY_SKIP]) / (last - STEADY_SKIP)
+
+
+def epoch_of(
+    examples: int, start: float, end: float, times: list[float], full_batches: int
+) -> Epoch:
+    return Epoch(
+        examples,
+        end - start,
+        steady_batch_seconds(times, full_batches),
+        times[0] - start if times else None,
+        end - times[-1] if times else None,
+    )
+
+
+def fit_runner(model: keras.Model, examples: int, **fit_kwargs: Any) -> Callable[[], Epoch]:
+    """A timed one-epoch `model.fit(**fit_kwargs)`."""
+    clock = BatchClock()
+    full_batches = examples // BATCH_SIZE
+
+    def run() -> Epoch:
+        start = time.perf_counter()
+        model.fit(epochs=1, verbose=0, callbacks=[clock], **fit_kwargs)
+        end = time.perf_counter()
+        return epoch_of(examples, start, end, clock.times, full_batches)
+
+    return run
+
+
+def cached_batches(data_dir: str, schema: Schema) -> tf.data.Dataset:
+    """The split's parsed batches, cached in memory (no shuffling), cache filled here.
+
+    Filling the cache with one full pass up front matters: Keras stops an epoch after the
+    dataset's known cardinality without reaching end-of-sequence, which would leave the cache
+    unfinished and re-read from disk every epoch.
+    """
+    dataset = make_dataset(data_dir, "train", schema, batch_size=BATCH_SIZE).cache()
+    for _ in dataset:
+        pass
+    return dataset
+
+
+def mlp_floor_runner(width: int, examples: int, seed: int = 0) -> Callable[[], Epoch]:
+    """(f) MLP fwd + bwd + stock Adagrad over resident dense batches, in a Python loop."""
+    mlp = MLP(hidden_units=list(HIDDEN_UNITS), output_units=1, name="mlp_floor")
+    optimizer = keras.optimizers.Adagrad(learning_rate=0.05)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(examples, width)).astype(np.float32))
+    y = tf.constant((rng.random((examples, 1)) < 0.3).astype(np.float32))
+    batches = [
+        (x[i : i + BATCH_SIZE], y[i : i + BATCH_SIZE]) for i in range(0, examples, BATCH_SIZE)
+    ]
+    mlp(batches[0][0])
+    optimizer.build(mlp.trainable_variables)
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def step(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            probability = tf.sigmoid(mlp(features, training=True))
+            loss = tf.reduce_mean(keras.losses.binary_crossentropy(target, probability))
+        grads = tape.gradient(loss, mlp.trainable_variables)
+        optimizer.apply(grads, mlp.trainable_variables)
+        return loss
+
+    full_batches = examples // BATCH_SIZE
+
+    def run() -> Epoch:
+        times = []
+        start = time.perf_counter()
+        loss = None
+        for features, target in batches:
+            loss = step(features, target)
+            times.append(time.perf_counter())
+        float(loss)
+        return epoch_of(examples, start, time.perf_counter(), times, full_batches)
+
+    return run
+
+
+def interleave(runners: dict[str, Callable[[], Epoch]], rounds: int) -> dict[str, list[Epoch]]:
+    """Runs every runner once per round, rotating the order; round 0 is warm-up and dropped."""
+    names = list(runners)
+    epochs: dict[str, list[Epoch]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            epoch = runners[name]()
+            if r > 0:
+                epochs[name].append(epoch)
+            steady = epoch.steady_batch_seconds
+            print(
+                f"[round {r}] {name}: {epoch.examples / epoch.seconds:,.0f} ex/s, steady "
+                f"{(BATCH_SIZE / steady) if steady else float('nan'):,.0f}, first batch "
+                f"{(epoch.first_batch_seconds or 0) * 1000:.0f} ms, after last "
+                f"{(epoch.after_last_batch_seconds or 0) * 1000:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    return epochs
+
+
+def _median_ms(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(float(np.median(present)) * 1000, 1) if present else None
+
+
+def summarise(epochs: list[Epoch], batch_size: int) -> dict[str, Any]:
+    rates = [e.examples / e.seconds for e in epochs]
+    steady = [e.steady_batch_seconds for e in epochs if e.steady_batch_seconds is not None]
+    return {
+        "examples_per_sec": round(float(np.median(rates))),
+        "steady_examples_per_sec": round(float(np.median([batch_size / s for s in steady])))
+        if steady
+        else None,
+        "step_ms": round(float(np.median(steady)) * 1000, 2) if steady else None,
+        "first_batch_ms": _median_ms([e.first_batch_seconds for e in epochs]),
+        "after_last_batch_ms": _median_ms([e.after_last_batch_seconds for e in epochs]),
+        "epochs_examples_per_sec": [round(r) for r in rates],
+    }
+
+
+def ratio(results: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float | None:
+    if a not in results or b not in results or not results[a][key] or not results[b][key]:
+        return None
+    return round(results[a][key] / results[b][key], 3)
+
+
+# ---------------------------------------------------------------------------------- groups
+def run_standard(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> dict[str, Any]:
+    schema, meta = load_dataset_dir(data_dir)
+    n = int(meta["splits"]["train"]["examples"])
+    x, y = model_inputs(schema, columns), labels(columns)
+    ours, stock = build_ours(schema), build_stock(schema)
+    memory = {"x": x, "y": y, "batch_size": BATCH_SIZE, "shuffle": True}
+    cached = cached_batches(data_dir, schema)
+    runners = {
+        "ours_disk": fit_runner(
+            ours, n, x=make_dataset(data_dir, "train", batch_size=BATCH_SIZE, shuffle=True)
+        ),
+        "ours_cached": fit_runner(ours, n, x=cached),
+        "stock_memory": fit_runner(stock, n, **memory),
+        "stock_cached": fit_runner(stock, n, x=cached),
+        "multi_optimizer_memory": fit_runner(build_multi_optimizer(schema), n, **memory),
+        "mlp_floor": mlp_floor_runner(deep_input_width(schema), n),
+    }
+    results = {name: summarise(e, BATCH_SIZE) for name, e in interleave(runners, rounds).items()}
+    ratios = {}
+    for key in ("examples_per_sec", "steady_examples_per_sec"):
+        ratios[key] = {
+            "ours_disk / stock_memory (target >= 1.5)": ratio(
+                results, "ours_disk", "stock_memory", key
+            ),
+            "ours_cached / stock_cached": ratio(results, "ours_cached", "stock_cached", key),
+            "ours_disk / ours_cached": ratio(results, "ours_disk", "ours_cached", key),
+            "ours_disk / multi_optimizer_memory": ratio(
+                results, "ours_disk", "multi_optimizer_memory", key
+            ),
+            "multi_optimizer_memory / stock_memory": ratio(
+                results, "multi_optimizer_memory", "stock_memory", key
+            ),
+            "ours_disk / mlp_floor": ratio(results, "ours_disk", "mlp_floor", key),
+        }
+    return {
+        "rows": n,
+        "wide_rows": NUM_CATEGORICAL * (VOCABULARY_SIZE + 1)
+        + len(CROSSED_PAIRS) * STANDARD_CROSS_BUCKETS,
+        "deep_input_width": deep_input_width(schema),
+        "variants": results,
+        "ratios": ratios,
+    }
+
+
+def run_small(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> dict[str, Any]:
+    schema = standard_schema(cross_buckets=SMALL_CROSS_BUCKETS)
+    _, meta = load_dataset_dir(data_dir)
+    n = int(meta["splits"]["train"]["examples"])
+    ours, stock = build_ours(schema), build_stock(schema)
+    cached = cached_batches(data_dir, schema)
+    runners = {
+        "ours_disk": fit_runner(
+            ours,
+            n,
+            x=make_dataset(data_dir, "train", schema, batch_size=BATCH_SIZE, shuffle=True),
+        ),
+        "ours_cached": fit_runner(ours, n, x=cached),
+        "stock_memory": fit_runner(
+            stock,
+            n,
+            x=model_inputs(schema, columns),
+            y=labels(columns),
+            batch_size=BATCH_SIZE,
+            shuffle=True,
+        ),
+        "stock_cached": fit_runner(stock, n, x=cached),
+    }
+    results = {name: summarise(e, BATCH_SIZE) for name, e in interleave(runners, rounds).items()}
+    ratios = {}
+    for key in ("examples_per_sec", "steady_examples_per_sec"):
+        ratios[key] = {
+            "ours_cached / stock_cached (train step alone; target >= 0.95)": ratio(
+                results, "ours_cached", "stock_cached", key
+            ),
+            "ours_disk / stock_memory (end to end; target >= 0.95)": ratio(
+                results, "ours_disk", "stock_memory", key
+            ),
+        }
+    return {
+        "rows": n,
+        "cross_buckets": SMALL_CROSS_BUCKETS,
+        "variants": results,
+        "ratios": ratios,
+    }
+
+
+def run_simulated(
+    workdir: str, impressions: int, batch_size: int, rounds: int, seed: int = 0
+) -> dict[str, Any]:
+    data_dir = os.path.join(workdir, "simulated")
+    config = dataclasses.replace(SimulatorConfig(seed=seed), num_impressions=impressions)
+    start = time.perf_counter()
+    simulate_dataset(data_dir, config, overwrite=True)
+    simulate_seconds = time.perf_counter() - start
+    schema, meta = load_dataset_dir(data_dir)
+    n = int(meta["splits"]["train"]["examples"])
+    runners = {}
+    for name, builder in (("dfn", build_dfn), ("wide_deep", build_wide_deep)):
+        model = builder(schema)
+        model.compile()
+        dataset = make_dataset(data_dir, "train", batch_size=batch_size, shuffle=True)
+        clock = BatchClock()
+
+        def run(model: keras.Model = model, dataset: Any = dataset, clock: BatchClock = clock):
+            start = time.perf_counter()
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[clock])
+            return epoch_of(n, start, time.perf_counter(), clock.times, n // batch_size)
+
+        runners[name] = run
+    results = {name: summarise(e, batch_size) for name, e in interleave(runners, rounds).items()}
+    return {
+        "train_rows": n,
+        "batch_size": batch_size,
+        "sequence_length": config.max_length,
+        "simulate_seconds": round(simulate_seconds, 1),
+        "variants": results,
+        "ratios": {
+            "dfn / wide_deep": ratio(results, "dfn", "wide_deep", "examples_per_sec"),
+        },
+    }
+
+
+def tf_keras_status() -> str:
+    if importlib.util.find_spec("tf_keras") is None:
+        return "skipped: tf-keras not installed"
+    return "skipped: tf-keras is installed but this benchmark does not run it yet"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", default="standard,small,simulated")
+    parser.add_argument("--train-rows", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5, help="epochs per variant, first is warm-up")
+    parser.add_argument("--sim-impressions", type=int, default=50_000)
+    parser.add_argument("--sim-batch-size", type=int, default=512)
+    parser.add_argument("--workdir", default=None, help="default: a temporary directory")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = sorted(set(groups) - {"standard", "small", "simulated"})
+    if unknown:
+        parser.error(f"unknown groups {unknown}")
+    keras.utils.set_random_seed(args.seed)
+    results: dict[str, Any] = {
+        "setup": {
+            "batch_size": BATCH_SIZE,
+            "hidden_units": list(HIDDEN_UNITS),
+            "categorical": f"{NUM_CATEGORICAL} x vocabulary {VOCABULARY_SIZE}, zipf({ZIPF_EXPONENT})",
+            "crosses": f"{len(CROSSED_PAIRS)} pairwise, {STANDARD_CROSS_BUCKETS} buckets, wide only",
+            "numeric": NUM_NUMERIC,
+            "embedding_dim": EMBEDDING_DIM,
+            "rounds": args.rounds,
+            "warmup_rounds": 1,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
+        },
+        "targets": TARGETS,
+        "tf_keras_wide_deep_model": tf_keras_status(),
+    }
+    with tempfile.TemporaryDirectory(prefix="widedeep-throughput-") as tmp:
+        workdir = args.workdir or tmp
+        if {"standard", "small"} & set(groups):
+            data_dir = os.path.join(workdir, "standard")
+            start = time.perf_counter()
+            _, columns = write_standard_dataset(data_dir, args.train_rows, args.seed)
+            results["setup"]["write_seconds"] = round(time.perf_counter() - start, 1)
+            if "standard" in groups:
+                results["standard"] = run_standard(data_dir, columns, args.rounds)
+            if "small" in groups:
+                results["small_tables"] = run_small(data_dir, columns, args.rounds)
+        if "simulated" in groups:
+            results["simulated"] = run_simulated(
+                workdir, args.sim_impressions, args.sim_batch_size, args.rounds, args.seed
+            )
+    results["setup"]["load_at_end"] = round(os.getloadavg()[0], 1)
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
