@@ -14,10 +14,10 @@ from widedeep.data.simulator import (
     build_schema,
     click_logit,
     first_test_round,
-    roc_auc,
     simulate,
     simulate_dataset,
 )
+from widedeep.metrics import auc
 from widedeep.schema import FEEDBACK_TYPES
 
 TINY = SimulatorConfig(
@@ -139,10 +139,10 @@ def brute_force_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
-def test_roc_auc_handles_ties():
+def test_auc_handles_ties():
     labels = np.array([0, 1, 1, 0, 1, 0])
     scores = np.array([0.1, 0.5, 0.5, 0.5, 0.9, 0.2])
-    assert roc_auc(labels, scores) == pytest.approx(brute_force_auc(labels, scores))
+    assert auc(labels, scores) == pytest.approx(brute_force_auc(labels, scores))
 
 
 def test_dataset_oracle_metrics_split_and_schema(tmp_path, tiny_columns):

@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from widedeep.metrics import auc, logloss
 from widedeep.schema import (
     FEEDBACK_TYPES,
     MISSING_INT,
@@ -584,30 +585,6 @@ def build_schema(config: SimulatorConfig, train_columns: dict[str, np.ndarray]) 
     )
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC with tied scores counted as half (the Mann-Whitney statistic)."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores)
-    positives = int(labels.sum())
-    negatives = labels.size - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    counts = np.diff(np.r_[starts, sorted_scores.size])
-    mid_ranks = np.repeat(starts + (counts + 1) / 2.0, counts)
-    rank_sum = mid_ranks[labels[order]].sum()
-    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean binary cross-entropy of `probabilities` (clipped to [1e-7, 1 - 1e-7])."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(labels, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))) if y.size else float("nan")
-
-
 class _SplitStats:
     """Accumulates what the oracle metrics need, chunk by chunk."""
 
@@ -632,9 +609,9 @@ class _SplitStats:
         return {
             "examples": int(labels.size),
             "click_rate": float(labels.mean()),
-            "oracle_auc": roc_auc(labels, probability),
-            "oracle_logloss": log_loss(labels, probability),
-            "oracle_auc_without_feedback": roc_auc(labels, np.concatenate(self.static)),
+            "oracle_auc": auc(labels, probability),
+            "oracle_logloss": logloss(labels, probability),
+            "oracle_auc_without_feedback": auc(labels, np.concatenate(self.static)),
             "feedback_counts": {
                 name: int(n) for name, n in zip(FEEDBACK_TYPES, counts, strict=True)
             },
