@@ -74,9 +74,7 @@ def training_runner(
     """Examples per second of one `fit` epoch over the first `rows` rows of the train split."""
     _, meta = load_dataset_dir(data_dir)
     rows = min(rows, int(meta["splits"]["train"]["examples"]))
-    dataset = make_dataset(
-        data_dir, "train", batch_size=batch_size, shuffle=True, rows=(0, rows)
-    )
+    dataset = make_dataset(data_dir, "train", batch_size=batch_size, shuffle=True, rows=(0, rows))
 
     def run() -> float:
         start = time.perf_counter()
@@ -164,9 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             schema, _ = load_dataset_dir(data_dir)
             models = {"dfn": build_dfn(schema), "wide_deep": build_wide_deep(schema)}
             results["simulated"] = measure(data_dir, 512, models, args.train_rows, args.rounds)
-            results["simulated"]["sequences"] = {
-                s.name: s.max_length for s in schema.sequences
-            }
+            results["simulated"]["sequences"] = {s.name: s.max_length for s in schema.sequences}
     results["setup"]["load_at_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(results, indent=2))
     return results

@@ -1,12 +1,14 @@
-"""Test AUC of each model on simulated data over several seeds, against the oracle.
+"""Test AUC of each model on simulated data over several training seeds, against the oracle.
 
-Each seed simulates its own dataset (`widedeep simulate --seed S`, default sizes
-unless overridden) and trains every model once on it with the CLI defaults.
-Prints JSON: per-seed metrics, per-model mean / std / min-max spread of test AUC,
-the gap to `oracle_auc`, and the fraction of Wide & Deep's gap that a model closes.
+One dataset is simulated (`widedeep simulate --seed DATA_SEED`, default sizes
+unless overridden) and every model is trained on it once per training seed
+(initialisation and shuffling) with the CLI defaults. Prints JSON: per-seed
+metrics, per-model mean / std / min-max spread of test AUC, the gap to
+`oracle_auc`, and the fraction of Wide & Deep's gap that each model closes.
 
     python benchmarks/quality.py --models wide,deep,wide_deep --seeds 0,1,2
     python benchmarks/quality.py --models wide_deep,wide_deep_seq,dfn --seeds 0,1,2
+    python benchmarks/quality.py --models "dfn,dfn:use_fm=false" --seeds 0
 """
 
 from __future__ import annotations
@@ -33,45 +35,59 @@ def _variant(spec: str) -> tuple[str, str, dict]:
     hp = {}
     for item in rest.split(";"):
         key, value = item.split("=")
-        hp[key] = json.loads(value.lower()) if value.lower() in ("true", "false") else json.loads(value)
+        hp[key] = (
+            json.loads(value.lower()) if value.lower() in ("true", "false") else json.loads(value)
+        )
     return spec, model, hp
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="wide,deep,wide_deep")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds")
+    parser.add_argument("--data-seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--epochs", type=int, default=None, help="default: the CLI default")
     parser.add_argument("--num-impressions", type=int, default=None)
-    parser.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE",
-                        help="simulator setting override (repeatable), e.g. --sim num_regions=30")
-    parser.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
-                        help="optimizer setting override (repeatable), e.g. --train deep_learning_rate=0.5")
+    parser.add_argument(
+        "--sim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="simulator setting override (repeatable), e.g. --sim num_regions=30",
+    )
+    parser.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="optimizer setting override (repeatable), e.g. --train deep_learning_rate=0.5",
+    )
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="widedeep-quality-")
     variants = [_variant(m) for m in args.models.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     per_seed: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
-    oracle = []
+    data = os.path.join(workdir, f"sim-{args.data_seed}")
+    overrides = {"seed": args.data_seed}
+    if args.num_impressions:
+        overrides["num_impressions"] = args.num_impressions
+    for item in args.sim:
+        key, value = item.split("=")
+        overrides[key] = json.loads(value)
+    if not os.path.exists(os.path.join(data, "meta.json")):
+        simulate_dataset(data, SimulatorConfig(**overrides))
+    with open(os.path.join(data, "meta.json")) as f:
+        meta = json.load(f)
+    oracle = [meta["oracle_auc"]] * len(seeds)
     for seed in seeds:
-        data = os.path.join(workdir, f"sim-{seed}")
-        overrides = {"seed": seed}
-        if args.num_impressions:
-            overrides["num_impressions"] = args.num_impressions
-        for item in args.sim:
-            key, value = item.split("=")
-            overrides[key] = json.loads(value)
-        if not os.path.exists(os.path.join(data, "meta.json")):
-            simulate_dataset(data, SimulatorConfig(**overrides))
-        with open(os.path.join(data, "meta.json")) as f:
-            meta = json.load(f)
-        oracle.append(meta["oracle_auc"])
         for label, model, hp in variants:
             keras.backend.clear_session()
             config = TrainConfig(
                 data=data,
-                out=os.path.join(workdir, f"run-{seed}-{label.replace(':', '_').replace(';', '_')}"),
+                out=os.path.join(
+                    workdir, f"run-{seed}-{label.replace(':', '_').replace(';', '_')}"
+                ),
                 model=model,
                 logdir=None,
                 seed=seed,
@@ -87,7 +103,7 @@ def main() -> None:
             metrics = train(config)
             metrics["seconds"] = time.perf_counter() - start
             per_seed[label].append(metrics)
-            print(f"seed {seed} {label}: auc {metrics['auc']:.4f}", file=sys.stderr)
+            print(f"seed {seed} {label}: auc {metrics['auc']:.4f}", file=sys.stderr, flush=True)
     summary = {}
     for label, runs in per_seed.items():
         auc = np.array([r["auc"] for r in runs])
@@ -107,9 +123,13 @@ def main() -> None:
             closed = 1 - (np.array(oracle) - np.array([r["auc"] for r in runs])) / base_gap
             summary[label]["wide_deep_gap_closed_mean"] = float(closed.mean())
     result = {
-        "seeds": seeds,
-        "oracle_auc": oracle,
-        "oracle_auc_mean": float(np.mean(oracle)),
+        "data": data,
+        "data_seed": args.data_seed,
+        "training_seeds": seeds,
+        "oracle_auc": meta["oracle_auc"],
+        "oracle_auc_without_feedback": meta.get("oracle", {})
+        .get("test", {})
+        .get("oracle_auc_without_feedback"),
         "summary": summary,
         "per_seed_auc": {label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
     }

@@ -256,6 +256,7 @@ class Epoch:
     steady_batch_seconds: float | None
     first_batch_seconds: float | None = None
     after_last_batch_seconds: float | None = None
+    cpu_seconds: float | None = None
 
 
 def steady_batch_seconds(times: list[float], full_batches: int) -> float | None:
@@ -267,7 +268,12 @@ def steady_batch_seconds(times: list[float], full_batches: int) -> float | None:
 
 
 def epoch_of(
-    examples: int, start: float, end: float, times: list[float], full_batches: int
+    examples: int,
+    start: float,
+    end: float,
+    times: list[float],
+    full_batches: int,
+    cpu_seconds: float | None = None,
 ) -> Epoch:
     return Epoch(
         examples,
@@ -275,6 +281,7 @@ def epoch_of(
         steady_batch_seconds(times, full_batches),
         times[0] - start if times else None,
         end - times[-1] if times else None,
+        cpu_seconds,
     )
 
 
@@ -284,10 +291,11 @@ def fit_runner(model: keras.Model, examples: int, **fit_kwargs: Any) -> Callable
     full_batches = examples // BATCH_SIZE
 
     def run() -> Epoch:
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         model.fit(epochs=1, verbose=0, callbacks=[clock], **fit_kwargs)
         end = time.perf_counter()
-        return epoch_of(examples, start, end, clock.times, full_batches)
+        cpu = time.process_time() - cpu
+        return epoch_of(examples, start, end, clock.times, full_batches, cpu)
 
     return run
 
@@ -331,18 +339,22 @@ def mlp_floor_runner(width: int, examples: int, seed: int = 0) -> Callable[[], E
 
     def run() -> Epoch:
         times = []
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         loss = None
         for features, target in batches:
             loss = step(features, target)
             times.append(time.perf_counter())
         float(loss)
-        return epoch_of(examples, start, time.perf_counter(), times, full_batches)
+        end = time.perf_counter()
+        cpu = time.process_time() - cpu
+        return epoch_of(examples, start, end, times, full_batches, cpu)
 
     return run
 
 
-def interleave(runners: dict[str, Callable[[], Epoch]], rounds: int) -> dict[str, list[Epoch]]:
+def interleave(
+    runners: dict[str, Callable[[], Epoch]], rounds: int, batch_size: int = BATCH_SIZE
+) -> dict[str, list[Epoch]]:
     """Runs every runner once per round, rotating the order; round 0 is warm-up and dropped."""
     names = list(runners)
     epochs: dict[str, list[Epoch]] = {name: [] for name in names}
@@ -355,7 +367,7 @@ def interleave(runners: dict[str, Callable[[], Epoch]], rounds: int) -> dict[str
             steady = epoch.steady_batch_seconds
             print(
                 f"[round {r}] {name}: {epoch.examples / epoch.seconds:,.0f} ex/s, steady "
-                f"{(BATCH_SIZE / steady) if steady else float('nan'):,.0f}, first batch "
+                f"{(batch_size / steady) if steady else float('nan'):,.0f}, first batch "
                 f"{(epoch.first_batch_seconds or 0) * 1000:.0f} ms, after last "
                 f"{(epoch.after_last_batch_seconds or 0) * 1000:.0f} ms",
                 file=sys.stderr,
@@ -380,6 +392,12 @@ def summarise(epochs: list[Epoch], batch_size: int) -> dict[str, Any]:
         "step_ms": round(float(np.median(steady)) * 1000, 2) if steady else None,
         "first_batch_ms": _median_ms([e.first_batch_seconds for e in epochs]),
         "after_last_batch_ms": _median_ms([e.after_last_batch_seconds for e in epochs]),
+        "cpu_us_per_example": round(
+            float(np.median([e.cpu_seconds / e.examples * 1e6 for e in epochs if e.cpu_seconds])),
+            2,
+        )
+        if any(e.cpu_seconds for e in epochs)
+        else None,
         "epochs_examples_per_sec": [round(r) for r in rates],
     }
 
@@ -495,12 +513,15 @@ def run_simulated(
         clock = BatchClock()
 
         def run(model: keras.Model = model, dataset: Any = dataset, clock: BatchClock = clock):
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             model.fit(dataset, epochs=1, verbose=0, callbacks=[clock])
-            return epoch_of(n, start, time.perf_counter(), clock.times, n // batch_size)
+            end = time.perf_counter()
+            cpu = time.process_time() - cpu
+            return epoch_of(n, start, end, clock.times, n // batch_size, cpu)
 
         runners[name] = run
-    results = {name: summarise(e, batch_size) for name, e in interleave(runners, rounds).items()}
+    epochs = interleave(runners, rounds, batch_size)
+    results = {name: summarise(e, batch_size) for name, e in epochs.items()}
     return {
         "train_rows": n,
         "batch_size": batch_size,
@@ -523,7 +544,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", default="standard,small,simulated")
     parser.add_argument("--train-rows", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=5, help="epochs per variant, first is warm-up")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="epochs per variant, first is warm-up"
+    )
     parser.add_argument("--sim-impressions", type=int, default=50_000)
     parser.add_argument("--sim-batch-size", type=int, default=512)
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")

@@ -20,6 +20,7 @@ from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeep
 from tuning.search import make_tuner, run_search
 from widedeep.data.records import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.models.dfn import DFN_DEFAULTS
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, OptimizerConfig, build_model
 
@@ -106,7 +107,7 @@ def test_empty_hyperparameters_build_the_cli_defaults(tiny_schema):
         "hidden_units": [128, 64],
         "dropout": 0.0,
         "embedding_dim": 8,
-        "num_heads": 4,
+        "num_heads": DFN_DEFAULTS["num_heads"],
         "sequence_length": SEQUENCE_LENGTH,
         "pooling": "mean",
     }
@@ -130,7 +131,7 @@ def test_dfn_space_has_every_searched_setting_and_valid_choices():
         "dislike_weight",
     }
     assert max(space["sequence_length"].values) <= SEQUENCE_LENGTH
-    assert all(32 % heads == 0 for heads in space["num_heads"].values)  # model_dim 32
+    assert all(DFN_DEFAULTS["model_dim"] % heads == 0 for heads in space["num_heads"].values)
 
 
 def test_build_compiles_both_optimizers_with_the_trial_values(tiny_schema):

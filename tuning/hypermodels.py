@@ -177,7 +177,7 @@ class CTRHyperModel(kt.HyperModel):
     | `hidden_units` | `HIDDEN_UNITS_CHOICES` | "128,64" |
     | `dropout` | {0, 0.1, ..., 0.5} | 0 |
 
-    DFN adds `num_heads` {1, 2, 4, 8} (default 4), `sequence_length` (the
+    DFN adds `num_heads` {1, 2, 4, 8} (default 2), `sequence_length` (the
     schema's `max_length` and the `SEQUENCE_LENGTH_LADDER` values below it;
     default `max_length`), `pooling` {mean, sum, max} (default mean) and
     `dislike_weight`, the loss weight of disliked impressions, log-uniform in

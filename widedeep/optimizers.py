@@ -62,6 +62,13 @@ class _ScalableIndexedSlices(tf.IndexedSlices):
         return tf.IndexedSlices(values, self.indices, self.dense_shape)
 
 
+def _deduplicate_after_all_reduce(gradient: tf.IndexedSlices) -> tf.IndexedSlices:
+    """`apply` has de-duplicated each replica's slices; an all-reduce concatenates them again."""
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        return deduplicate_indexed_slices(gradient)
+    return gradient
+
+
 class _SparseAwareMixin:
     """Keeps `tf.IndexedSlices` gradients sparse, unique and correctly clipped up to `update_step`."""
 
@@ -206,8 +213,7 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
-        # Distributed all-reduce concatenates the replicas' slices: de-duplicate again.
-        gradient = deduplicate_indexed_slices(gradient)
+        gradient = _deduplicate_after_all_reduce(gradient)
         indices = gradient.indices
         dtype = variable.dtype
         lr = tf.cast(learning_rate, dtype)
@@ -295,7 +301,7 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
-        gradient = deduplicate_indexed_slices(gradient)
+        gradient = _deduplicate_after_all_reduce(gradient)
         indices = gradient.indices
         dtype = variable.dtype
         lr = tf.cast(learning_rate, dtype)

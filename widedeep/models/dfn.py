@@ -88,8 +88,8 @@ def build_dfn(
 
     * wide: the linear branch over one-hot and crossed features (FTRL);
     * FM: the bi-interaction vector of all field embeddings and the blocks of
-      `f_Feed` (each projected to the embedding width when `model_dim` differs),
-      followed by a linear layer;
+      `f_Feed` (each projected to the embedding width), followed by a linear
+      layer that starts at zero;
     * deep: an MLP over all field embeddings, dense features and `f_Feed`.
 
     Everything but the wide branch trains with the deep optimizer (Adagrad).
@@ -159,15 +159,24 @@ def build_dfn(
         feedback_fields = keras.layers.Reshape((blocks, hp["model_dim"]), name="feedback_fields")(
             f_feed
         )
-        if hp["model_dim"] != embedding_dim:
-            feedback_fields = keras.layers.Dense(
-                embedding_dim, use_bias=False, name="feedback_to_fm"
-            )(feedback_fields)
+        # The pooled Transformer outputs are O(1) at initialisation while the field
+        # embeddings start near 0.05: squared inside the FM they dominated the logit
+        # and the loss diverged at our Adagrad rates. A projection initialised at the
+        # embeddings' scale, and an FM output layer starting at zero, start the FM
+        # as a no-op that training grows.
+        feedback_fields = keras.layers.Dense(
+            embedding_dim,
+            use_bias=False,
+            kernel_initializer=keras.initializers.RandomNormal(
+                stddev=0.05 / hp["model_dim"] ** 0.5
+            ),
+            name="feedback_to_fm",
+        )(feedback_fields)
         stacked = keras.layers.Concatenate(axis=1, name="fm_fields")(
             [keras.layers.Reshape((1, embedding_dim))(e) for e in fields] + [feedback_fields]
         )
         fm_vector = FactorizationMachine(name="fm")(stacked)
-        logits.append(keras.layers.Dense(1, name="fm_logit")(fm_vector))
+        logits.append(keras.layers.Dense(1, kernel_initializer="zeros", name="fm_logit")(fm_vector))
     logits.append(
         MLP(
             hidden_units=list(hidden_units),
