@@ -370,11 +370,12 @@ def test_make_tuner_kinds_and_argument_checks(tiny_data, tmp_path):
     hypermodel = WideDeepHyperModel(schema)
     kinds = {"random": kt.RandomSearch, "hyperband": kt.Hyperband}
     try:
-        import scipy  # noqa: F401  (KerasTuner's Gaussian process needs it)
+        import scipy  # noqa: F401  (KerasTuner's Gaussian process needs both,
+        import sklearn  # noqa: F401  from the keras-tuner[bayesian] extra)
 
         kinds["bayesian"] = kt.BayesianOptimization
     except ImportError:
-        with pytest.raises(ImportError, match="scipy"):
+        with pytest.raises(ImportError, match="scipy|scikit-learn"):
             make_tuner(
                 hypermodel,
                 "bayesian",
