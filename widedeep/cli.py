@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--model", choices=MODELS, default="wide_deep")
     p.add_argument("--out", required=True, help="run directory for model.keras and metrics.json")
-    p.add_argument("--epochs", type=_positive_int, default=3)
+    p.add_argument("--epochs", type=_positive_int, default=5)
     p.add_argument("--batch-size", type=_positive_int, default=512)
     p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
     p.add_argument("--seed", type=int, default=0)

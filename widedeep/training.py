@@ -73,7 +73,7 @@ class TrainConfig:
     data: str
     out: str
     model: str = "wide_deep"
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 512
     logdir: str | None = "logs"
     seed: int = 0
