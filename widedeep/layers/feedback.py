@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from widedeep.layers.mlp import MLP
+from widedeep.layers.pooling import masked_mean
 
 FEEDBACK_SEQUENCES: tuple[str, ...] = ("click", "unclick", "dislike")
 """Feedback sequences of `FeedbackInteraction`, in the order of its output blocks."""
@@ -49,13 +50,6 @@ def _as_bool_mask(mask: Any, values: Any) -> Any:
 def _zero_padding(values: Any, mask: Any) -> Any:
     """Replace the items at padded positions of `values` `[B, L, d]` by zeros."""
     return ops.where(ops.expand_dims(mask, -1), values, ops.zeros_like(values))
-
-
-def _masked_mean(values: Any, mask: Any) -> Any:
-    """Mean of `values` `[B, L, d]` over the valid positions of `mask` `[B, L]`; zeros if none."""
-    values = _zero_padding(values, mask)
-    count = ops.sum(ops.cast(mask, values.dtype), axis=1, keepdims=True)
-    return ops.sum(values, axis=1) / ops.maximum(count, ops.ones_like(count))
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -257,7 +251,7 @@ class FeedbackTransformer(keras.layers.Layer):
             return ops.max(ops.where(ops.expand_dims(valid, -1), hidden, floor), axis=1)
         if self.pooling == "sum":
             return ops.sum(_zero_padding(hidden, valid), axis=1)
-        return _masked_mean(hidden, valid)
+        return masked_mean(hidden, valid)
 
     def compute_output_shape(
         self, target_shape: tuple[int | None, ...], sequence_shape: tuple[int | None, ...]
@@ -683,7 +677,7 @@ class FeedbackInteraction(keras.layers.Layer):
             projected[sequence] = self._project(sequence, items, mask)
             transformer = self._transformer(sequence)
             if transformer is None:
-                pooled[sequence] = _masked_mean(projected[sequence], mask)
+                pooled[sequence] = masked_mean(projected[sequence], mask)
             else:
                 # [t; 0] W_s: the target through the item rows of the sequence's projection.
                 target_projection = self.projections[sequence][: self.item_dim]
