@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import tuning.hypermodels as hypermodels_module
+import widedeep.training as training_module
 from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema
 from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeepHyperModel
 from tuning.search import make_tuner, run_search
@@ -169,13 +169,13 @@ def test_fit_weights_dislikes_with_the_trial_value(tiny_data, monkeypatch):
     hypermodel.declare_hyperparameters(hp)
     hp.values.update({"dislike_weight": 3.5, "hidden_units": "32,16", "embedding_dim": 4})
     made = []
-    original = hypermodels_module.make_dataset
+    original = training_module.make_dataset
 
     def spy(*args: Any, **kwargs: Any) -> tf.data.Dataset:
         made.append(original(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(hypermodels_module, "make_dataset", spy)
+    monkeypatch.setattr(training_module, "make_dataset", spy)
     history = hypermodel.fit(hp, hypermodel.build(hp), epochs=1, verbose=0)
     assert "val_auc" in history.history
     assert len(made) == 2
@@ -208,14 +208,15 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
 
     Records, per call, every `CTRHyperModel.fit` (the TensorBoard directory, the
     hyper-parameter values and what the optimizers of the model being fitted
-    hold) and every `make_dataset` call made by the hypermodel.
+    hold) and every `make_dataset` call made while the hypermodel fits.
     """
     root = tmp_path_factory.mktemp("search")
     out_dir, logdir = str(root / "out"), str(root / "logs")
     calls: list[dict[str, list]] = []
     original_fit = CTRHyperModel.fit
-    original_make = hypermodels_module.make_dataset
+    original_make = training_module.make_dataset
     interrupt = {"at": "1"}
+    fitting = {"now": False}
 
     def fit_spy(self, hp, model, *args, **kwargs):
         tensorboard = [c for c in kwargs.get("callbacks", []) if hasattr(c, "log_dir")]
@@ -225,10 +226,16 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
         )
         if interrupt["at"] and run.split(os.sep)[1] == interrupt["at"]:
             raise _Interrupt
-        return original_fit(self, hp, model, *args, **kwargs)
+        fitting["now"] = True
+        try:
+            return original_fit(self, hp, model, *args, **kwargs)
+        finally:
+            fitting["now"] = False
 
     def make_spy(data_dir, split, *args, **kwargs):
-        calls[-1]["datasets"].append({"split": split, "rows": kwargs.get("rows")})
+        # Datasets made while a hypermodel fits (the final test evaluation is not one).
+        if fitting["now"]:
+            calls[-1]["datasets"].append({"split": split, "rows": kwargs.get("rows")})
         return original_make(data_dir, split, *args, **kwargs)
 
     kwargs = dict(
@@ -242,7 +249,7 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CTRHyperModel, "fit", fit_spy)
-        mp.setattr(hypermodels_module, "make_dataset", make_spy)
+        mp.setattr(training_module, "make_dataset", make_spy)
         calls.append({"fits": [], "datasets": []})
         with pytest.raises(_Interrupt):
             run_search(tiny_data, out_dir, **kwargs)

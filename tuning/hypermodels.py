@@ -23,7 +23,7 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from widedeep.data.records import load_dataset_dir, make_dataset
+from widedeep.data.records import load_dataset_dir
 from widedeep.model import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, FEEDBACK_SEQUENCES, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
@@ -34,6 +34,7 @@ from widedeep.training import (
     OptimizerLogger,
     build_model,
     compile_model,
+    training_datasets,
     validation_split_rows,
 )
 
@@ -140,25 +141,16 @@ class TrialData:
         feedback_weights: tuple[float, float, float] | None = None,
     ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """`(train, validation)` pipelines of `(features, label, sample_weight)` batches."""
-        train = make_dataset(
+        return training_datasets(
             self.data_dir,
-            "train",
             schema,
+            self.fit_rows,
+            self.validation_rows,
             batch_size=self.batch_size,
-            shuffle=True,
             seed=self.seed,
             feedback_weights=feedback_weights,
-            rows=self.fit_rows,
+            validation_batch_size=self.validation_batch_size,
         )
-        validation = make_dataset(
-            self.data_dir,
-            "train",
-            schema,
-            batch_size=self.validation_batch_size,
-            feedback_weights=feedback_weights,
-            rows=self.validation_rows,
-        )
-        return train, validation
 
 
 class CTRHyperModel(kt.HyperModel):

@@ -159,6 +159,45 @@ def validation_split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, i
     return total - valid, total
 
 
+def training_datasets(
+    data_dir: str,
+    schema: Schema | None,
+    fit_rows: tuple[int, int],
+    validation_rows: tuple[int, int],
+    *,
+    batch_size: int,
+    seed: int,
+    feedback_weights: tuple[float, float, float] | None,
+    validation_batch_size: int = 4096,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """`(train, validation)` pipelines over two row ranges of the train split (time order).
+
+    The fit rows are shuffled with `seed`; the validation pipeline is `None` when
+    `validation_rows` is empty.
+    """
+    train = make_dataset(
+        data_dir,
+        "train",
+        schema,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        feedback_weights=feedback_weights,
+        rows=fit_rows,
+    )
+    if validation_rows[0] == validation_rows[1]:
+        return train, None
+    validation = make_dataset(
+        data_dir,
+        "train",
+        schema,
+        batch_size=validation_batch_size,
+        feedback_weights=feedback_weights,
+        rows=validation_rows,
+    )
+    return train, validation
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Trains `config.model` on `config.data` and writes the run directory.
 
@@ -180,26 +219,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
-    train_ds = make_dataset(
+    train_ds, valid_ds = training_datasets(
         config.data,
-        "train",
         schema,
+        (0, fit_rows),
+        (fit_rows, total_rows),
         batch_size=config.batch_size,
-        shuffle=True,
         seed=config.seed,
         feedback_weights=weights,
-        rows=(0, fit_rows),
     )
-    valid_ds = None
-    if fit_rows < total_rows:
-        valid_ds = make_dataset(
-            config.data,
-            "train",
-            schema,
-            batch_size=4096,
-            feedback_weights=weights,
-            rows=(fit_rows, total_rows),
-        )
 
     os.makedirs(config.out, exist_ok=True)
     callbacks: list[keras.callbacks.Callback] = []
