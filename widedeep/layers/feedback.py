@@ -30,7 +30,7 @@ from widedeep.layers.pooling import masked_mean
 FEEDBACK_SEQUENCES: tuple[str, ...] = ("click", "unclick", "dislike")
 """Feedback sequences of `FeedbackInteraction`, in the order of its output blocks."""
 
-POOLINGS: tuple[str, ...] = ("mean", "sum", "max")
+POOLINGS: tuple[str, ...] = ("mean", "sum", "max", "target")
 
 
 def _large_negative(dtype: str) -> float:
@@ -89,7 +89,8 @@ class FeedbackTransformer(keras.layers.Layer):
       `"sum"` sums over valid positions only: the authors' code sums over all `L + 1` rows,
       *including* padded rows, whose outputs are not zero (a padded query still attends to the
       valid keys), so its result depends on the padding length; we do not reproduce that.
-      `"max"` takes the maximum over valid positions.
+      `"max"` takes the maximum over valid positions. `"target"` keeps the output at the
+      target's position only: the target's attention over its sequence, as a readout token.
 
     Since no position information is added here, the layer is permutation-equivariant over the
     sequence and the pooled output is invariant to the order of the valid items; position
@@ -99,7 +100,7 @@ class FeedbackTransformer(keras.layers.Layer):
         num_heads: attention heads; must divide the model width `d` (4 in the code).
         ffn_multiplier: hidden width of the feed-forward network, in multiples of `d`.
         dropout: dropout rate on the attention weights and on both sub-layer outputs.
-        pooling: `"mean"`, `"sum"` or `"max"` over valid positions (see above).
+        pooling: `"mean"`, `"sum"` or `"max"` over valid positions, or `"target"` (see above).
         norm_first: pre-norm instead of post-norm sub-layers.
         layer_norm_epsilon: epsilon of the layer normalizations.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -246,6 +247,8 @@ class FeedbackTransformer(keras.layers.Layer):
         return self._pool(hidden, valid)
 
     def _pool(self, hidden: Any, valid: Any) -> Any:
+        if self.pooling == "target":
+            return hidden[:, 0]
         if self.pooling == "max":
             floor = ops.full_like(hidden, _large_negative(hidden.dtype))
             return ops.max(ops.where(ops.expand_dims(valid, -1), hidden, floor), axis=1)
@@ -452,7 +455,7 @@ class FeedbackInteraction(keras.layers.Layer):
         num_heads: attention heads of each Transformer; must divide `model_dim`.
         ffn_multiplier: Transformer feed-forward width, in multiples of `model_dim`.
         dropout: dropout rate inside the Transformers.
-        pooling: `"mean"` (paper), `"sum"` or `"max"`; see `FeedbackTransformer`.
+        pooling: `"mean"` (paper), `"sum"`, `"max"` or `"target"`; see `FeedbackTransformer`.
         norm_first: pre-norm instead of post-norm Transformer sub-layers.
         position_dim: width of the position embeddings; `None` means `model_dim`.
         attention_hidden_units: hidden layers of the click-aware attention's scoring MLP.
