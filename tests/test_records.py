@@ -57,8 +57,12 @@ EXPECTED_CLICKS = np.array(
 )
 
 
-def write_tiny(out_dir, rows=ROWS, num_shards=None, chunks=1, schema=None) -> dict:
-    writer = DatasetWriter(out_dir, num_shards or {"train": 2, "test": 1})
+def write_tiny(
+    out_dir, rows=ROWS, num_shards=None, chunks=1, schema=None, rows_per_record=256
+) -> dict:
+    writer = DatasetWriter(
+        out_dir, num_shards or {"train": 2, "test": 1}, rows_per_record=rows_per_record
+    )
     n = len(rows["label"])
     bounds = np.linspace(0, n, chunks + 1).astype(int)
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
@@ -124,11 +128,11 @@ def test_padded_2d_input_and_streaming_chunks_preserve_order(tmp_path):
             [10, 10, -1, -1, -1],
         ]
     )
-    write_tiny(tmp_path, rows, num_shards={"train": 3, "test": 1}, chunks=3)
+    write_tiny(tmp_path, rows, num_shards={"train": 3, "test": 1}, chunks=3, rows_per_record=1)
     features, labels, _ = collect(make_dataset(tmp_path, "train", batch_size=3))
     np.testing.assert_array_equal(features["click_item_id"], EXPECTED_CLICKS)
     np.testing.assert_array_equal(features["item_id"], ROWS["item_id"])
-    # Every shard got rows (dealt round-robin).
+    # Every shard got records (dealt round-robin).
     sizes = [
         sum(1 for _ in tf.data.TFRecordDataset(str(p)))
         for p in sorted((tmp_path / "train").iterdir())
@@ -136,20 +140,31 @@ def test_padded_2d_input_and_streaming_chunks_preserve_order(tmp_path):
     assert sizes == [2, 2, 1]
 
 
-def test_missing_scalars_default_to_missing_value_and_mean(tmp_path):
-    write_tiny(tmp_path, num_shards={"train": 1, "test": 1})
-    shard = str(tmp_path / "train" / "part-00000-of-00001.tfrecord")
-    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
-    # A hand-made second record lacking the scalars 'city' and 'price'.
-    sparse = tf.train.Example.FromString(records[1])
-    del sparse.features.feature["city"]
-    del sparse.features.feature["price"]
-    with tf.io.TFRecordWriter(shard) as writer:
-        writer.write(records[0])
-        writer.write(sparse.SerializeToString())
-    x, _, _ = next(iter(make_dataset(tmp_path, "train", batch_size=2)))
-    assert x["city"].numpy().tolist() == [b"paris", b""]  # the missing value
-    np.testing.assert_array_equal(x["price"].numpy(), [1.5, 2.5])  # the feature's mean
+def test_records_are_blocks_of_consecutive_rows_dealt_round_robin(tmp_path):
+    meta = write_tiny(tmp_path, num_shards={"train": 2, "test": 1}, rows_per_record=2)
+    assert meta["format"] == "widedeep-blocks/1" and meta["rows_per_record"] == 2
+    shards = sorted((tmp_path / "train").iterdir())
+    records = [
+        [tf.train.Example.FromString(r.numpy()).features.feature for r in tf.data.TFRecordDataset(str(p))]
+        for p in shards
+    ]
+    # Rows 0-1 and 4 (records 0 and 2) in shard 0, rows 2-3 (record 1) in shard 1.
+    assert [[list(f["user_id"].int64_list.value) for f in shard] for shard in records] == [
+        [[1, 2], [2]],
+        [[3, 1]],
+    ]
+    first = records[0][0]
+    assert [v.decode() for v in first["city"].bytes_list.value] == ["paris", "rome"]
+    assert list(first["click_item_id"].int64_list.value) == [11]  # row 0 empty, row 1 [11]
+    assert list(first["click_item_id/length"].int64_list.value) == [0, 1]
+    # Read back: write order, and any row range across record boundaries.
+    features, labels, _ = collect(make_dataset(tmp_path, "train", batch_size=2))
+    np.testing.assert_array_equal(features["click_item_id"], EXPECTED_CLICKS)
+    for start, stop in [(1, 4), (0, 5), (4, 5), (2, 3)]:
+        part, _, _ = collect(make_dataset(tmp_path, "train", batch_size=2, rows=(start, stop)))
+        np.testing.assert_array_equal(part["user_id"], ROWS["user_id"][start:stop])
+        np.testing.assert_array_equal(part["click_item_id"], EXPECTED_CLICKS[start:stop])
+    assert list(make_dataset(tmp_path, "train", rows=(3, 3))) == []
 
 
 def test_writer_checks_the_schema_columns(tmp_path):
@@ -279,7 +294,7 @@ def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
         "label": np.array([0, 1, 1, 0]),
         "feedback": np.array([0, 1, 1, 0]),
     }
-    writer = DatasetWriter(tmp_path, {"train": 1})
+    writer = DatasetWriter(tmp_path, {"train": 1}, rows_per_record=1)
     writer.write("train", rows)
     writer.close(tiny_schema(), {})
     records = [
@@ -292,3 +307,4 @@ def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
         assert f["city"].bytes_list.value[0].decode() == rows["city"][i]
         assert np.float32(f["price"].float_list.value[0]) == rows["price"][i]
         assert list(f["click_item_id"].int64_list.value) == rows["click_item_id"][i].tolist()
+        assert list(f["click_item_id/length"].int64_list.value) == [rows["click_item_id"][i].size]
