@@ -145,7 +145,10 @@ def test_records_are_blocks_of_consecutive_rows_dealt_round_robin(tmp_path):
     assert meta["format"] == "widedeep-blocks/1" and meta["rows_per_record"] == 2
     shards = sorted((tmp_path / "train").iterdir())
     records = [
-        [tf.train.Example.FromString(r.numpy()).features.feature for r in tf.data.TFRecordDataset(str(p))]
+        [
+            tf.train.Example.FromString(r.numpy()).features.feature
+            for r in tf.data.TFRecordDataset(str(p))
+        ]
         for p in shards
     ]
     # Rows 0-1 and 4 (records 0 and 2) in shard 0, rows 2-3 (record 1) in shard 1.
