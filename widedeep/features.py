@@ -84,7 +84,11 @@ class FeatureGraph:
         if name in crosses:
             cross: CrossFeature = crosses[name]
             parts = [self.index(f) for f in cross.features]
-            out = HashedCross(cross.hash_buckets, name=f"cross_{cross.name}")(parts)
+            out = HashedCross(
+                cross.hash_buckets,
+                cardinalities=[self.cardinality(f) for f in cross.features],
+                name=f"cross_{cross.name}",
+            )(parts)
         else:
             feature = self.schema.feature(name)
             raw = self.inputs[name]

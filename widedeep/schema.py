@@ -174,12 +174,16 @@ class NumericFeature:
 
 @dataclass
 class CrossFeature:
-    """A hashed cross product of two or more categorical or bucketised numeric features.
+    """A cross product of two or more categorical or bucketised numeric features.
+
+    When the product of the crossed features' cardinalities fits in `hash_buckets`,
+    every combination gets its own bucket; otherwise combinations are hashed into
+    the buckets (see `widedeep.layers.HashedCross`).
 
     Args:
         name: name of the crossed feature (not a raw input).
         features: the crossed features' names.
-        hash_buckets: size of the hashed cross space.
+        hash_buckets: size of the cross space.
         wide: whether the wide branch sees it (the usual place for crosses).
         embedding_dim: embedding width for the deep branch; `None` keeps it out of deep.
     """
