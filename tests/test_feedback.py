@@ -126,7 +126,7 @@ def test_transformer_matches_numpy_reference():
 
 
 @pytest.mark.parametrize("fill", [None, 1e30, -1e30, np.inf, np.nan])
-@pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "sum", "max", "target"])
 def test_transformer_ignores_padded_values(fill, pooling):
     rng = np.random.default_rng(1)
     layer = FeedbackTransformer(num_heads=2, pooling=pooling)
@@ -137,7 +137,7 @@ def test_transformer_ignores_padded_values(fill, pooling):
     np.testing.assert_array_equal(garbled, reference)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "sum", "max", "target"])
 def test_transformer_ignores_extra_padding(pooling):
     # The authors' code sums over all rows, padded ones included; ours depends on valid rows only.
     rng = np.random.default_rng(2)
@@ -154,7 +154,7 @@ def test_transformer_ignores_extra_padding(pooling):
     )
 
 
-@pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "sum", "max", "target"])
 def test_transformer_pooled_output_is_order_invariant(pooling):
     rng = np.random.default_rng(3)
     layer = FeedbackTransformer(num_heads=2, pooling=pooling)
@@ -184,6 +184,29 @@ def test_transformer_poolings_agree_with_each_other():
     assert np.all(outputs["max"] >= outputs["mean"] - 1e-6)
     # A single valid row (the target): all three poolings coincide.
     np.testing.assert_allclose(outputs["max"][2], outputs["mean"][2], rtol=1e-6)
+
+
+def test_target_pooling_is_the_output_at_the_target_position():
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=(3, 8)).astype("float32")
+    sequence, mask = random_sequence(rng, 3, 5, 8, [5, 2, 0])
+    keras.utils.set_random_seed(7)
+    layer = FeedbackTransformer(num_heads=2, pooling="target", norm_first=True)
+    out = layer(target, sequence, sequence_mask=mask).numpy()
+    # By hand: pre-norm attention + feed-forward sub-layers on [t; x], row 0 only.
+    hidden = np.concatenate([target[:, None], np.where(mask[..., None], sequence, 0)], axis=1)
+    valid = np.concatenate([np.ones((3, 1), bool), mask], axis=1)
+    attention_mask = np.broadcast_to(valid[:, None, :], (3, 6, 6))
+    x = (
+        hidden
+        + layer.attention(
+            layer.attention_norm(hidden),
+            layer.attention_norm(hidden),
+            attention_mask=attention_mask,
+        ).numpy()
+    )
+    x = x + layer.ffn_outer(layer.ffn_inner(layer.ffn_norm(x))).numpy()
+    np.testing.assert_allclose(out, x[:, 0], rtol=1e-5, atol=1e-5)
 
 
 def test_transformer_empty_sequence_depends_on_target_only():
