@@ -206,3 +206,25 @@ def test_config_validation():
         SimulatorConfig(num_users=10, users_per_round=20)
     with pytest.raises(ValueError, match="test_fraction"):
         SimulatorConfig(test_fraction=1.0)
+
+
+def test_oracle_decomposition_without_individual_taste_or_feedback(tmp_path):
+    # With no individual taste, the attribute-only logit is the static logit; with no
+    # feedback effects, the feedback term adds nothing: the four oracles coincide.
+    config = dataclasses.replace(
+        TINY,
+        user_noise=0.0,
+        click_feedback_effect=0.0,
+        unclick_feedback_effect=0.0,
+        dislike_feedback_effect=0.0,
+    )
+    test = simulate_dataset(str(tmp_path / "flat"), config)["oracle"]["test"]
+    assert test["oracle_auc_attributes_only"] == test["oracle_auc_without_feedback"]
+    assert test["oracle_auc_attributes_and_feedback"] == test["oracle_auc_attributes_only"]
+    assert test["oracle_auc"] == pytest.approx(test["oracle_auc_without_feedback"], abs=1e-3)
+    # The default world: individual taste and feedback each carry signal of their own.
+    full = simulate_dataset(str(tmp_path / "full"), dataclasses.replace(TINY, num_impressions=6000))
+    test = full["oracle"]["test"]
+    assert test["oracle_auc_attributes_only"] < test["oracle_auc_without_feedback"]
+    assert test["oracle_auc_attributes_only"] < test["oracle_auc_attributes_and_feedback"]
+    assert test["oracle_auc_attributes_and_feedback"] < test["oracle_auc"]

@@ -46,6 +46,14 @@ The world:
 * **Splits** are by time: the last `test_fraction` of the impressions (whole
   rounds) are the test split.
 
+Besides `oracle_auc` (the true probabilities), `meta.json` breaks the oracle down
+per split (under `oracle`): `oracle_auc_without_feedback` ranks by terms (a)-(c)
+only; `oracle_auc_attributes_only` also replaces each user's taste by its region and
+age-group part, dropping the individual noise that a user id (or the user's
+history) must reveal; `oracle_auc_attributes_and_feedback` adds (d) back. They show
+how much of a model's gap to the oracle is feedback, and how much is individual
+taste that few impressions per user can only partly reveal.
+
 Everything is drawn from one seeded generator in a fixed order, so a seed gives
 byte-identical records. Example:
 
@@ -222,6 +230,7 @@ class _World:
     user_age_group: np.ndarray
     user_activity_log: np.ndarray
     user_taste: np.ndarray  # [users, latent_dim]
+    user_taste_attributes: np.ndarray  # the part of user_taste set by region and age group
     item_category: np.ndarray
     item_author: np.ndarray
     item_duration: np.ndarray  # float32 seconds
@@ -243,11 +252,9 @@ def _make_world(config: SimulatorConfig, rng: np.random.Generator) -> _World:
     user_region = rng.integers(0, c.num_regions, c.num_users)
     user_age_group = rng.integers(0, c.num_age_groups, c.num_users)
     user_activity_log = rng.normal(0.0, 0.8, c.num_users)
-    user_taste = (
-        region_centroid[user_region]
-        + age_centroid[user_age_group]
-        + c.user_noise * rng.normal(size=(c.num_users, d))
-    ) / math.sqrt(2.0 + c.user_noise**2)
+    scale = math.sqrt(2.0 + c.user_noise**2)
+    user_taste_attributes = (region_centroid[user_region] + age_centroid[user_age_group]) / scale
+    user_taste = user_taste_attributes + c.user_noise * rng.normal(size=(c.num_users, d)) / scale
 
     author_category = np.concatenate(
         [
@@ -279,6 +286,7 @@ def _make_world(config: SimulatorConfig, rng: np.random.Generator) -> _World:
         user_age_group=user_age_group,
         user_activity_log=user_activity_log,
         user_taste=user_taste,
+        user_taste_attributes=user_taste_attributes,
         item_category=item_category,
         item_author=item_author,
         item_duration=item_duration,
@@ -456,6 +464,12 @@ def _iter_chunks(
                 "round": np.full(size, round_index, dtype=np.int64),
                 **{f"{name}_item_id": before[name] for name in SEQUENCE_NAMES},
                 "_static_logit": static,
+                "_attribute_static_logit": static
+                - c.affinity_effect
+                * (
+                    affinity
+                    - _affinity(c, world.user_taste_attributes[users], world.item_latent[items])
+                ),
                 "_feedback_logit": logit - static,
             }
         )
@@ -592,12 +606,16 @@ class _SplitStats:
         self.labels: list[np.ndarray] = []
         self.probability: list[np.ndarray] = []
         self.static: list[np.ndarray] = []
+        self.attribute_static: list[np.ndarray] = []
+        self.feedback_logit: list[np.ndarray] = []
         self.feedback: list[np.ndarray] = []
 
     def add(self, columns: dict[str, np.ndarray], diagnostics: dict[str, np.ndarray]) -> None:
         self.labels.append(columns["label"].astype(np.int8))
         self.probability.append(columns["true_probability"])
         self.static.append(diagnostics["static_logit"].astype(np.float32))
+        self.attribute_static.append(diagnostics["attribute_static_logit"].astype(np.float32))
+        self.feedback_logit.append(diagnostics["feedback_logit"].astype(np.float32))
         self.feedback.append(columns["feedback"].astype(np.int8))
 
     def summary(self) -> dict[str, Any]:
@@ -612,6 +630,10 @@ class _SplitStats:
             "oracle_auc": auc(labels, probability),
             "oracle_logloss": logloss(labels, probability),
             "oracle_auc_without_feedback": auc(labels, np.concatenate(self.static)),
+            "oracle_auc_attributes_only": auc(labels, np.concatenate(self.attribute_static)),
+            "oracle_auc_attributes_and_feedback": auc(
+                labels, np.concatenate(self.attribute_static) + np.concatenate(self.feedback_logit)
+            ),
             "feedback_counts": {
                 name: int(n) for name, n in zip(FEEDBACK_TYPES, counts, strict=True)
             },
