@@ -109,7 +109,7 @@ def test_empty_hyperparameters_build_the_cli_defaults(tiny_schema):
         "embedding_dim": 8,
         "num_heads": DFN_DEFAULTS["num_heads"],
         "sequence_length": SEQUENCE_LENGTH,
-        "pooling": "mean",
+        "pooling": DFN_DEFAULTS["pooling"],
     }
     assert dfn.feedback_weights(hp) == DEFAULT_FEEDBACK_WEIGHTS["dfn"]
     assert dfn.optimizer_config(hp) == defaults

@@ -171,7 +171,7 @@ class CTRHyperModel(kt.HyperModel):
 
     DFN adds `num_heads` {1, 2, 4, 8} (default 2), `sequence_length` (the
     schema's `max_length` and the `SEQUENCE_LENGTH_LADDER` values below it;
-    default `max_length`), `pooling` {mean, sum, max} (default mean) and
+    default `max_length`), `pooling` {target, mean, sum, max} (default target) and
     `dislike_weight`, the loss weight of disliked impressions, log-uniform in
     [1, 30] (default 10; unclicks and clicks weigh 1).
 
@@ -274,7 +274,7 @@ class CTRHyperModel(kt.HyperModel):
                 "sequence_length", lengths, default=DFN_DEFAULTS["sequence_length"] or max_length
             )
             values["pooling"] = hp.Choice(
-                "pooling", ["mean", "sum", "max"], default=DFN_DEFAULTS["pooling"]
+                "pooling", ["target", "mean", "sum", "max"], default=DFN_DEFAULTS["pooling"]
             )
         return values
 
