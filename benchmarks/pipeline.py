@@ -9,7 +9,8 @@ Two dataset directories:
   of `[item_id, item_category]`, read as 6 ragged columns padded to `[B, 30]`; batch 512.
 
 "Pipeline" iterates `make_dataset(dir, "train", batch_size=B, shuffle=True)` to the end in a
-Python loop without a model: shards read, records shuffled, batched, parsed, prefetched.
+Python loop without a model: shards read, record blocks parsed, rows shuffled, re-batched,
+prefetched.
 "Training" is `fit` of one epoch of our models (our FTRL + Adagrad, routed train step) on the
 same pipeline, over the first `--train-rows` rows of the split (a rate is a rate; DFN epochs on
 the full split would take minutes on 2 cores). Both are measured in the same process,

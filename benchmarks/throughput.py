@@ -26,7 +26,9 @@ hits them alike; the first round of each variant is warm-up, tracing included):
 Group `small` (d) repeats `ours_disk`, `ours_cached`, `stock_memory`, `stock_cached` with small
 tables (crosses hashed into 10^4 buckets; the categorical tables already have 10^4 + 1 rows).
 Group `simulated` trains `build_dfn(schema)` and `build_wide_deep(schema)` (defaults, our
-optimizers, `make_dataset` from disk) on `simulate_dataset` data. `tf_keras` (e) is reported as
+optimizers, `make_dataset` from disk) on `simulate_dataset` data, and DFN's two stock baselines
+as above: `dfn_stock_memory` (stock embeddings, one stock Adagrad, in-memory arrays) and
+`dfn_multi_optimizer_memory` (stock `MultiOptimizer` routing stock Ftrl / Adagrad). `tf_keras` (e) is reported as
 skipped unless `tf_keras` is importable.
 
 Each timed unit is one `fit(epochs=1)` over the whole training split. Printed per variant:
@@ -66,7 +68,12 @@ import tensorflow as tf  # noqa: E402
 import widedeep.features  # noqa: E402
 import widedeep.layers.wide  # noqa: E402
 from widedeep import build_dfn, build_wide_deep  # noqa: E402
-from widedeep.data.records import DatasetWriter, load_dataset_dir, make_dataset  # noqa: E402
+from widedeep.data.records import (  # noqa: E402
+    DatasetWriter,
+    load_dataset_dir,
+    make_dataset,
+    read_columns,
+)
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
 from widedeep.model import WIDE_BRANCH, WideDeepModel  # noqa: E402
@@ -201,24 +208,32 @@ def build_ours(schema: Schema) -> WideDeepModel:
     return model
 
 
-def _stock_graph(schema: Schema) -> keras.Model:
+def _standard_wide_deep(schema: Schema) -> WideDeepModel:
+    return build_wide_deep(schema, hidden_units=HIDDEN_UNITS)
+
+
+def _stock_graph(schema: Schema, builder: Callable[[Schema], WideDeepModel]) -> keras.Model:
     with stock_embeddings():
-        routed = build_wide_deep(schema, hidden_units=HIDDEN_UNITS)
-    return keras.Model(routed.input, routed.output, name="stock_wide_deep")
+        routed = builder(schema)
+    return keras.Model(routed.input, routed.output, name=f"stock_{routed.name}")
 
 
-def build_stock(schema: Schema) -> keras.Model:
+def build_stock(
+    schema: Schema, builder: Callable[[Schema], WideDeepModel] = _standard_wide_deep
+) -> keras.Model:
     """(b) The same graph with stock embeddings, a plain `keras.Model` and ONE stock Adagrad."""
-    model = _stock_graph(schema)
+    model = _stock_graph(schema, builder)
     model.compile(
         optimizer=keras.optimizers.Adagrad(learning_rate=0.05), loss="binary_crossentropy"
     )
     return model
 
 
-def build_multi_optimizer(schema: Schema) -> keras.Model:
+def build_multi_optimizer(
+    schema: Schema, builder: Callable[[Schema], WideDeepModel] = _standard_wide_deep
+) -> keras.Model:
     """(c) Stock graph, stock train step, `MultiOptimizer`: stock Ftrl for `wide`, Adagrad else."""
-    model = _stock_graph(schema)
+    model = _stock_graph(schema, builder)
     wide = keras.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3)
     deep = keras.optimizers.Adagrad(learning_rate=0.05)
     wide_ids = {id(v) for v in model.get_layer(WIDE_BRANCH).trainable_variables}
@@ -286,9 +301,9 @@ def epoch_of(
 
 
 def fit_runner(model: keras.Model, examples: int, **fit_kwargs: Any) -> Callable[[], Epoch]:
-    """A timed one-epoch `model.fit(**fit_kwargs)`."""
+    """A timed one-epoch `model.fit(**fit_kwargs)` (batches of `fit_kwargs["batch_size"]`)."""
     clock = BatchClock()
-    full_batches = examples // BATCH_SIZE
+    full_batches = examples // fit_kwargs.get("batch_size", BATCH_SIZE)
 
     def run() -> Epoch:
         cpu, start = time.process_time(), time.perf_counter()
@@ -520,6 +535,19 @@ def run_simulated(
             return epoch_of(n, start, end, clock.times, n // batch_size, cpu)
 
         runners[name] = run
+    # DFN's stock baselines, as for the standard workload: in-memory arrays, stock embeddings.
+    columns = read_columns(data_dir, "train", [*schema.input_signature(), schema.label])
+    memory = {
+        "x": {name: columns[name] for name in schema.input_signature()},
+        "y": columns[schema.label].astype("float32")[:, None],
+        "batch_size": batch_size,
+        "shuffle": True,
+    }
+    for name, build in (
+        ("dfn_stock_memory", build_stock),
+        ("dfn_multi_optimizer_memory", build_multi_optimizer),
+    ):
+        runners[name] = fit_runner(build(schema, build_dfn), n, **memory)
     epochs = interleave(runners, rounds, batch_size)
     results = {name: summarise(e, batch_size) for name, e in epochs.items()}
     return {
@@ -530,6 +558,10 @@ def run_simulated(
         "variants": results,
         "ratios": {
             "dfn / wide_deep": ratio(results, "dfn", "wide_deep", "examples_per_sec"),
+            "dfn / dfn_stock_memory": ratio(results, "dfn", "dfn_stock_memory", "examples_per_sec"),
+            "dfn / dfn_multi_optimizer_memory": ratio(
+                results, "dfn", "dfn_multi_optimizer_memory", "examples_per_sec"
+            ),
         },
     }
 
