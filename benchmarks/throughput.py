@@ -28,8 +28,10 @@ tables (crosses hashed into 10^4 buckets; the categorical tables already have 10
 Group `simulated` trains `build_dfn(schema)` and `build_wide_deep(schema)` (defaults, our
 optimizers, `make_dataset` from disk) on `simulate_dataset` data, and DFN's two stock baselines
 as above: `dfn_stock_memory` (stock embeddings, one stock Adagrad, in-memory arrays) and
-`dfn_multi_optimizer_memory` (stock `MultiOptimizer` routing stock Ftrl / Adagrad). `tf_keras` (e) is reported as
-skipped unless `tf_keras` is importable.
+`dfn_multi_optimizer_memory` (stock `MultiOptimizer` routing stock Ftrl / Adagrad).
+`tf_keras_wide_deep_model_memory` (e), in group `standard` when `tf_keras` is importable (the
+optional `bench` extra): `tf_keras.experimental.WideDeepModel` with `[Ftrl, Adagrad]` over the
+same inputs and preprocessing built from tf-keras layers, `fit` on the in-memory arrays.
 
 Each timed unit is one `fit(epochs=1)` over the whole training split. Printed per variant:
 `examples_per_sec` (median over timed epochs, end to end: iterator start-up included),
@@ -242,6 +244,74 @@ def build_multi_optimizer(
     return model
 
 
+def build_tf_keras(schema: Schema) -> tuple[Any, Any]:
+    """(e) `tf_keras.experimental.WideDeepModel` of the same workload, and a tf-keras clock.
+
+    The same raw inputs and preprocessing (vocabulary lookups, hashed crosses, standardised
+    numerics) with tf-keras layers; the linear model sums one weight per id and per cross
+    bucket, the DNN model is the 16-d embeddings + MLP; compiled with `[Ftrl, Adagrad]`, the
+    optimizer pair tf-keras routes to its linear and DNN models.
+    """
+    import tf_keras as tfk
+
+    inputs = {
+        name: tfk.Input(shape=shape, dtype=dtype, name=name)
+        for name, (shape, dtype) in schema.input_signature().items()
+    }
+    index = {
+        f.name: tfk.layers.IntegerLookup(
+            vocabulary=list(f.vocabulary), num_oov_indices=f.num_oov_buckets
+        )(inputs[f.name])
+        for f in schema.categorical
+    }
+    for c in schema.crosses:
+        index[c.name] = tfk.layers.HashedCrossing(num_bins=c.hash_buckets)(
+            tuple(index[f] for f in c.features)
+        )
+    cardinality = {f.name: f.cardinality for f in [*schema.categorical, *schema.crosses]}
+    wide = [f.name for f in [*schema.categorical, *schema.crosses] if f.wide]
+    linear_logit = tfk.layers.Add()(
+        [
+            tfk.layers.Embedding(cardinality[n], 1, embeddings_initializer="zeros")(index[n])
+            for n in wide
+        ]
+    )
+    deep = [
+        tfk.layers.Embedding(f.cardinality, f.embedding_dim)(index[f.name])
+        for f in schema.categorical
+        if f.embedding_dim
+    ]
+    deep += [
+        tfk.layers.Normalization(mean=f.mean, variance=f.std**2)(
+            tfk.layers.Reshape((1,))(inputs[f.name])
+        )
+        for f in schema.numeric
+        if f.deep
+    ]
+    hidden = tfk.layers.Concatenate()(deep)
+    for units in HIDDEN_UNITS:
+        hidden = tfk.layers.Dense(units, activation="relu")(hidden)
+    dnn_logit = tfk.layers.Dense(1)(hidden)
+    model = tfk.experimental.WideDeepModel(
+        tfk.Model(inputs, linear_logit), tfk.Model(inputs, dnn_logit), activation="sigmoid"
+    )
+    model.compile(
+        optimizer=[
+            tfk.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3),
+            tfk.optimizers.Adagrad(learning_rate=0.05),
+        ],
+        loss="binary_crossentropy",
+    )
+
+    class Clock(tfk.callbacks.Callback):
+        on_train_begin = BatchClock.on_train_begin
+        on_train_batch_end = BatchClock.on_train_batch_end
+
+    clock = Clock()
+    clock.times = []
+    return model, clock
+
+
 def deep_input_width(schema: Schema) -> int:
     embeddings = sum(f.embedding_dim or 0 for f in [*schema.categorical, *schema.crosses])
     return embeddings + sum(1 for f in schema.numeric if f.deep)
@@ -300,9 +370,14 @@ def epoch_of(
     )
 
 
-def fit_runner(model: keras.Model, examples: int, **fit_kwargs: Any) -> Callable[[], Epoch]:
-    """A timed one-epoch `model.fit(**fit_kwargs)` (batches of `fit_kwargs["batch_size"]`)."""
-    clock = BatchClock()
+def fit_runner(
+    model: Any, examples: int, clock: Any = None, **fit_kwargs: Any
+) -> Callable[[], Epoch]:
+    """A timed one-epoch `model.fit(**fit_kwargs)` (batches of `fit_kwargs["batch_size"]`).
+
+    `clock` is a `BatchClock`, or one of `tf_keras`'s callback class for a `tf_keras` model.
+    """
+    clock = clock or BatchClock()
     full_batches = examples // fit_kwargs.get("batch_size", BATCH_SIZE)
 
     def run() -> Epoch:
@@ -441,6 +516,11 @@ def run_standard(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> 
         "multi_optimizer_memory": fit_runner(build_multi_optimizer(schema), n, **memory),
         "mlp_floor": mlp_floor_runner(deep_input_width(schema), n),
     }
+    if importlib.util.find_spec("tf_keras") is not None:
+        tf_keras_model, tf_keras_clock = build_tf_keras(schema)
+        runners["tf_keras_wide_deep_model_memory"] = fit_runner(
+            tf_keras_model, n, clock=tf_keras_clock, **memory
+        )
     results = {name: summarise(e, BATCH_SIZE) for name, e in interleave(runners, rounds).items()}
     ratios = {}
     for key in ("examples_per_sec", "steady_examples_per_sec"):
@@ -455,6 +535,9 @@ def run_standard(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> 
             ),
             "multi_optimizer_memory / stock_memory": ratio(
                 results, "multi_optimizer_memory", "stock_memory", key
+            ),
+            "ours_disk / tf_keras_wide_deep_model_memory": ratio(
+                results, "ours_disk", "tf_keras_wide_deep_model_memory", key
             ),
             "ours_disk / mlp_floor": ratio(results, "ours_disk", "mlp_floor", key),
         }
@@ -568,8 +651,10 @@ def run_simulated(
 
 def tf_keras_status() -> str:
     if importlib.util.find_spec("tf_keras") is None:
-        return "skipped: tf-keras not installed"
-    return "skipped: tf-keras is installed but this benchmark does not run it yet"
+        return "skipped: tf-keras not installed (pip install -e '.[bench]')"
+    import tf_keras
+
+    return f"measured in group standard (tf-keras {tf_keras.__version__})"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
