@@ -4,7 +4,7 @@ One step = embedding lookup of a (256, 20) batch of Zipf-distributed ids + sum l
 `optimizer.apply`, all inside one `tf.function`. "stock" is `keras.layers.Embedding` +
 `keras.optimizers.{Ftrl,Adagrad}`; "widedeep" is `widedeep.layers.embedding.Embedding` +
 `widedeep.optimizers.{Ftrl,Adagrad}`; "raw_tf_floor" is the issue's floor, a raw `tf.Variable` with a
-resource gather and an SGD scatter update. All run in the same process, in alternating blocks of 5
+resource gather and an SGD scatter update. All run in the same process, in alternating blocks of 25
 steps, so machine noise hits them alike. Prints JSON: median (and minimum) milliseconds per step for
 each (optimizer, rows), and the ratio of the largest table's step time to the 10^4-row table's; the
 minimum is the less noise-sensitive figure on a shared machine.
