@@ -1,7 +1,7 @@
 """Streaming machinery shared by the real-data loaders (KuaiRand, MovieLens).
 
 A loader turns an impression log plus user and item side-feature tables into a
-dataset directory (see `widedeep.data.records`): one record per impression with
+dataset directory (see `widedeep.data.records`): one row per impression with
 the user's and the item's features, the impression's context, the label, the
 feedback type, and the user's last `max_length` clicked, unclicked and disliked
 items *strictly before* the impression.

@@ -2,7 +2,7 @@
 
 `prepare_kuairand` reads one or more interaction logs (`log_standard_*.csv`,
 `log_random_*.csv`), the user features (`user_features_*.csv`) and the basic
-video features (`video_features_basic_*.csv`) and writes one record per
+video features (`video_features_basic_*.csv`) and writes one row per
 impression (see `widedeep.data.feedback_log` for the shared policies on ties,
 duplicates, the split and bad rows).
 
