@@ -311,3 +311,21 @@ def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
         assert np.float32(f["price"].float_list.value[0]) == rows["price"][i]
         assert list(f["click_item_id"].int64_list.value) == rows["click_item_id"][i].tolist()
         assert list(f["click_item_id/length"].int64_list.value) == [rows["click_item_id"][i].size]
+
+
+def test_a_record_missing_a_column_is_an_error_naming_it(tmp_path):
+    write_tiny(tmp_path, num_shards={"train": 1, "test": 1}, rows_per_record=2)
+    shard = str(tmp_path / "train" / "part-00000-of-00001.tfrecord")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+    # A damaged second record: 'price' lost, so its rows would shift against the others.
+    damaged = tf.train.Example.FromString(records[1])
+    del damaged.features.feature["price"]
+    with tf.io.TFRecordWriter(shard) as writer:
+        writer.write(records[0])
+        writer.write(damaged.SerializeToString())
+        writer.write(records[2])
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"column .{1,3}price.{1,3} does not have one value per row",
+    ):
+        collect(make_dataset(tmp_path, "train", batch_size=2))

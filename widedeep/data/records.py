@@ -409,7 +409,7 @@ def _blocks(columns: list[_ColumnData], num_rows: int, rows_per_record: int) -> 
             values = pad(c.values[:, 0]).reshape(records, rows_per_record)
             out.append(_ColumnData(c.name, c.kind, False, values, row_valid.reshape(records, -1)))
             continue
-        valid = c.valid if c.valid is not None else np.ones(c.values.shape, dtype=bool)
+        valid = c.valid  # sequence columns always carry their validity mask
         width = c.values.shape[1]
         out.append(
             _ColumnData(
@@ -875,13 +875,33 @@ def _parser(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | No
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(serialized, spec)
         out = {}
+        # Every record holds every column for all of its rows (the writer guarantees it);
+        # a record that does not (written by other code, or damaged) must not shift rows
+        # between columns, so the row counts are checked against the first column's.
+        first = names[0]
+        rows = tf.size(parsed[first + LENGTH_SUFFIX if first in padded else first].flat_values)
         for name in names:
             values = parsed[name].flat_values
+            count = values
             if name in padded:
                 missing, length = padded[name]
                 lengths = parsed[name + LENGTH_SUFFIX].flat_values
+                tf.debugging.assert_equal(
+                    tf.reduce_sum(lengths),
+                    tf.size(values, out_type=lengths.dtype),
+                    message=f"dataset records: column '{name}' has a different number of "
+                    f"items than its '{name}{LENGTH_SUFFIX}' counts",
+                )
+                count = lengths
                 values = tf.RaggedTensor.from_row_lengths(values, lengths, validate=False)
                 values = values.to_tensor(default_value=missing, shape=[None, length])
+            tf.debugging.assert_equal(
+                tf.size(count),
+                rows,
+                message=f"dataset records: column '{name}' does not have one value per row "
+                f"(compared with column '{first}'); the records are damaged or were not written "
+                "by widedeep.data.records.DatasetWriter",
+            )
             out[name] = values
         return out
 
