@@ -1,0 +1,65 @@
+"""Tests of the learnable-ceiling reference model in `benchmarks/well_specified.py`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from widedeep.data.simulator import SimulatorConfig, _make_world, first_test_round, simulate
+from widedeep.metrics import auc
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+from well_specified import (  # noqa: E402
+    FEATURES,
+    WellSpecifiedModel,
+    fit_well_specified,
+    ground_truth_weights,
+)
+
+SMALL = SimulatorConfig(
+    seed=3,
+    num_users=80,
+    num_items=50,
+    num_impressions=3000,
+    users_per_round=40,
+    num_regions=4,
+    num_age_groups=3,
+    num_categories=5,
+    num_authors=9,
+    latent_dim=6,
+    max_length=6,
+)
+
+
+@pytest.fixture(scope="module")
+def columns() -> dict[str, np.ndarray]:
+    return simulate(SMALL)
+
+
+def test_ground_truth_weights_reproduce_true_probability(columns):
+    # The model is well specified: with the world's own numbers it is the simulator.
+    model = WellSpecifiedModel(SMALL)
+    features = {k: columns[k] for k in FEATURES}
+    model(features)
+    ground_truth_weights(model, _make_world(SMALL, np.random.default_rng(SMALL.seed)))
+    logit = np.asarray(model(features), dtype=np.float64)
+    # Rows with feedback histories exercise the cosine and position-weight terms.
+    assert (columns["click_item_id"][:, 0] >= 0).mean() > 0.3
+    assert (columns["dislike_item_id"][:, 0] >= 0).sum() > 10
+    np.testing.assert_allclose(1 / (1 + np.exp(-logit)), columns["true_probability"], atol=2e-5)
+
+
+def test_fit_reports_the_epoch_with_the_best_validation_auc(columns):
+    result = fit_well_specified(SMALL, seed=0, epochs=4, patience=1, columns=columns)
+    history = result["history"]
+    best = max(history, key=lambda h: h["validation_auc"])
+    assert result["best_epoch"] == best["epoch"]
+    assert result["auc"] == best["test_auc"]
+    # patience=1: training stops one epoch after the validation AUC stops improving.
+    assert result["epochs_run"] == len(history)
+    assert len(history) == 4 or len(history) == best["epoch"] + 1
+    test = columns["round"] >= first_test_round(SMALL)
+    assert result["oracle_auc"] == auc(columns["label"][test], columns["true_probability"][test])
