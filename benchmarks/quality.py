@@ -56,6 +56,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds")
     parser.add_argument("--data-seed", type=int, default=0, help="simulator seed")
     parser.add_argument("--epochs", type=int, default=None, help="default: the CLI default")
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help="train up to --epochs, keep the epoch with the best validation AUC",
+    )
     parser.add_argument("--num-impressions", type=int, default=None)
     parser.add_argument(
         "--sim",
@@ -114,6 +121,7 @@ def main() -> None:
             )
             if args.epochs:
                 config.epochs = args.epochs
+            config.early_stopping = args.early_stopping
             for item in args.train:
                 key, value = item.split("=")
                 setattr(config.optimizer, key, float(value))
@@ -121,7 +129,12 @@ def main() -> None:
             metrics = train(config)
             metrics["seconds"] = time.perf_counter() - start
             per_seed[label].append(metrics)
-            print(f"seed {seed} {label}: auc {metrics['auc']:.4f}", file=sys.stderr, flush=True)
+            print(
+                f"seed {seed} {label}: auc {metrics['auc']:.4f} "
+                f"(epochs {metrics['epochs_run']}, best {metrics.get('best_epoch', '-')})",
+                file=sys.stderr,
+                flush=True,
+            )
     summary = {}
     for label, runs in per_seed.items():
         auc = np.array([r["auc"] for r in runs])
@@ -160,6 +173,9 @@ def main() -> None:
         },
         "summary": summary,
         "per_seed_auc": {label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
+        "per_seed_best_epoch": {
+            label: [r.get("best_epoch") for r in runs] for label, runs in per_seed.items()
+        },
     }
     print(json.dumps(result, indent=2))
 

@@ -167,3 +167,45 @@ def test_console_script_reports_without_traceback(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.startswith("widedeep:")]
     assert lines == [f"widedeep: error: no such model file: {tmp_path / 'm.keras'}"]
     assert "Traceback" not in out.stderr
+
+
+def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
+    import keras
+
+    from widedeep.data.records import load_dataset_dir
+    from widedeep.training import training_datasets, validation_split_rows
+
+    run = tmp_path / "run"
+    # A wide MLP, small batches and a fast FTRL overfit the tiny data: the validation
+    # AUC peaks at epoch 5 of 8 and training stops after epoch 7.
+    args = ["train", "--data", str(sim_dir), "--out", str(run), "--logdir", ""]
+    args += ["--epochs", "8", "--early-stopping", "2", "--hidden-units", "256,256"]
+    args += ["--batch-size", "64", "--wide-learning-rate", "2"]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = metrics["validation_auc"]
+    best = max(range(len(history)), key=history.__getitem__) + 1
+    assert metrics["best_epoch"] == best
+    assert metrics["epochs_run"] == len(history)
+    # Either every epoch ran, or training stopped 2 epochs after the best one.
+    assert len(history) == 8 or len(history) == best + 2
+    assert json.loads((run / "config.json").read_text())["early_stopping"] == 2
+    # The saved model has the best epoch's weights: its validation AUC is the best one.
+    schema, meta = load_dataset_dir(str(sim_dir))
+    fit_rows, total = validation_split_rows(meta, 0.1)
+    _, valid = training_datasets(
+        str(sim_dir), schema, (0, fit_rows), (fit_rows, total), batch_size=64, seed=0,
+        feedback_weights=None,
+    )  # fmt: skip
+    model = keras.saving.load_model(run / "model.keras")
+    restored = model.evaluate(valid, return_dict=True, verbose=0)["auc"]
+    assert restored == pytest.approx(history[best - 1], abs=1e-6)
+    assert best < len(history)  # a later epoch was worse, so the check above is sharp
+    assert restored != pytest.approx(history[-1], abs=1e-6)
+    capsys.readouterr()
+
+
+def test_early_stopping_needs_a_validation_split(sim_dir, tmp_path, capsys):
+    argv = ["train", "--data", str(sim_dir), "--out", str(tmp_path / "r")]
+    argv += ["--early-stopping", "2", "--validation-fraction", "0"]
+    _one_line_error(argv, capsys, "--early-stopping", "--validation-fraction")

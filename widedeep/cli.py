@@ -26,14 +26,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str) -> Any:
+    """An argparse `type` for integers >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _fraction(text: str) -> float:
@@ -141,10 +150,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
         logdir=args.logdir,
         seed=args.seed,
         validation_fraction=args.validation_fraction,
+        early_stopping=args.early_stopping,
         hyperparameters=_hyperparameters(args),
         optimizer=optimizer,
         feedback_weights=args.loss_weights,
     )
+    if args.early_stopping and not args.validation_fraction:
+        raise UsageError("--early-stopping needs a validation split: --validation-fraction is 0")
     _check_data(args.data)
     metrics = train(config)
     _print_json(metrics)
@@ -216,6 +228,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------- parser
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from widedeep.models.dfn import DFN_DEFAULTS
+    from widedeep.training import OptimizerConfig
 
     g = p.add_argument_group("model hyper-parameters")
     g.add_argument("--hidden-units", type=_int_list, help="deep MLP widths, e.g. 128,64")
@@ -240,13 +253,16 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         else:
             d.add_argument(flag, help=f"default {default}")
     o = p.add_argument_group("optimizers")
-    o.add_argument("--wide-learning-rate", type=float, help="FTRL learning rate (default 0.05)")
-    o.add_argument("--wide-l1", type=float, help="FTRL L1 strength (default 1e-3)")
-    o.add_argument("--wide-l2", type=float, help="FTRL L2 strength (default 0)")
-    o.add_argument("--deep-learning-rate", type=float, help="Adagrad learning rate (default 0.05)")
-    o.add_argument(
-        "--deep-initial-accumulator", type=float, help="Adagrad initial accumulator (default 0.1)"
-    )
+    defaults = OptimizerConfig()
+    for name, what in (
+        ("wide_learning_rate", "FTRL learning rate"),
+        ("wide_l1", "FTRL L1 strength"),
+        ("wide_l2", "FTRL L2 strength"),
+        ("deep_learning_rate", "Adagrad learning rate"),
+        ("deep_initial_accumulator", "Adagrad initial accumulator"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        o.add_argument(flag, type=float, help=f"{what} (default {getattr(defaults, name)})")
     p.add_argument(
         "--loss-weights",
         type=_weights,
@@ -311,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=0.1,
         help="last fraction of the training period held out for validation curves",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=_non_negative_int,
+        default=0,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation AUC and keep the best "
+        "epoch's weights (--epochs is then the most epochs); 0 (default) trains every epoch",
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)

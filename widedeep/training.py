@@ -41,8 +41,8 @@ DEFAULT_FEEDBACK_WEIGHTS = {"dfn": (1.0, 1.0, 10.0)}
 class OptimizerConfig:
     """Settings of the two optimizers (FTRL for wide, Adagrad for deep).
 
-    Defaults: FTRL learning rate 0.05 with a small L1 (sparse wide weights, as in
-    the Wide & Deep paper); Adagrad learning rate 0.05 with the Keras initial
+    Defaults: FTRL learning rate 0.2 with a small L1 (sparse wide weights, as in
+    the Wide & Deep paper); Adagrad learning rate 0.5 with the Keras initial
     accumulator 0.1. The DFN code's Adagrad rate 0.01 (accumulator 1e-6) is
     slower to converge on the small default data; see the README.
     """
@@ -68,7 +68,12 @@ class OptimizerConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything `train()` needs; recorded as `config.json` in the run directory."""
+    """Everything `train()` needs; recorded as `config.json` in the run directory.
+
+    `early_stopping=N > 0` stops after `N` epochs without a better validation AUC
+    and keeps the weights of the best epoch (`epochs` is then the most epochs);
+    it needs a validation split.
+    """
 
     data: str
     out: str
@@ -78,6 +83,7 @@ class TrainConfig:
     logdir: str | None = "logs"
     seed: int = 0
     validation_fraction: float = 0.1
+    early_stopping: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     feedback_weights: tuple[float, float, float] | None = None
@@ -203,7 +209,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     The run directory gets `model.keras`, `config.json` (model, hyper-parameters,
     optimizer settings, loss weights) and `metrics.json` (exact test metrics plus
-    `examples_per_sec` of training). TensorBoard logs go to
+    `examples_per_sec` of training, `epochs_run`, `best_epoch` and the per-epoch
+    `validation_auc`). TensorBoard logs go to
     `config.logdir/<run name>`: loss and AUC per epoch for train and validation
     (the last `validation_fraction` of the training period), both optimizers'
     learning rates, and weight histograms.
@@ -211,6 +218,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     Returns:
         The test metrics written to `metrics.json`.
     """
+    if config.early_stopping < 0:
+        raise ValueError(f"early_stopping must be >= 0. Received: {config.early_stopping}")
+    if config.early_stopping and not config.validation_fraction:
+        raise ValueError(
+            "early_stopping needs a validation split: validation_fraction is 0; set it > 0 "
+            "or turn early stopping off"
+        )
     keras.utils.set_random_seed(config.seed)
     schema, meta = load_dataset_dir(config.data)
     weights = config.resolved_feedback_weights()
@@ -239,8 +253,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
             keras.callbacks.TensorBoard(run_logdir, histogram_freq=1),
             OptimizerLogger(run_logdir),
         ]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc",
+                mode="max",
+                patience=config.early_stopping,
+                restore_best_weights=True,
+            )
+        )
     start = time.perf_counter()
-    model.fit(
+    history = model.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=config.epochs,
@@ -251,8 +274,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
 
     metrics = evaluate_model(model, config.data, "test")
-    metrics["examples_per_sec"] = fit_rows * config.epochs / seconds
+    validation_auc = [float(v) for v in history.history.get("val_auc", [])]
+    epochs_run = len(history.history["loss"])
+    metrics["examples_per_sec"] = fit_rows * epochs_run / seconds
     metrics["train_seconds"] = seconds
+    metrics["epochs_run"] = epochs_run
+    if config.early_stopping:
+        metrics["best_epoch"] = int(np.argmax(validation_auc)) + 1
+    metrics["validation_auc"] = validation_auc
     metrics["model"] = config.model
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
