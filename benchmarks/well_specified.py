@@ -23,6 +23,7 @@ more useful yardstick than the oracle when the data are small.
 
     python benchmarks/well_specified.py --seeds 0,1,2
     python benchmarks/well_specified.py --sim num_impressions=1000000 --seeds 0
+    python benchmarks/well_specified.py --learn users --seeds 0   # item side known exactly
 
 Prints JSON. `benchmarks/quality.py --models ...,well_specified` trains it beside
 the library's models on the same data and seeds.
@@ -43,6 +44,7 @@ import tensorflow as tf
 from widedeep.data.simulator import (
     SEQUENCE_NAMES,
     SimulatorConfig,
+    _make_world,
     _World,
     first_test_round,
     simulate,
@@ -170,6 +172,7 @@ def fit_well_specified(
     batch_size: int = 512,
     user_l2: float = 1e-4,
     validation_fraction: float = 0.1,
+    learn: str = "all",
     columns: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Trains `WellSpecifiedModel` on the simulated data of `config` with early stopping.
@@ -186,6 +189,10 @@ def fit_well_specified(
         user_l2: L2 penalty on the per-user vectors.
         validation_fraction: the last part of the training period held out for
             early stopping.
+        learn: `"all"` learns every number; `"users"` is a diagnostic that starts
+            from the world's true numbers, sets each user's vector to its region
+            and age-group part only, and learns the users' individual parts alone
+            (how much of the oracle is lost to estimating the user side).
         columns: the output of `simulate(config)`, to skip re-simulating.
 
     Returns:
@@ -209,8 +216,19 @@ def fit_well_specified(
         rows(fit_rows, train_rows),
         rows(train_rows, len(label)),
     )
+    if learn not in ("all", "users"):
+        raise ValueError(f"learn must be 'all' or 'users'. Received: learn={learn!r}")
     keras.utils.set_random_seed(seed)
     model = WellSpecifiedModel(config, user_l2=user_l2)
+    if learn == "users":
+        model(rows(0, 1)[0])
+        world = _make_world(config, np.random.default_rng(config.seed))
+        ground_truth_weights(model, world)
+        scale = config.affinity_effect / math.sqrt(config.latent_dim)
+        model.user.embeddings.assign(world.user_taste_attributes * scale)
+        for variable in model.trainable_variables:
+            if variable is not model.user.embeddings:
+                variable.trainable = False
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
@@ -252,6 +270,12 @@ def main() -> None:
         help="simulator setting override (repeatable), e.g. --sim num_impressions=1000000",
     )
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument(
+        "--learn",
+        choices=("all", "users"),
+        default="all",
+        help="'users': a diagnostic that knows every item-side number and learns the users only",
+    )
     args = parser.parse_args()
     overrides: dict[str, Any] = {"seed": args.data_seed}
     for item in args.sim:
@@ -260,7 +284,9 @@ def main() -> None:
     config = SimulatorConfig(**overrides)
     columns = simulate(config)
     runs = [
-        fit_well_specified(config, seed=int(s), epochs=args.epochs, columns=columns)
+        fit_well_specified(
+            config, seed=int(s), epochs=args.epochs, learn=args.learn, columns=columns
+        )
         for s in args.seeds.split(",")
     ]
     aucs = np.array([r["auc"] for r in runs])
@@ -268,6 +294,7 @@ def main() -> None:
         json.dumps(
             {
                 "settings": overrides,
+                "learn": args.learn,
                 "oracle_auc": runs[0]["oracle_auc"],
                 "auc_mean": float(aucs.mean()),
                 "auc_spread": float(aucs.max() - aucs.min()),

@@ -63,3 +63,15 @@ def test_fit_reports_the_epoch_with_the_best_validation_auc(columns):
     assert len(history) == 4 or len(history) == best["epoch"] + 1
     test = columns["round"] >= first_test_round(SMALL)
     assert result["oracle_auc"] == auc(columns["label"][test], columns["true_probability"][test])
+
+
+def test_learning_the_users_only_keeps_every_item_side_number(columns):
+    result = fit_well_specified(SMALL, seed=0, epochs=1, learn="users", columns=columns)
+    truth = [
+        SMALL.click_feedback_effect,
+        -SMALL.unclick_feedback_effect,
+        -SMALL.dislike_feedback_effect,
+    ]
+    np.testing.assert_allclose(result["beta"], truth, rtol=1e-6)
+    with pytest.raises(ValueError, match="learn must be"):
+        fit_well_specified(SMALL, learn="items", columns=columns)
