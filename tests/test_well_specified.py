@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 import numpy as np
 import pytest
 
-from widedeep.data.simulator import SimulatorConfig, _make_world, first_test_round, simulate
+from tests.test_simulator import TINY
+from widedeep.data.simulator import _make_world, first_test_round, simulate
 from widedeep.metrics import auc
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
@@ -19,19 +21,8 @@ from well_specified import (  # noqa: E402
     ground_truth_weights,
 )
 
-SMALL = SimulatorConfig(
-    seed=3,
-    num_users=80,
-    num_items=50,
-    num_impressions=3000,
-    users_per_round=40,
-    num_regions=4,
-    num_age_groups=3,
-    num_categories=5,
-    num_authors=9,
-    latent_dim=6,
-    max_length=6,
-)
+# The simulator tests' tiny world, with more impressions so that histories fill up.
+SMALL = dataclasses.replace(TINY, num_impressions=3000)
 
 
 @pytest.fixture(scope="module")
