@@ -72,7 +72,8 @@ class TrainConfig:
 
     `early_stopping=N > 0` stops after `N` epochs without a better validation AUC
     and keeps the weights of the best epoch (`epochs` is then the most epochs);
-    it needs a validation split.
+    it needs a validation split. The optimizers keep their last epoch's state
+    (Keras' `EarlyStopping` restores weights only).
     """
 
     data: str
