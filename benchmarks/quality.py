@@ -30,7 +30,7 @@ import time
 
 import keras
 import numpy as np
-from well_specified import fit_well_specified
+from well_specified import fit_well_specified, simulator_overrides
 
 from widedeep.data.simulator import SimulatorConfig, simulate, simulate_dataset
 from widedeep.training import TrainConfig, train
@@ -88,20 +88,20 @@ def main() -> None:
     overrides = {"seed": args.data_seed}
     if args.num_impressions:
         overrides["num_impressions"] = args.num_impressions
-    for item in args.sim:
-        key, value = item.split("=")
-        overrides[key] = json.loads(value)
+    overrides.update(simulator_overrides(args.sim))
     if not os.path.exists(os.path.join(data, "meta.json")):
         simulate_dataset(data, SimulatorConfig(**overrides))
     with open(os.path.join(data, "meta.json")) as f:
         meta = json.load(f)
     oracle = [meta["oracle_auc"]] * len(seeds)
+    # The ceiling re-simulates in memory from the settings of the data on disk (a reused
+    # --workdir keeps its dataset whatever the flags say).
+    sim_config = SimulatorConfig(**meta["settings"])
     sim_columns = None
     for seed in seeds:
         for label, model, hp in variants:
             keras.backend.clear_session()
             if model == "well_specified":
-                sim_config = SimulatorConfig(**overrides)
                 if sim_columns is None:
                     sim_columns = simulate(sim_config)
                 metrics = fit_well_specified(sim_config, seed=seed, columns=sim_columns, **hp)

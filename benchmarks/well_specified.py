@@ -32,6 +32,7 @@ the library's models on the same data and seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -258,6 +259,18 @@ def fit_well_specified(
     }
 
 
+def simulator_overrides(items: list[str]) -> dict[str, Any]:
+    """`["key=value", ...]` (values in JSON) -> `SimulatorConfig` keyword overrides."""
+    overrides: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(SimulatorConfig)}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--sim {item!r}: expected KEY=VALUE with KEY a SimulatorConfig field")
+        overrides[key] = json.loads(value)
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="training seeds")
@@ -277,10 +290,7 @@ def main() -> None:
         help="'users': a diagnostic that knows every item-side number and learns the users only",
     )
     args = parser.parse_args()
-    overrides: dict[str, Any] = {"seed": args.data_seed}
-    for item in args.sim:
-        key, value = item.split("=")
-        overrides[key] = json.loads(value)
+    overrides = {"seed": args.data_seed, **simulator_overrides(args.sim)}
     config = SimulatorConfig(**overrides)
     columns = simulate(config)
     runs = [
