@@ -258,6 +258,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         ("wide_learning_rate", "FTRL learning rate"),
         ("wide_l1", "FTRL L1 strength"),
         ("wide_l2", "FTRL L2 strength"),
+        ("wide_initial_accumulator", "FTRL initial accumulator"),
         ("deep_learning_rate", "Adagrad learning rate"),
         ("deep_initial_accumulator", "Adagrad initial accumulator"),
     ):

@@ -50,6 +50,7 @@ class OptimizerConfig:
     wide_learning_rate: float = 0.2
     wide_l1: float = 1e-3
     wide_l2: float = 0.0
+    wide_initial_accumulator: float = 0.1
     deep_learning_rate: float = 0.5
     deep_initial_accumulator: float = 0.1
 
@@ -58,6 +59,7 @@ class OptimizerConfig:
             learning_rate=self.wide_learning_rate,
             l1_regularization_strength=self.wide_l1,
             l2_regularization_strength=self.wide_l2,
+            initial_accumulator_value=self.wide_initial_accumulator,
         )
         deep = wd_optimizers.Adagrad(
             learning_rate=self.deep_learning_rate,

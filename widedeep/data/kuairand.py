@@ -22,14 +22,17 @@ Features (everything a model may see at impression time; the outcome columns
 log):
 
 * ids: `user_id`, `video_id` (train vocabularies, OOV for unseen; hashed above
-  `MAX_VOCABULARY_SIZE`), `author_id` (hashed), all embedded, not wide.
+  `MAX_VOCABULARY_SIZE`), `author_id` (hashed), all embedded and all wide: on
+  the real log the ids carry most of the signal (item popularity alone beats a
+  wide branch without them), and the wide branch memorises them best.
 * user categoricals: `user_active_degree`, `is_lowactive_period`,
   `is_live_streamer`, `is_video_author`, the four `*_range` buckets and the 18
   anonymised `onehot_feat*` codes (small categorical codes, written as floats in
   the file, read as integers; empty cells are missing).
 * video categoricals: `video_type`, `upload_type`, `music_type`, `tag` (the
   first of the comma-separated tags).
-* context: `hour` (from `hourmin`, `HHMM`).
+* context: `hour` (from `hourmin`, `HHMM`) and `tab` (the app tab the impression
+  was shown in: known at serving time, and one of the strongest features).
 * numeric (standardised for deep, train quantile buckets for wide):
   `log_follow_user_num`, `log_fans_user_num`, `log_friend_user_num`,
   `log_register_days` and `log_duration` (`log1p` of the counts, the days and
@@ -84,6 +87,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "time_ms",
     "is_click",
     "is_hate",
+    "tab",
 )
 """Log columns the loader reads; the others (outcomes such as `play_time_ms`) are never features."""
 
@@ -158,7 +162,7 @@ class KuaiRandSource(FeedbackSource):
     name = "kuairand"
     user_column = "user_id"
     item_features = ITEM_FEATURES
-    context_columns = {"hour": "int64", "video_age_days": "float32"}
+    context_columns = {"hour": "int64", "tab": "int64", "video_age_days": "float32"}
 
     def __init__(
         self,
@@ -332,11 +336,13 @@ class KuaiRandSource(FeedbackSource):
                 continue
             try:
                 try:  # fast path: plain integers
-                    user, item, date, hourmin, time_ms, click, hate = (
+                    user, item, date, hourmin, time_ms, click, hate, tab = (
                         int(fields[j]) for j in columns
                     )
                 except ValueError:
-                    user, item, date, hourmin, time_ms, click, hate = _named_ints(fields, columns)
+                    user, item, date, hourmin, time_ms, click, hate, tab = _named_ints(
+                        fields, columns
+                    )
                 if click not in (0, 1) or hate not in (0, 1):
                     raise ValueError(
                         f"is_click and is_hate must be 0 or 1, found {click} and {hate}"
@@ -363,7 +369,7 @@ class KuaiRandSource(FeedbackSource):
                 item,
                 feedback,
                 click,
-                (hour, age),
+                (hour, tab, age),
                 tuple(fields),
                 file_index,
                 path,
@@ -376,14 +382,15 @@ class KuaiRandSource(FeedbackSource):
             return categorical_feature(stats, name, dtype, embedding_dim=dim, wide=wide, **kw)
 
         categorical = [
-            cat("user_id", "int64", 16, wide=False),
-            cat("video_id", "int64", 16, wide=False),
-            cat("author_id", "int64", 16, wide=False, hashed=True),
+            cat("user_id", "int64", 16),
+            cat("video_id", "int64", 16),
+            cat("author_id", "int64", 16, hashed=True),
             cat("tag", "int64", 8),
             cat("video_type", "string", 4),
             cat("upload_type", "string", 4),
             cat("music_type", "int64", 4),
             cat("hour", "int64", 4),
+            cat("tab", "int64", 4),
             *(cat(c, "string", 4) for c in USER_CATEGORICAL_STRING),
             *(cat(c, "int64", 4) for c in USER_CATEGORICAL_INT),
         ]
