@@ -1,7 +1,8 @@
 """The `widedeep` command line: simulate | prepare | train | evaluate | export.
 
 User mistakes (a missing directory, a malformed schema, a feature the data
-lacks, an unknown flag) print one line on stderr and exit with status 2. Set
+lacks, an unknown flag) print one line on stderr and exit with status 2; a
+training run whose loss becomes NaN or infinite stops there and exits with 3. Set
 `WIDEDEEP_DEBUG=1` to see the full traceback instead.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 
 
 class UsageError(Exception):
@@ -132,7 +134,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from widedeep.training import OptimizerConfig, TrainConfig, train
+    from widedeep.training import OptimizerConfig, TrainConfig, TrainingDivergedError, train
 
     optimizer = OptimizerConfig(
         **{
@@ -156,9 +158,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
         feedback_weights=args.loss_weights,
     )
     if args.early_stopping and not args.validation_fraction:
-        raise UsageError("--early-stopping needs a validation split: --validation-fraction is 0")
+        raise UsageError(
+            "--early-stopping needs a validation split: --validation-fraction is 0 "
+            "(add --early-stopping 0 to train every epoch without one)"
+        )
     _check_data(args.data)
-    metrics = train(config)
+    try:
+        metrics = train(config)
+    except TrainingDivergedError as e:
+        print(f"widedeep: training diverged: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
     _print_json(metrics)
 
 
@@ -273,7 +282,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from widedeep.training import MODELS
+    from widedeep.training import MODELS, TrainConfig
 
     parser = _Parser(prog="widedeep", description="Wide & Deep and DFN for CTR prediction.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -317,25 +326,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a dataset directory")
     p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--model", choices=MODELS, default="wide_deep")
+    p.add_argument("--model", choices=MODELS, default=TrainConfig.model)
     p.add_argument("--out", required=True, help="run directory for model.keras and metrics.json")
-    p.add_argument("--epochs", type=_positive_int, default=5)
-    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=TrainConfig.epochs,
+        help=f"most epochs (default {TrainConfig.epochs}; early stopping usually ends sooner)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
     p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument(
         "--validation-fraction",
         type=_fraction,
-        default=0.1,
-        help="last fraction of the training period held out for validation curves",
+        default=TrainConfig.validation_fraction,
+        help="last fraction of the training period held out for validation "
+        f"(default {TrainConfig.validation_fraction})",
     )
     p.add_argument(
         "--early-stopping",
         type=_non_negative_int,
-        default=0,
+        default=TrainConfig.early_stopping,
         metavar="PATIENCE",
         help="stop after PATIENCE epochs without a better validation AUC and keep the best "
-        "epoch's weights (--epochs is then the most epochs); 0 (default) trains every epoch",
+        f"epoch's weights (default {TrainConfig.early_stopping}; 0 trains every epoch)",
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)

@@ -24,17 +24,84 @@ import tensorflow as tf
 
 from widedeep import optimizers as wd_optimizers
 from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics
 from widedeep.model import WideDeepModel
 from widedeep.models.dfn import build_dfn
-from widedeep.models.wide_deep import build_wide_deep
-from widedeep.schema import Schema
+from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
+from widedeep.schema import FEEDBACK_TYPES, Schema
 
 MODELS = ("wide_deep", "wide", "deep", "wide_deep_seq", "dfn")
 """Model names understood by `build_model` and the CLI."""
 
 DEFAULT_FEEDBACK_WEIGHTS = {"dfn": (1.0, 1.0, 10.0)}
-"""Loss weights `(unclick, click, dislike)` per model; others weigh every impression 1."""
+"""Loss weights `(unclick, click, dislike)` per model; others weigh every impression 1.
+
+They are relative weights: `train` rescales them to a mean of 1 over the fit rows
+(`normalize_feedback_weights`), so they never change the effective learning rate.
+"""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+def normalize_feedback_weights(
+    weights: tuple[float, float, float], counts: np.ndarray | list[int]
+) -> tuple[float, float, float]:
+    """Rescales per-type loss weights so that their mean over the rows is 1.
+
+    With `n_t` rows of feedback type `t` and weights `w_t`, returns
+    `w_t * N / sum_t(n_t * w_t)`. The ratios stay as given (1 : 1 : 10 stays
+    1 : 1 : 10), but the loss, and so every gradient step, keeps the scale of an
+    unweighted loss: a log where dislikes are common no longer multiplies the
+    learning rate.
+
+    Args:
+        weights: `(unclick, click, dislike)` weights, non-negative.
+        counts: rows of each type, in `FEEDBACK_TYPES` order.
+
+    Returns:
+        The rescaled weights (the input unchanged when no row has a positive weight).
+
+    Example:
+
+    >>> normalize_feedback_weights((1.0, 1.0, 10.0), [6, 2, 2])
+    (0.35714285714285715, 0.35714285714285715, 3.5714285714285716)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != (len(FEEDBACK_TYPES),):
+        raise ValueError(
+            f"counts must hold one number per feedback type {FEEDBACK_TYPES}. Received: {counts}"
+        )
+    total = float(np.dot(counts, np.asarray(weights, dtype=np.float64)))
+    if total <= 0:
+        return tuple(float(w) for w in weights)  # type: ignore[return-value]
+    scale = counts.sum() / total
+    return tuple(float(w) * scale for w in weights)  # type: ignore[return-value]
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first step whose loss is NaN or infinite, and remembers where.
+
+    Keras' `TerminateOnNaN` stops too, but says nothing a user can act on;
+    `train` turns `diverged_at` into a `TrainingDivergedError` naming the epoch,
+    the step and the likely causes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged_at = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
 
 
 @dataclass
@@ -47,12 +114,12 @@ class OptimizerConfig:
     slower to converge on the small default data; see the README.
     """
 
-    wide_learning_rate: float = 0.2
-    wide_l1: float = 1e-3
+    wide_learning_rate: float = 0.05
+    wide_l1: float = 0.0
     wide_l2: float = 0.0
-    wide_initial_accumulator: float = 0.1
-    deep_learning_rate: float = 0.5
-    deep_initial_accumulator: float = 0.1
+    wide_initial_accumulator: float = 1e-6
+    deep_learning_rate: float = 0.01
+    deep_initial_accumulator: float = 1e-6
 
     def make(self) -> tuple[wd_optimizers.Ftrl, wd_optimizers.Adagrad]:
         wide = wd_optimizers.Ftrl(
@@ -81,12 +148,12 @@ class TrainConfig:
     data: str
     out: str
     model: str = "wide_deep"
-    epochs: int = 5
+    epochs: int = 10
     batch_size: int = 512
     logdir: str | None = "logs"
     seed: int = 0
     validation_fraction: float = 0.1
-    early_stopping: int = 0
+    early_stopping: int = 2
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     feedback_weights: tuple[float, float, float] | None = None
@@ -153,6 +220,28 @@ def evaluate_model(
     probabilities = model.predict(dataset.map(lambda x, y, w: x), verbose=0).reshape(-1)
     columns = read_columns(data_dir, split, [schema.label, schema.group_key])
     return ctr_metrics(columns[schema.label], probabilities, columns[schema.group_key])
+
+
+def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float:
+    """Sets the model's `calibration` offset to minimise the unweighted log loss on train rows.
+
+    Args:
+        model: a model built by this package (it has a `LogitOffset` named `calibration`).
+        data_dir: the dataset directory.
+        rows: the row range `[start, stop)` of the train split to calibrate on.
+
+    Returns:
+        The offset now in the model (see `widedeep.layers.calibration.fit_logit_offset`).
+    """
+    schema, _ = load_dataset_dir(data_dir)
+    layer = model.get_layer(CALIBRATION)
+    layer.offset.assign(0.0)
+    dataset = make_dataset(data_dir, "train", schema, batch_size=4096, rows=rows)
+    probabilities = model.predict(dataset.map(lambda x, y, w: x), verbose=0).reshape(-1)
+    labels = read_columns(data_dir, "train", [schema.label])[schema.label][rows[0] : rows[1]]
+    offset = fit_logit_offset(probabilities, labels)
+    layer.offset.assign(offset)
+    return offset
 
 
 def validation_split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, int]:
@@ -230,12 +319,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         )
     keras.utils.set_random_seed(config.seed)
     schema, meta = load_dataset_dir(config.data)
-    weights = config.resolved_feedback_weights()
     model = compile_model(
         build_model(schema, config.model, **config.hyperparameters), config.optimizer
     )
 
     fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
+    weights = config.resolved_feedback_weights()
+    if weights is not None:
+        feedback = read_columns(config.data, "train", [schema.feedback])[schema.feedback]
+        counts = np.bincount(feedback[:fit_rows], minlength=len(FEEDBACK_TYPES))
+        weights = normalize_feedback_weights(weights, counts)
     train_ds, valid_ds = training_datasets(
         config.data,
         schema,
@@ -247,7 +340,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     os.makedirs(config.out, exist_ok=True)
-    callbacks: list[keras.callbacks.Callback] = []
+    divergence = StopOnNonFiniteLoss()
+    callbacks: list[keras.callbacks.Callback] = [divergence]
     run_logdir = None
     if config.logdir:
         run_name = f"{os.path.basename(os.path.normpath(config.out))}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -275,6 +369,21 @@ def train(config: TrainConfig) -> dict[str, Any]:
         shuffle=False,  # the pipeline shuffles
     )
     seconds = time.perf_counter() - start
+    if divergence.diverged_at is not None:
+        epoch, step = divergence.diverged_at
+        raise TrainingDivergedError(
+            f"the training loss became NaN or infinite at epoch {epoch}, step {step}: lower the "
+            f"learning rates (--wide-learning-rate {config.optimizer.wide_learning_rate}, "
+            f"--deep-learning-rate {config.optimizer.deep_learning_rate}) or the loss weights "
+            f"(--loss-weights, now {weights})"
+        )
+
+    offset = 0.0
+    if weights is not None and len(set(weights)) > 1:
+        # Unequal loss weights bias the probabilities: one logit offset, fitted on the
+        # validation rows (the fit rows when there are none) without weights, removes it.
+        rows = (fit_rows, total_rows) if total_rows > fit_rows else (0, fit_rows)
+        offset = calibrate(model, config.data, rows)
 
     metrics = evaluate_model(model, config.data, "test")
     validation_auc = [float(v) for v in history.history.get("val_auc", [])]
@@ -286,6 +395,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         metrics["best_epoch"] = int(np.argmax(validation_auc)) + 1
     metrics["validation_auc"] = validation_auc
     metrics["model"] = config.model
+    metrics["calibration_offset"] = offset
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
             metrics[key] = meta[key]

@@ -1,5 +1,6 @@
 """Keras layers of widedeep (all registered for `keras.models.load_model`)."""
 
+from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.feedback import ClickAwareAttention, FeedbackInteraction, FeedbackTransformer
 from widedeep.layers.fm import FactorizationMachine
@@ -16,6 +17,7 @@ __all__ = [
     "FeedbackInteraction",
     "FeedbackTransformer",
     "HashedCross",
+    "LogitOffset",
     "MaskedMeanPooling",
     "Standardize",
     "WideLinear",

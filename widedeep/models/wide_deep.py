@@ -7,12 +7,16 @@ from collections.abc import Sequence
 import keras
 
 from widedeep.features import FeatureGraph
+from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.model import WIDE_BRANCH, WideDeepModel
 from widedeep.schema import Schema
 
 BRANCHES = ("wide_deep", "wide", "deep")
+
+CALIBRATION = "calibration"
+"""Name of the `LogitOffset` layer before the sigmoid of every model."""
 
 
 def logits_to_probability(logits: list[keras.KerasTensor]) -> keras.KerasTensor:
@@ -21,9 +25,12 @@ def logits_to_probability(logits: list[keras.KerasTensor]) -> keras.KerasTensor:
     The output keeps its trailing axis: Keras losses reduce the last axis, so a
     `[B]` output would collapse the batch before sample weights and the
     distribution-strategy scaling are applied. The sigmoid is the last op, so
-    Keras' binary cross-entropy works on the logits.
+    Keras' binary cross-entropy works on the logits. A `LogitOffset` named
+    `calibration` (0 until `widedeep.training.train` calibrates a model trained with
+    unequal loss weights) sits between the sum and the sigmoid.
     """
     logit = logits[0] if len(logits) == 1 else keras.layers.Add(name="logit")(logits)
+    logit = LogitOffset(name=CALIBRATION)(logit)
     return keras.layers.Activation("sigmoid", name="probability")(logit)
 
 
