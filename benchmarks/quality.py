@@ -1,10 +1,15 @@
-"""Test AUC of each model on simulated data over several training seeds, against the oracle.
+"""Test AUC of each model over several training seeds: on simulated data against the oracle, or on any dataset directory.
 
 One dataset is simulated (`widedeep simulate --seed DATA_SEED`, default sizes
-unless overridden) and every model is trained on it once per training seed
-(initialisation and shuffling) with the CLI defaults. Prints JSON: per-seed
-metrics, per-model mean / std / min-max spread of test AUC, the gap to
-`oracle_auc`, and the fraction of Wide & Deep's gap that each model closes.
+unless overridden), or `--data DIR` names an existing dataset directory (a real
+log prepared with `widedeep prepare`), and every model is trained on it once per
+training seed (initialisation and shuffling) with the CLI defaults. Prints JSON:
+per-seed metrics, per-model mean / std / min-max spread of test AUC, GAUC and log
+loss, and on simulated data the gap to `oracle_auc` and the fraction of Wide &
+Deep's gap that each model closes. `--baselines` adds popularity, logistic
+regression and LR + history statistics (`widedeep.baselines`) on the same rows.
+
+    python benchmarks/quality.py --data data/kuairand --models wide_deep,dfn --baselines
 
     python benchmarks/quality.py --models wide,deep,wide_deep --seeds 0,1,2
     python benchmarks/quality.py --models wide_deep,wide_deep_seq,dfn --seeds 0,1,2
@@ -32,6 +37,7 @@ import keras
 import numpy as np
 from well_specified import fit_well_specified, simulator_overrides
 
+from widedeep.baselines import run_baselines
 from widedeep.data.simulator import SimulatorConfig, simulate, simulate_dataset
 from widedeep.training import TrainConfig, train
 
@@ -59,9 +65,9 @@ def main() -> None:
     parser.add_argument(
         "--early-stopping",
         type=int,
-        default=0,
+        default=None,
         metavar="PATIENCE",
-        help="train up to --epochs, keep the epoch with the best validation AUC",
+        help="patience of early stopping on validation AUC (default: the CLI default; 0 = off)",
     )
     parser.add_argument("--num-impressions", type=int, default=None)
     parser.add_argument(
@@ -79,24 +85,34 @@ def main() -> None:
         help="optimizer setting override (repeatable), e.g. --train deep_learning_rate=0.5",
     )
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--data", default=None, help="an existing dataset directory instead of simulated data"
+    )
+    parser.add_argument(
+        "--baselines", action="store_true", help="also score the baselines of widedeep.baselines"
+    )
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="widedeep-quality-")
     variants = [_variant(m) for m in args.models.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     per_seed: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
-    data = os.path.join(workdir, f"sim-{args.data_seed}")
-    overrides = {"seed": args.data_seed}
-    if args.num_impressions:
-        overrides["num_impressions"] = args.num_impressions
-    overrides.update(simulator_overrides(args.sim))
-    if not os.path.exists(os.path.join(data, "meta.json")):
-        simulate_dataset(data, SimulatorConfig(**overrides))
+    if args.data:
+        data = args.data
+    else:
+        data = os.path.join(workdir, f"sim-{args.data_seed}")
+        overrides = {"seed": args.data_seed}
+        if args.num_impressions:
+            overrides["num_impressions"] = args.num_impressions
+        overrides.update(simulator_overrides(args.sim))
+        if not os.path.exists(os.path.join(data, "meta.json")):
+            simulate_dataset(data, SimulatorConfig(**overrides))
     with open(os.path.join(data, "meta.json")) as f:
         meta = json.load(f)
-    oracle = [meta["oracle_auc"]] * len(seeds)
+    simulated = "oracle_auc" in meta
+    oracle = [meta["oracle_auc"]] * len(seeds) if simulated else None
     # The ceiling re-simulates in memory from the settings of the data on disk (a reused
     # --workdir keeps its dataset whatever the flags say).
-    sim_config = SimulatorConfig(**meta["settings"])
+    sim_config = SimulatorConfig(**meta["settings"]) if simulated else None
     sim_columns = None
     for seed in seeds:
         for label, model, hp in variants:
@@ -121,7 +137,8 @@ def main() -> None:
             )
             if args.epochs:
                 config.epochs = args.epochs
-            config.early_stopping = args.early_stopping
+            if args.early_stopping is not None:
+                config.early_stopping = args.early_stopping
             for item in args.train:
                 key, value = item.split("=")
                 setattr(config.optimizer, key, float(value))
@@ -138,20 +155,20 @@ def main() -> None:
     summary = {}
     for label, runs in per_seed.items():
         auc = np.array([r["auc"] for r in runs])
-        gap = np.array(oracle) - auc
         summary[label] = {
             "auc_mean": float(auc.mean()),
             "auc_std": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
             "auc_spread": float(auc.max() - auc.min()),
-            "gap_to_oracle_mean": float(gap.mean()),
         }
+        if simulated:
+            summary[label]["gap_to_oracle_mean"] = float((np.array(oracle) - auc).mean())
         if "gauc" in runs[0]:  # library models (the well-specified reference has AUC only)
             summary[label].update(
                 gauc_mean=float(np.mean([r["gauc"] for r in runs])),
                 logloss_mean=float(np.mean([r["logloss"] for r in runs])),
                 examples_per_sec_median=float(np.median([r["examples_per_sec"] for r in runs])),
             )
-    if "wide_deep" in summary:
+    if "wide_deep" in summary and simulated:
         base_gap = np.array(oracle) - np.array([r["auc"] for r in per_seed["wide_deep"]])
         for label, runs in per_seed.items():
             closed = 1 - (np.array(oracle) - np.array([r["auc"] for r in runs])) / base_gap
@@ -163,20 +180,24 @@ def main() -> None:
         for label, runs in per_seed.items():
             closed = (np.array([r["auc"] for r in runs]) - base) / (ceiling - base)
             summary[label]["ceiling_gap_closed_mean"] = float(closed.mean())
-    result = {
-        "data": data,
-        "data_seed": args.data_seed,
-        "training_seeds": seeds,
-        "oracle_auc": meta["oracle_auc"],
-        "oracle_breakdown": {
-            k: v for k, v in meta["oracle"]["test"].items() if k.startswith("oracle_auc_")
-        },
-        "summary": summary,
-        "per_seed_auc": {label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
-        "per_seed_best_epoch": {
+    result: dict = {"data": data, "training_seeds": seeds}
+    if simulated:
+        result.update(
+            data_seed=args.data_seed,
+            oracle_auc=meta["oracle_auc"],
+            oracle_breakdown={
+                k: v for k, v in meta["oracle"]["test"].items() if k.startswith("oracle_auc_")
+            },
+        )
+    if args.baselines:
+        result["baselines"] = run_baselines(data)["baselines"]
+    result.update(
+        summary=summary,
+        per_seed_auc={label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
+        per_seed_best_epoch={
             label: [r.get("best_epoch") for r in runs] for label, runs in per_seed.items()
         },
-    }
+    )
     print(json.dumps(result, indent=2))
 
 
