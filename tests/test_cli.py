@@ -176,11 +176,12 @@ def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
     from widedeep.training import training_datasets, validation_split_rows
 
     run = tmp_path / "run"
-    # A wide MLP, small batches and a fast FTRL overfit the tiny data: the validation
-    # AUC peaks at epoch 5 of 8 and training stops after epoch 7.
+    # A wide MLP, small batches and fast optimizers (Keras' 0.1 accumulators, large rates)
+    # overfit the tiny data: the validation AUC peaks before epoch 8 and falls after it.
     args = ["train", "--data", str(sim_dir), "--out", str(run), "--logdir", ""]
     args += ["--epochs", "8", "--early-stopping", "2", "--hidden-units", "256,256"]
-    args += ["--batch-size", "64", "--wide-learning-rate", "2"]
+    args += ["--batch-size", "64", "--wide-learning-rate", "2", "--deep-learning-rate", "0.5"]
+    args += ["--wide-initial-accumulator", "0.1", "--deep-initial-accumulator", "0.1"]
     assert main(args) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     history = metrics["validation_auc"]

@@ -10,8 +10,8 @@ import pytest
 from widedeep.data.records import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.layers.calibration import LogitOffset, fit_logit_offset
+from widedeep.optimizers import OptimizerConfig
 from widedeep.training import (
-    OptimizerConfig,
     TrainConfig,
     TrainingDivergedError,
     normalize_feedback_weights,
@@ -113,7 +113,8 @@ def test_dislike_heavy_log_trains_dfn_at_the_defaults_finitely_and_calibrated(
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     fit_rows = int(round(len(feedback) * (1 - config.validation_fraction)))
     counts = np.bincount(feedback[:fit_rows], minlength=3)
-    weights = np.array(recorded["feedback_weights"])
+    assert recorded["feedback_weights"] == [1.0, 1.0, 10.0]
+    weights = np.array(recorded["normalized_feedback_weights"])
     assert np.dot(counts, weights) / counts.sum() == pytest.approx(1.0, rel=1e-6)
     assert weights[2] / weights[0] == pytest.approx(10.0)
     assert np.isfinite(metrics["logloss"])

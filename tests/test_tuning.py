@@ -22,12 +22,14 @@ from widedeep.data.records import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.models.dfn import DFN_DEFAULTS
 from widedeep.models.wide_deep import build_wide_deep
-from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, OptimizerConfig, build_model
+from widedeep.optimizers import OptimizerConfig
+from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, build_model
 
 OPTIMIZER_KEYS = (
     "wide_learning_rate",
     "wide_l1",
     "wide_l2",
+    "wide_initial_accumulator",
     "deep_learning_rate",
     "deep_initial_accumulator",
 )
@@ -40,6 +42,7 @@ def optimizer_settings(model: keras.Model) -> dict[str, float]:
         "wide_learning_rate": float(keras.ops.convert_to_numpy(wide.learning_rate)),
         "wide_l1": float(wide.l1_regularization_strength),
         "wide_l2": float(wide.l2_regularization_strength),
+        "wide_initial_accumulator": float(wide.initial_accumulator_value),
         "deep_learning_rate": float(keras.ops.convert_to_numpy(deep.learning_rate)),
         "deep_initial_accumulator": float(deep.initial_accumulator_value),
     }
@@ -140,8 +143,9 @@ def test_build_compiles_both_optimizers_with_the_trial_values(tiny_schema):
     hypermodel.declare_hyperparameters(hp)
     chosen = {
         "wide_learning_rate": 0.0123,
-        "wide_l1": 0.0042,
+        "wide_l1": 0.001,
         "wide_l2": 0.01,
+        "wide_initial_accumulator": 0.02,
         "deep_learning_rate": 0.31,
         "deep_initial_accumulator": 0.0007,
         "embedding_dim": 16,

@@ -27,10 +27,10 @@ from widedeep.data.records import load_dataset_dir
 from widedeep.model import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, FEEDBACK_SEQUENCES, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
+from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import Schema
 from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
-    OptimizerConfig,
     OptimizerLogger,
     build_model,
     compile_model,
@@ -160,11 +160,12 @@ class CTRHyperModel(kt.HyperModel):
 
     | name | values | default |
     |---|---|---|
-    | `wide_learning_rate` | FTRL rate, log-uniform in [1e-3, 0.5] | 0.05 |
-    | `wide_l1` | FTRL L1, log-uniform in [1e-5, 0.1] | 1e-3 |
-    | `wide_l2` | FTRL L2 in {0, 1e-4, 1e-3, 1e-2, 0.1} | 0 |
-    | `deep_learning_rate` | Adagrad rate, log-uniform in [1e-3, 0.5] | 0.05 |
-    | `deep_initial_accumulator` | Adagrad accumulator, log-uniform in [1e-6, 1] | 0.1 |
+    | `wide_learning_rate` | FTRL rate, log-uniform in [1e-3, 0.5] | `OptimizerConfig` |
+    | `wide_l1` | FTRL L1 in {0, 1e-5, 1e-4, 1e-3, 1e-2} | `OptimizerConfig` |
+    | `wide_l2` | FTRL L2 in {0, 1e-4, 1e-3, 1e-2, 0.1} | `OptimizerConfig` |
+    | `wide_initial_accumulator` | FTRL accumulator, log-uniform in [1e-6, 1] | `OptimizerConfig` |
+    | `deep_learning_rate` | Adagrad rate, log-uniform in [1e-3, 0.5] | `OptimizerConfig` |
+    | `deep_initial_accumulator` | Adagrad accumulator, log-uniform in [1e-6, 1] | `OptimizerConfig` |
     | `embedding_dim` | {0, 4, 8, 16, 32}; 0 keeps the schema's widths (DFN: {4, 8, 16, 32}) | 0 (DFN: 8) |
     | `hidden_units` | `HIDDEN_UNITS_CHOICES` | "128,64" |
     | `dropout` | {0, 0.1, ..., 0.5} | 0 |
@@ -225,9 +226,18 @@ class CTRHyperModel(kt.HyperModel):
             wide_learning_rate=hp.Float(
                 "wide_learning_rate", 1e-3, 0.5, sampling="log", default=d.wide_learning_rate
             ),
-            wide_l1=hp.Float("wide_l1", 1e-5, 0.1, sampling="log", default=d.wide_l1),
+            wide_l1=hp.Choice(
+                "wide_l1", [0.0, 1e-5, 1e-4, 1e-3, 1e-2], ordered=True, default=d.wide_l1
+            ),
             wide_l2=hp.Choice(
                 "wide_l2", [0.0, 1e-4, 1e-3, 1e-2, 0.1], ordered=True, default=d.wide_l2
+            ),
+            wide_initial_accumulator=hp.Float(
+                "wide_initial_accumulator",
+                1e-6,
+                1.0,
+                sampling="log",
+                default=d.wide_initial_accumulator,
             ),
             deep_learning_rate=hp.Float(
                 "deep_learning_rate", 1e-3, 0.5, sampling="log", default=d.deep_learning_rate

@@ -134,7 +134,8 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from widedeep.training import OptimizerConfig, TrainConfig, TrainingDivergedError, train
+    from widedeep.optimizers import OptimizerConfig
+    from widedeep.training import TrainConfig, TrainingDivergedError, train
 
     optimizer = OptimizerConfig(
         **{
@@ -237,7 +238,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------- parser
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     from widedeep.models.dfn import DFN_DEFAULTS
-    from widedeep.training import OptimizerConfig
+    from widedeep.optimizers import OptimizerConfig
 
     g = p.add_argument_group("model hyper-parameters")
     g.add_argument("--hidden-units", type=_int_list, help="deep MLP widths, e.g. 128,64")

@@ -48,10 +48,7 @@ class WideDeepModel(keras.Model):
 
     ```python
     model = widedeep.build_wide_deep(schema)
-    model.compile(
-        wide_optimizer=widedeep.optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3),
-        deep_optimizer=widedeep.optimizers.Adagrad(learning_rate=0.05),
-    )
+    model.compile()  # FTRL and Adagrad at `widedeep.optimizers.OptimizerConfig()`'s defaults
     model.fit(train_ds, validation_data=valid_ds, epochs=3)
     ```
     """
@@ -97,11 +94,10 @@ class WideDeepModel(keras.Model):
         """Configures the model for training with one optimizer per branch.
 
         Args:
-            wide_optimizer: optimizer of the `wide` branch. Defaults to
-                `widedeep.optimizers.Ftrl(learning_rate=0.05,
-                l1_regularization_strength=1e-3)`.
-            deep_optimizer: optimizer of every other variable. Defaults to
-                `widedeep.optimizers.Adagrad(learning_rate=0.05)`.
+            wide_optimizer: optimizer of the `wide` branch. Defaults to the FTRL
+                of `widedeep.optimizers.OptimizerConfig()` (the CLI's default).
+            deep_optimizer: optimizer of every other variable. Defaults to the
+                Adagrad of `widedeep.optimizers.OptimizerConfig()`.
             loss: the loss; sample weights (e.g. per feedback type) are honoured.
             metrics, weighted_metrics, run_eagerly, steps_per_execution,
                 jit_compile: as in `keras.Model.compile`.
@@ -113,15 +109,12 @@ class WideDeepModel(keras.Model):
             )
         if kwargs:
             raise TypeError(f"unexpected compile arguments: {sorted(kwargs)}")
+        default_wide, default_deep = wd_optimizers.OptimizerConfig().make()
         wide_optimizer = keras.optimizers.get(
-            wide_optimizer
-            if wide_optimizer is not None
-            else wd_optimizers.Ftrl(learning_rate=0.05, l1_regularization_strength=1e-3)
+            wide_optimizer if wide_optimizer is not None else default_wide
         )
         deep_optimizer = keras.optimizers.get(
-            deep_optimizer
-            if deep_optimizer is not None
-            else wd_optimizers.Adagrad(learning_rate=0.05)
+            deep_optimizer if deep_optimizer is not None else default_deep
         )
         if wide_optimizer is deep_optimizer:
             raise ValueError(

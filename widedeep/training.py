@@ -22,13 +22,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from widedeep import optimizers as wd_optimizers
 from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics
 from widedeep.model import WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
+from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import FEEDBACK_TYPES, Schema
 
 MODELS = ("wide_deep", "wide", "deep", "wide_deep_seq", "dfn")
@@ -102,42 +102,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if loss is not None and not np.isfinite(float(loss)):
             self.diverged_at = (self._epoch + 1, batch + 1)
             self.model.stop_training = True
-
-
-@dataclass
-class OptimizerConfig:
-    """Settings of the two optimizers (FTRL for wide, Adagrad for deep).
-
-    Defaults: FTRL learning rate 0.05, Adagrad learning rate 0.01 (the DFN
-    authors' rate), both with an initial accumulator of 1e-6 instead of Keras'
-    0.1. The loss is a batch mean, so the gradient of one id's row is about
-    `1 / batch_size`; against an accumulator of 0.1 such a row moves by a
-    thousandth of the learning rate per step and an id seen a few times never
-    learns (on a real log, the wide branch then lost to item popularity). With
-    a tiny accumulator both optimizers take per-coordinate steps of about the
-    learning rate whatever the gradient's scale, as FTRL and Adagrad intend.
-    No L1 by default: it cost AUC on the real log. The README has the measurements.
-    """
-
-    wide_learning_rate: float = 0.05
-    wide_l1: float = 0.0
-    wide_l2: float = 0.0
-    wide_initial_accumulator: float = 1e-6
-    deep_learning_rate: float = 0.01
-    deep_initial_accumulator: float = 1e-6
-
-    def make(self) -> tuple[wd_optimizers.Ftrl, wd_optimizers.Adagrad]:
-        wide = wd_optimizers.Ftrl(
-            learning_rate=self.wide_learning_rate,
-            l1_regularization_strength=self.wide_l1,
-            l2_regularization_strength=self.wide_l2,
-            initial_accumulator_value=self.wide_initial_accumulator,
-        )
-        deep = wd_optimizers.Adagrad(
-            learning_rate=self.deep_learning_rate,
-            initial_accumulator_value=self.deep_initial_accumulator,
-        )
-        return wide, deep
 
 
 @dataclass
@@ -309,9 +273,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Trains `config.model` on `config.data` and writes the run directory.
 
     The run directory gets `model.keras`, `config.json` (model, hyper-parameters,
-    optimizer settings, loss weights) and `metrics.json` (exact test metrics plus
-    `examples_per_sec` of training, `epochs_run`, `best_epoch` and the per-epoch
-    `validation_auc`). TensorBoard logs go to
+    optimizer settings, the loss weights as given and as normalised to mean 1) and
+    `metrics.json` (exact test metrics plus `examples_per_sec` of training,
+    `epochs_run`, `best_epoch`, the per-epoch `validation_auc` and the
+    `calibration_offset`; see `calibrate`). TensorBoard logs go to
     `config.logdir/<run name>`: loss and AUC per epoch for train and validation
     (the last `validation_fraction` of the training period), both optimizers'
     learning rates, and weight histograms.
@@ -333,7 +298,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
 
     fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
-    weights = config.resolved_feedback_weights()
+    requested_weights = weights = config.resolved_feedback_weights()
     if weights is not None:
         feedback = read_columns(config.data, "train", [schema.feedback])[schema.feedback]
         counts = np.bincount(feedback[:fit_rows], minlength=len(FEEDBACK_TYPES))
@@ -410,7 +375,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             metrics[key] = meta[key]
     model.save(os.path.join(config.out, "model.keras"))
     record = dataclasses.asdict(config)
-    record["feedback_weights"] = weights
+    record["feedback_weights"] = requested_weights
+    record["normalized_feedback_weights"] = weights
     record["logdir_run"] = run_logdir
     with open(os.path.join(config.out, "config.json"), "w") as f:
         json.dump(record, f, indent=2, default=_json_default)

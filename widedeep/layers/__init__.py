@@ -4,6 +4,7 @@ from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.feedback import ClickAwareAttention, FeedbackInteraction, FeedbackTransformer
 from widedeep.layers.fm import FactorizationMachine
+from widedeep.layers.history import HistoryStatistics
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.layers.preprocessing import HashedCross, Standardize
@@ -17,6 +18,7 @@ __all__ = [
     "FeedbackInteraction",
     "FeedbackTransformer",
     "HashedCross",
+    "HistoryStatistics",
     "LogitOffset",
     "MaskedMeanPooling",
     "Standardize",

@@ -10,6 +10,7 @@ import keras
 from widedeep.features import FeatureGraph
 from widedeep.layers.feedback import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
+from widedeep.layers.history import HistoryStatistics
 from widedeep.layers.mlp import MLP
 from widedeep.model import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import logits_to_probability
@@ -32,6 +33,7 @@ DFN_DEFAULTS: dict[str, Any] = {
     "use_click_aware_attention": True,
     "use_fm": True,
     "use_wide": True,
+    "use_history_statistics": True,
 }
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
@@ -130,8 +132,10 @@ def build_dfn(
     graph = FeatureGraph(schema, embedding_dim=embedding_dim)
 
     module_inputs: dict[str, keras.KerasTensor] = {"target": graph.item_vector()}
+    full_masks = []
     for seq_name in FEEDBACK_SEQUENCES:
         vectors, mask = graph.sequence_vectors(seq_name)
+        full_masks.append(mask)
         length = hp["sequence_length"]
         if length and length < schema.sequence(seq_name).max_length:
             vectors = TakeFirst(length, name=f"{seq_name}_recent")(vectors)
@@ -181,6 +185,9 @@ def build_dfn(
         )
         fm_vector = FactorizationMachine(name="fm")(stacked)
         logits.append(keras.layers.Dense(1, kernel_initializer="zeros", name="fm_logit")(fm_vector))
+    deep_extra = [f_feed]
+    if hp["use_history_statistics"]:
+        deep_extra.append(HistoryStatistics(name="history_statistics")(full_masks))
     logits.append(
         MLP(
             hidden_units=list(hidden_units),
@@ -188,6 +195,6 @@ def build_dfn(
             use_batch_norm=use_batch_norm,
             output_units=1,
             name="deep",
-        )(graph.deep_input([f_feed]))
+        )(graph.deep_input(deep_extra))
     )
     return WideDeepModel(graph.inputs, logits_to_probability(logits), name=name)
