@@ -38,7 +38,9 @@ DFN_DEFAULTS: dict[str, Any] = {
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
 `sequence_length=0` keeps the schema's `max_length`; a smaller value keeps only the
-most recent positions.
+most recent positions. `use_history_statistics=True` also feeds the deep MLP the
+counts of the three sequences (`widedeep.layers.HistoryStatistics`), which pooling
+normalises away (measured in the README's real-data section).
 
 Choices against the paper (embedding 64, MLP 32-16, Adam, batch 64) and the authors'
 code (embedding 16, Adagrad lr 0.01 with initial accumulator 1e-6, batch 256):
