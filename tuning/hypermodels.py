@@ -59,6 +59,11 @@ SEQUENCE_LENGTH_LADDER = (5, 10, 20, 50, 100)
 _OPTIMIZER_DEFAULTS = OptimizerConfig()
 
 
+def _accumulator(hp: kt.HyperParameters, name: str) -> float:
+    """An initial accumulator, log-uniform in [1e-6, 1], defaulting to `OptimizerConfig`'s."""
+    return hp.Float(name, 1e-6, 1.0, sampling="log", default=getattr(_OPTIMIZER_DEFAULTS, name))
+
+
 def _builder_default(builder: Any, name: str) -> Any:
     return inspect.signature(builder).parameters[name].default
 
@@ -232,23 +237,11 @@ class CTRHyperModel(kt.HyperModel):
             wide_l2=hp.Choice(
                 "wide_l2", [0.0, 1e-4, 1e-3, 1e-2, 0.1], ordered=True, default=d.wide_l2
             ),
-            wide_initial_accumulator=hp.Float(
-                "wide_initial_accumulator",
-                1e-6,
-                1.0,
-                sampling="log",
-                default=d.wide_initial_accumulator,
-            ),
+            wide_initial_accumulator=_accumulator(hp, "wide_initial_accumulator"),
             deep_learning_rate=hp.Float(
                 "deep_learning_rate", 1e-3, 0.5, sampling="log", default=d.deep_learning_rate
             ),
-            deep_initial_accumulator=hp.Float(
-                "deep_initial_accumulator",
-                1e-6,
-                1.0,
-                sampling="log",
-                default=d.deep_initial_accumulator,
-            ),
+            deep_initial_accumulator=_accumulator(hp, "deep_initial_accumulator"),
         )
 
     def model_hyperparameters(self, hp: kt.HyperParameters) -> dict[str, Any]:
