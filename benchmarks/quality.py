@@ -109,6 +109,8 @@ def main() -> None:
     with open(os.path.join(data, "meta.json")) as f:
         meta = json.load(f)
     simulated = "oracle_auc" in meta
+    if not simulated and any(model == "well_specified" for _, model, _ in variants):
+        parser.error("well_specified needs simulated data: drop it from --models with --data")
     oracle = [meta["oracle_auc"]] * len(seeds) if simulated else None
     # The ceiling re-simulates in memory from the settings of the data on disk (a reused
     # --workdir keeps its dataset whatever the flags say).
