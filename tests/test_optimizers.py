@@ -400,23 +400,3 @@ def test_mirrored_strategy_equals_single_device():
     assert result["Ftrl_moved"] > 1e-3 and result["Adagrad_moved"] > 1e-3
     assert result["Ftrl"] < 1e-6
     assert result["Adagrad"] < 1e-6
-
-
-def test_adagrad_embedding_learning_rate_steps_sparse_rows_only():
-    table = keras.Variable(np.zeros((5, 2), "float32"))
-    dense = keras.Variable(np.zeros((2,), "float32"))
-    optimizer = optimizers.Adagrad(
-        learning_rate=0.1, initial_accumulator_value=0.0, embedding_learning_rate=0.02
-    )
-    sparse_grad = tf.IndexedSlices(
-        tf.constant([[1.0, -2.0]]), tf.constant([3]), tf.constant([5, 2])
-    )
-    optimizer.apply([sparse_grad, tf.constant([1.0, -2.0])], [table, dense])
-    # A first Adagrad step from a zero accumulator is lr * sign(g) (up to epsilon).
-    np.testing.assert_allclose(table.numpy()[3], [-0.02, 0.02], rtol=1e-5)
-    np.testing.assert_allclose(dense.numpy(), [-0.1, 0.1], rtol=1e-5)
-    assert not table.numpy()[[0, 1, 2, 4]].any()
-    restored = optimizers.Adagrad.from_config(optimizer.get_config())
-    assert restored.embedding_learning_rate == 0.02
-    with pytest.raises(ValueError, match="embedding_learning_rate"):
-        optimizers.Adagrad(embedding_learning_rate=0.0)

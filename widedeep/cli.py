@@ -270,7 +270,6 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         ("wide_l2", "FTRL L2 strength"),
         ("wide_initial_accumulator", "FTRL initial accumulator"),
         ("deep_learning_rate", "Adagrad learning rate"),
-        ("deep_embedding_learning_rate", "Adagrad learning rate of embedding rows"),
         ("deep_initial_accumulator", "Adagrad initial accumulator"),
     ):
         flag = "--" + name.replace("_", "-")

@@ -266,10 +266,6 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
             taking no arguments. Defaults to `0.001`.
         initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `0.1`.
         epsilon: A small constant for numerical stability. Defaults to `1e-7`.
-        embedding_learning_rate: The learning rate of `tf.IndexedSlices` gradients (the rows of
-            embedding tables), a float `> 0`, or `None` for `learning_rate`. An id's row learns
-            from the impressions that hold it, a dense weight from every impression: the two
-            can want different step sizes. Defaults to `None`.
         **kwargs: The base optimizer arguments of `keras.optimizers.Adagrad` (`weight_decay`,
             `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
             `ema_overwrite_frequency`, `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
@@ -294,7 +290,6 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
         learning_rate: float | Any = 0.001,
         initial_accumulator_value: float = 0.1,
         epsilon: float = 1e-7,
-        embedding_learning_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -303,15 +298,6 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
             epsilon=epsilon,
             **kwargs,
         )
-        if embedding_learning_rate is not None and not embedding_learning_rate > 0:
-            raise ValueError(
-                "`embedding_learning_rate` must be > 0 or None. "
-                f"Received: embedding_learning_rate={embedding_learning_rate}"
-            )
-        self.embedding_learning_rate = embedding_learning_rate
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "embedding_learning_rate": self.embedding_learning_rate}
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         if not isinstance(gradient, tf.IndexedSlices):
@@ -319,8 +305,6 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
         gradient = _deduplicate_after_all_reduce(gradient)
         indices = gradient.indices
         dtype = variable.dtype
-        if self.embedding_learning_rate is not None:
-            learning_rate = self.embedding_learning_rate
         lr = tf.cast(learning_rate, dtype)
         grad = tf.cast(gradient.values, dtype)
         accumulator_var = self._accumulators[self._get_variable_index(variable)]
@@ -351,7 +335,6 @@ class OptimizerConfig:
     wide_l2: float = 0.0
     wide_initial_accumulator: float = 1e-6
     deep_learning_rate: float = 0.01
-    deep_embedding_learning_rate: float | None = None
     deep_initial_accumulator: float = 1e-6
 
     def make(self) -> tuple[Ftrl, Adagrad]:
@@ -364,6 +347,5 @@ class OptimizerConfig:
         deep = Adagrad(
             learning_rate=self.deep_learning_rate,
             initial_accumulator_value=self.deep_initial_accumulator,
-            embedding_learning_rate=self.deep_embedding_learning_rate,
         )
         return wide, deep
