@@ -20,6 +20,7 @@ from widedeep.training import build_model
 
 def _compiled(schema, branches="wide_deep", **hp):
     keras.utils.set_random_seed(1)
+    hp = {"dropout": 0.0, **hp}  # deterministic steps for the numpy oracles
     model = build_wide_deep(schema, branches=branches, hidden_units=(8,), **hp)
     model.compile(
         wide_optimizer=wd_optimizers.Ftrl(

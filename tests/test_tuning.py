@@ -100,7 +100,7 @@ def test_empty_hyperparameters_build_the_cli_defaults(tiny_schema):
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert_optimizers_hold(optimizer_settings(model), vars(defaults))
-    assert hypermodel.model_hyperparameters(hp) == {"hidden_units": [128, 64], "dropout": 0.0}
+    assert hypermodel.model_hyperparameters(hp) == {"hidden_units": [128, 64], "dropout": 0.5}
     assert hypermodel.feedback_weights(hp) is None
     assert model.count_params() == build_model(tiny_schema, "wide_deep").count_params()
 

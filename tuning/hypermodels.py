@@ -173,7 +173,7 @@ class CTRHyperModel(kt.HyperModel):
     | `deep_initial_accumulator` | Adagrad accumulator, log-uniform in [1e-6, 1] | `OptimizerConfig` |
     | `embedding_dim` | {0, 4, 8, 16, 32}; 0 keeps the schema's widths (DFN: {4, 8, 16, 32}) | 0 (DFN: 8) |
     | `hidden_units` | `HIDDEN_UNITS_CHOICES` | "128,64" |
-    | `dropout` | {0, 0.1, ..., 0.5} | 0 |
+    | `dropout` | {0, 0.1, ..., 0.5} | the builder's |
 
     DFN adds `num_heads` {1, 2, 4, 8} (default 2), `sequence_length` (the
     schema's `max_length` and the `SEQUENCE_LENGTH_LADDER` values below it;
