@@ -157,6 +157,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hyperparameters=_hyperparameters(args),
         optimizer=optimizer,
         feedback_weights=args.loss_weights,
+        backup_dir=args.backup_dir,
+        backup_every=args.backup_every,
     )
     if args.early_stopping and not args.validation_fraction:
         raise UsageError(
@@ -353,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after PATIENCE epochs without a better validation AUC and keep the best "
         f"epoch's weights (default {TrainConfig.early_stopping}; 0 trains every epoch)",
     )
+    p.add_argument(
+        "--backup-dir",
+        help="resumable checkpoints (default <out>/backup): rerun the same command to resume",
+    )
+    p.add_argument(
+        "--backup-every",
+        type=_non_negative_int,
+        default=TrainConfig.backup_every,
+        metavar="STEPS",
+        help=f"steps between checkpoints inside an epoch (default {TrainConfig.backup_every}; "
+        "0: at epoch ends only)",
+    )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -395,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"widedeep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("widedeep: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"widedeep: {e or 'interrupted'}", file=sys.stderr)
         return 130
     return 0
 
