@@ -26,11 +26,22 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["OutputError", "atomic_path", "check_writable_dir", "write_json"]
+__all__ = [
+    "DamagedFileError",
+    "OutputError",
+    "atomic_path",
+    "check_tfrecord_file",
+    "check_writable_dir",
+    "write_json",
+]
 
 
 class OutputError(ValueError):
     """An output path that cannot be written (a file where a directory should be, no permission)."""
+
+
+class DamagedFileError(ValueError):
+    """An input file that is truncated or otherwise not in its format; the message names it."""
 
 
 @contextlib.contextmanager
@@ -104,3 +115,39 @@ def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
             pass
     except OSError as e:
         raise OutputError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def check_tfrecord_file(path: str | os.PathLike) -> None:
+    """Checks that a TFRecord file is a whole sequence of records (catches truncated shards).
+
+    Walks the record headers (an 8-byte length and a 4-byte checksum before each
+    payload) without reading the payloads, so it costs one seek per record. A
+    file cut short, or with a length that points past its end, is reported;
+    a flipped byte inside a payload is caught later by TensorFlow's checksums.
+
+    Args:
+        path: the TFRecord file.
+
+    Raises:
+        DamagedFileError: one line naming the file and the byte offset of the damage.
+    """
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    offset = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise DamagedFileError(
+                    f"damaged shard {path}: truncated record header at byte {offset} "
+                    f"(the file has {size} bytes); write the dataset again"
+                )
+            length = int.from_bytes(header[:8], "little")
+            end = offset + 12 + length + 4
+            if end > size:
+                raise DamagedFileError(
+                    f"damaged shard {path}: the record at byte {offset} needs {length} bytes but "
+                    f"the file ends at byte {size} (truncated); write the dataset again"
+                )
+            f.seek(end)
+            offset = end
