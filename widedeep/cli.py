@@ -188,6 +188,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         feedback_weights=args.loss_weights,
         backup_dir=args.backup_dir,
         backup_every=args.backup_every,
+        deterministic=args.deterministic,
     )
     if args.early_stopping and not args.validation_fraction:
         raise UsageError(
@@ -433,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace a finished run (and any backup) in --out"
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow op determinism (on GPU, needed for a resumed run to end bit-identical)",
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)

@@ -140,7 +140,8 @@ class TrainConfig:
     feedback_weights: tuple[float, float, float] | None = None
     verbose: int | str = "auto"
     backup_dir: str | None = None
-    backup_every: int = 100
+    backup_every: int = 1000
+    deterministic: bool = False
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
@@ -310,9 +311,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "or turn early stopping off"
         )
     keras.utils.set_random_seed(config.seed)
-    # Same seeds and same batches give the same weights only with deterministic kernels
-    # (reductions, segment sums, tf.data's parallel map order): a resumed run relies on it.
-    tf.config.experimental.enable_op_determinism()
+    if config.deterministic:
+        # Same seeds and batches give the same weights only with deterministic kernels; the
+        # CPU kernels used here are, several GPU ones (scatter-adds, segment sums) are not.
+        tf.config.experimental.enable_op_determinism()
     schema, meta = load_dataset_dir(config.data)
     model = compile_model(
         build_model(schema, config.model, **config.hyperparameters), config.optimizer
