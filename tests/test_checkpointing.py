@@ -115,7 +115,7 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(data_d
     )
     try:
         _wait_for_mid_epoch_checkpoint(os.path.join(run, "backup"), proc, steps, steps)
-        proc.send_signal(signal.SIGKILL)  # inside epoch 2, possibly while saving
+        proc.send_signal(signal.SIGKILL)  # inside epoch 2 (of 3), possibly while saving
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -368,8 +368,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.early_stopping:
         early_stopping = checkpointing.ResumableEarlyStopping(config.early_stopping)
         if "early_stopping" in record:
+            best = record.get("best_checkpoint")
             early_stopping.load_state(
-                record["early_stopping"], backup.load_best_weights(record["best_checkpoint"])
+                record["early_stopping"], backup.load_best_weights(best) if best else None
             )
         callbacks.append(early_stopping)
     saver = checkpointing.BackupCallback(
