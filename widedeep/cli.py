@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,34 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _float_at_least(minimum: float, inclusive: bool) -> Any:
+    """An argparse `type` for finite numbers `>= minimum` (`> minimum` unless `inclusive`)."""
+    what = f"a number {'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_float = _float_at_least(0.0, inclusive=False)
+_non_negative_float = _float_at_least(0.0, inclusive=True)
+
+
+def _bool(text: str) -> bool:
+    """An argparse `type` for `true`/`false` (also 1/0, yes/no, on/off); anything else is an error."""
+    value = {"1": True, "true": True, "yes": True, "on": True}.get(text.lower())
+    if value is None and text.lower() not in ("0", "false", "no", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return bool(value)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -78,9 +107,9 @@ def _weights(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(
             f"expected three numbers 'unclick,click,dislike', got {text!r}"
         ) from None
-    if len(values) != 3 or any(v < 0 for v in values):
+    if len(values) != 3 or any(not (0 <= v < math.inf) for v in values) or not any(values):
         raise argparse.ArgumentTypeError(
-            f"expected three non-negative numbers 'unclick,click,dislike', got {text!r}"
+            f"expected three non-negative numbers 'unclick,click,dislike', not all 0, got {text!r}"
         )
     return values  # type: ignore[return-value]
 
@@ -157,6 +186,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hyperparameters=_hyperparameters(args),
         optimizer=optimizer,
         feedback_weights=args.loss_weights,
+        backup_dir=args.backup_dir,
+        backup_every=args.backup_every,
+        deterministic=args.deterministic,
     )
     if args.early_stopping and not args.validation_fraction:
         raise UsageError(
@@ -164,6 +196,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "(add --early-stopping 0 to train every epoch without one)"
         )
     _check_data(args.data)
+    _prepare_run_dir(config, args.overwrite)
     try:
         metrics = train(config)
     except TrainingDivergedError as e:
@@ -174,10 +207,43 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _check_data(data_dir: str) -> None:
     from widedeep.data.records import check_columns, load_dataset_dir
+    from widedeep.io import check_tfrecord_file
 
     schema, meta = load_dataset_dir(data_dir)
-    for split in meta["splits"]:
+    for split, info in meta["splits"].items():
+        for name in info["files"]:
+            check_tfrecord_file(os.path.join(data_dir, name))
         check_columns(data_dir, split, schema)
+
+
+RUN_FILES = ("model.keras", "metrics.json", "config.json")
+"""Files of a finished (or diverged) run: `train --out` refuses a directory holding one."""
+
+
+def _prepare_run_dir(config: Any, overwrite: bool) -> None:
+    """Refuses an `--out` with a finished run (unless `--overwrite`) and unwritable outputs.
+
+    A run directory holding only a backup is a run to resume, not to refuse;
+    `--overwrite` deletes the backup as well, so training starts afresh.
+    """
+    import shutil
+
+    from widedeep.io import check_writable_dir
+
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name))]
+    if found and not overwrite:
+        raise UsageError(
+            f"--out {config.out} already holds a run ({', '.join(found)}): choose another "
+            "directory or add --overwrite"
+        )
+    check_writable_dir(config.out, "--out")
+    if overwrite:
+        for name in found:
+            os.remove(os.path.join(config.out, name))
+        shutil.rmtree(config.resolved_backup_dir(), ignore_errors=True)
+    check_writable_dir(config.resolved_backup_dir(), "--backup-dir")
+    if config.logdir:
+        check_writable_dir(config.logdir, "--logdir")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -242,7 +308,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("model hyper-parameters")
     g.add_argument("--hidden-units", type=_int_list, help="deep MLP widths, e.g. 128,64")
-    g.add_argument("--dropout", type=float)
+    g.add_argument("--dropout", type=_fraction, help="in [0, 1)")
     g.add_argument("--embedding-dim", type=_positive_int, help="override every embedding width")
     d = p.add_argument_group("DFN hyper-parameters (--model dfn)")
     for key, default in DFN_DEFAULTS.items():
@@ -250,14 +316,14 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             d.add_argument(
                 flag,
-                type=lambda s: s.lower() in ("1", "true", "yes", "on"),
+                type=_bool,
                 metavar="{true,false}",
                 help=f"default {str(default).lower()}",
             )
         elif isinstance(default, int):
             d.add_argument(flag, type=_positive_int, help=f"default {default}")
         elif isinstance(default, float):
-            d.add_argument(flag, type=float, help=f"default {default}")
+            d.add_argument(flag, type=_fraction, help=f"default {default}")
         elif isinstance(default, (list, tuple)):
             d.add_argument(flag, type=_int_list, help=f"default {','.join(map(str, default))}")
         else:
@@ -273,7 +339,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         ("deep_initial_accumulator", "Adagrad initial accumulator"),
     ):
         flag = "--" + name.replace("_", "-")
-        o.add_argument(flag, type=float, help=f"{what} (default {getattr(defaults, name)})")
+        kind = _positive_float if name.endswith("learning_rate") else _non_negative_float
+        o.add_argument(flag, type=kind, help=f"{what} (default {getattr(defaults, name)})")
     p.add_argument(
         "--loss-weights",
         type=_weights,
@@ -353,6 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after PATIENCE epochs without a better validation AUC and keep the best "
         f"epoch's weights (default {TrainConfig.early_stopping}; 0 trains every epoch)",
     )
+    p.add_argument(
+        "--backup-dir",
+        help="resumable checkpoints (default <out>/backup): rerun the same command to resume",
+    )
+    p.add_argument(
+        "--backup-every",
+        type=_non_negative_int,
+        default=TrainConfig.backup_every,
+        metavar="STEPS",
+        help=f"steps between checkpoints inside an epoch (default {TrainConfig.backup_every}; "
+        "0: at epoch ends only)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a finished run (and any backup) in --out"
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow op determinism (on GPU, needed for a resumed run to end bit-identical)",
+    )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -382,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `widedeep` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     from widedeep.data.records import DatasetError
     from widedeep.schema import SchemaError
 
@@ -395,8 +484,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"widedeep: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("widedeep: interrupted", file=sys.stderr)
+    except tf.errors.DataLossError as e:
+        if debug:
+            raise
+        message = str(e).strip().splitlines()[0]
+        print(
+            f"widedeep: error: damaged dataset shard (checksum mismatch): {message}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except KeyboardInterrupt as e:
+        print(f"widedeep: {e or 'interrupted'}", file=sys.stderr)
         return 130
     return 0
 

@@ -22,7 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from widedeep import checkpointing
 from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.io import atomic_path, check_writable_dir, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics
 from widedeep.model import WideDeepModel
@@ -44,6 +46,10 @@ They are relative weights: `train` rescales them to a mean of 1 over the fit row
 
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `train`; the message says whether a checkpoint was saved and how to resume."""
 
 
 def normalize_feedback_weights(
@@ -112,6 +118,12 @@ class TrainConfig:
     and keeps the weights of the best epoch (`epochs` is then the most epochs);
     it needs a validation split. The optimizers keep their last epoch's state
     (Keras' `EarlyStopping` restores weights only).
+
+    The run is resumable: every `backup_every` steps and at each epoch's end the
+    whole training state is checkpointed in `resolved_backup_dir()` (see
+    `widedeep.checkpointing`); `train` with the same config continues from there
+    and ends with the weights of an uninterrupted run. The backup is deleted once
+    the results are written.
     """
 
     data: str
@@ -127,6 +139,13 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     feedback_weights: tuple[float, float, float] | None = None
     verbose: int | str = "auto"
+    backup_dir: str | None = None
+    backup_every: int = 1000
+    deterministic: bool = False
+
+    def resolved_backup_dir(self) -> str:
+        """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
+        return self.backup_dir or os.path.join(self.out, "backup")
 
     def resolved_feedback_weights(self) -> tuple[float, float, float] | None:
         if self.feedback_weights is not None:
@@ -292,6 +311,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "or turn early stopping off"
         )
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        # Same seeds and batches give the same weights only with deterministic kernels; the
+        # CPU kernels used here are, several GPU ones (scatter-adds, segment sums) are not.
+        tf.config.experimental.enable_op_determinism()
     schema, meta = load_dataset_dir(config.data)
     model = compile_model(
         build_model(schema, config.model, **config.hyperparameters), config.optimizer
@@ -303,7 +326,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
         feedback = read_columns(config.data, "train", [schema.feedback])[schema.feedback]
         counts = np.bincount(feedback[:fit_rows], minlength=len(FEEDBACK_TYPES))
         weights = normalize_feedback_weights(weights, counts)
-    train_ds, valid_ds = training_datasets(
+
+    def epoch_dataset(epoch: int) -> tf.data.Dataset:
+        return training_datasets(
+            config.data,
+            schema,
+            (0, fit_rows),
+            (fit_rows, total_rows),
+            batch_size=config.batch_size,
+            seed=checkpointing.epoch_seed(config.seed, epoch),
+            feedback_weights=weights,
+        )[0]
+
+    _, valid_ds = training_datasets(
         config.data,
         schema,
         (0, fit_rows),
@@ -312,45 +347,63 @@ def train(config: TrainConfig) -> dict[str, Any]:
         seed=config.seed,
         feedback_weights=weights,
     )
+    steps_per_epoch = -(-fit_rows // config.batch_size)
 
-    os.makedirs(config.out, exist_ok=True)
+    check_writable_dir(config.out, "--out")
+    backup = checkpointing.TrainingBackup(
+        config.resolved_backup_dir(), model, fingerprint=_fingerprint(config)
+    )
+    record = backup.restore() or {"epochs_done": 0, "history": {}}
     divergence = StopOnNonFiniteLoss()
     callbacks: list[keras.callbacks.Callback] = [divergence]
     run_logdir = None
     if config.logdir:
         run_name = f"{os.path.basename(os.path.normpath(config.out))}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_logdir = os.path.join(config.logdir, run_name)
+        run_logdir = record.setdefault("logdir_run", os.path.join(config.logdir, run_name))
         callbacks += [
             keras.callbacks.TensorBoard(run_logdir, histogram_freq=1),
             OptimizerLogger(run_logdir),
         ]
+    early_stopping = None
     if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc",
-                mode="max",
-                patience=config.early_stopping,
-                restore_best_weights=True,
+        early_stopping = checkpointing.ResumableEarlyStopping(config.early_stopping)
+        if "early_stopping" in record:
+            best = record.get("best_checkpoint")
+            early_stopping.load_state(
+                record["early_stopping"], backup.load_best_weights(best) if best else None
             )
-        )
-    start = time.perf_counter()
-    history = model.fit(
-        train_ds,
-        validation_data=valid_ds,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=config.verbose,
-        shuffle=False,  # the pipeline shuffles
+        callbacks.append(early_stopping)
+    saver = checkpointing.BackupCallback(
+        backup, steps_per_epoch, config.backup_every, record, early_stopping
     )
+    callbacks.append(saver)
+    if not record["epochs_done"] and not checkpointing.global_step(model):
+        backup.save(record)  # a last good state exists before the first step
+    start_step = checkpointing.global_step(model)
+    start = time.perf_counter()
+    try:
+        checkpointing.fit_resumable(
+            model,
+            epoch_dataset,
+            validation_data=valid_ds,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            record=record,
+            callbacks=callbacks,
+            early_stopping=early_stopping,
+            verbose=config.verbose,
+        )
+    except KeyboardInterrupt:
+        saver.save_now()
+        raise TrainingInterrupted(
+            f"interrupted at step {checkpointing.global_step(model)}; the training state is "
+            f"saved in {backup.directory}: rerun the same command to resume"
+        ) from None
     seconds = time.perf_counter() - start
     if divergence.diverged_at is not None:
-        epoch, step = divergence.diverged_at
-        raise TrainingDivergedError(
-            f"the training loss became NaN or infinite at epoch {epoch}, step {step}: lower the "
-            f"learning rates (--wide-learning-rate {config.optimizer.wide_learning_rate}, "
-            f"--deep-learning-rate {config.optimizer.deep_learning_rate}) or the loss weights "
-            f"(--loss-weights, now {weights})"
-        )
+        epoch = record["epochs_done"] + 1
+        step = checkpointing.global_step(model) - record["epochs_done"] * steps_per_epoch
+        _write_last_good_model(config, backup, record, (epoch, step), weights)
 
     offset = 0.0
     if weights is not None and len(set(weights)) > 1:
@@ -360,9 +413,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         offset = calibrate(model, config.data, rows)
 
     metrics = evaluate_model(model, config.data, "test")
-    validation_auc = [float(v) for v in history.history.get("val_auc", [])]
-    epochs_run = len(history.history["loss"])
-    metrics["examples_per_sec"] = fit_rows * epochs_run / seconds
+    validation_auc = record["history"].get("val_auc", [])
+    epochs_run = record["epochs_done"]
+    steps_run = checkpointing.global_step(model) - start_step
+    metrics["examples_per_sec"] = fit_rows * steps_run / steps_per_epoch / seconds
     metrics["train_seconds"] = seconds
     metrics["epochs_run"] = epochs_run
     if config.early_stopping:
@@ -373,16 +427,64 @@ def train(config: TrainConfig) -> dict[str, Any]:
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
             metrics[key] = meta[key]
-    model.save(os.path.join(config.out, "model.keras"))
+    save_model(model, os.path.join(config.out, "model.keras"))
     record = dataclasses.asdict(config)
     record["feedback_weights"] = requested_weights
     record["normalized_feedback_weights"] = weights
     record["logdir_run"] = run_logdir
-    with open(os.path.join(config.out, "config.json"), "w") as f:
-        json.dump(record, f, indent=2, default=_json_default)
-    with open(os.path.join(config.out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, default=_json_default)
+    write_json(os.path.join(config.out, "config.json"), record, default=_json_default)
+    write_json(os.path.join(config.out, "metrics.json"), metrics, default=_json_default)
+    backup.delete()
     return metrics
+
+
+def save_model(model: keras.Model, path: str) -> None:
+    """`model.save(path)`, atomically: a crash while saving leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def _fingerprint(config: TrainConfig) -> str:
+    """The settings a backup must share with the run resuming it (not where files go)."""
+    settings = dataclasses.asdict(config)
+    for key in ("out", "logdir", "verbose", "backup_dir", "backup_every"):
+        settings.pop(key)
+    return json.dumps(settings, sort_keys=True, default=_json_default)
+
+
+def _write_last_good_model(
+    config: TrainConfig,
+    backup: checkpointing.TrainingBackup,
+    record: dict[str, Any],
+    diverged_at: tuple[int, int],
+    weights: tuple[float, float, float] | None,
+) -> None:
+    """Saves the newest finite checkpoint as `model.keras`, records the divergence, and raises."""
+    epoch, step = diverged_at
+    message = (
+        f"the training loss became NaN or infinite at epoch {epoch}, step {step}: lower the "
+        f"learning rates (--wide-learning-rate {config.optimizer.wide_learning_rate}, "
+        f"--deep-learning-rate {config.optimizer.deep_learning_rate}) or the loss weights "
+        f"(--loss-weights, now {weights})"
+    )
+    good = backup.restore_last_finite()
+    diverged: dict[str, Any] = {"epoch": epoch, "step": step, "message": message}
+    if good is not None:
+        save_model(backup.model, os.path.join(config.out, "model.keras"))
+        diverged["model_saved_at"] = {
+            "epoch": good["epochs_done"],
+            "global_step": good["global_step"],
+        }
+        message += (
+            f"; model.keras holds the last finite weights (after {good['global_step']} steps)"
+        )
+    write_json(
+        os.path.join(config.out, "metrics.json"),
+        {"model": config.model, "diverged": diverged, "epochs_run": record["epochs_done"]},
+        default=_json_default,
+    )
+    backup.delete()
+    raise TrainingDivergedError(message)
 
 
 def _json_default(value: Any) -> Any:

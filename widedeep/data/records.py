@@ -748,6 +748,12 @@ def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any
             raise DatasetError(
                 f"dataset {data_dir}: {meta_path}: split '{split}' has no 'files' list"
             )
+        examples = info.get("examples")
+        if not isinstance(examples, int) or isinstance(examples, bool) or examples < 0:
+            raise DatasetError(
+                f"dataset {data_dir}: {meta_path}: split '{split}' has no 'examples' count "
+                f"(a non-negative integer). Received: examples={examples!r}"
+            )
         for rel in info["files"]:
             if not os.path.isfile(os.path.join(data_dir, rel)):
                 raise DatasetError(

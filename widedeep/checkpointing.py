@@ -1,0 +1,339 @@
+"""Resumable training: a backup of the whole training state, and the data position to resume at.
+
+`widedeep train` keeps a backup directory (default `<out>/backup`) holding
+`tf.train.CheckpointManager` checkpoints of the model's variables, both
+optimizers (FTRL and Adagrad, with their slots and iteration counts: the
+sparse optimizers create their slots as ordinary optimizer variables) and a JSON
+record of everything else the run has decided: the epochs finished, their
+validation AUCs, the early-stopping state and the checkpoint of the best epoch's
+weights. TensorFlow writes a checkpoint's files before it updates the
+`checkpoint` index that names the latest one, so a process killed while saving
+leaves the previous checkpoint in charge.
+
+The position inside the data is the optimizers' iteration count: a resumed run
+knows how many steps were applied even when it was stopped between a step and
+its callbacks. Every epoch reads its own shuffle of the fit rows, seeded by
+`epoch_seed(seed, epoch)`, so a resumed epoch replays the same batches and skips
+the ones already trained on. With `tf.config.experimental.enable_op_determinism`
+(set by `train`) the resumed run ends with the weights of a run never
+interrupted.
+
+Example:
+
+```python
+backup = TrainingBackup("runs/wd/backup", model, fingerprint="...")
+state = backup.restore()  # None on a fresh start
+```
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "BackupCallback",
+    "BackupMismatchError",
+    "ResumableEarlyStopping",
+    "TrainingBackup",
+    "epoch_seed",
+    "global_step",
+]
+
+
+class BackupMismatchError(ValueError):
+    """The backup directory holds a run with other settings than the one being started."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch (0-based) of a run with `seed`.
+
+    Args:
+        seed: the run's seed.
+        epoch: the epoch, from 0.
+
+    Returns:
+        A non-negative 31-bit integer, the same in every process.
+
+    Example:
+
+    >>> epoch_seed(0, 0) == epoch_seed(0, 0) != epoch_seed(0, 1)
+    True
+    """
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch]).generate_state(1)[0] >> 1)
+
+
+def global_step(model: keras.Model) -> int:
+    """Training steps applied so far: the larger iteration count of the two optimizers.
+
+    A model without a wide branch never steps its wide optimizer (and one without
+    trainable deep variables never steps the deep one), so the larger count is
+    the number of `train_step`s run.
+    """
+    return max(
+        int(model.wide_optimizer.iterations.numpy()), int(model.deep_optimizer.iterations.numpy())
+    )
+
+
+class TrainingBackup:
+    """The checkpoints of one training run in `directory` (see the module docstring).
+
+    Args:
+        directory: the backup directory (created on the first save).
+        model: a compiled `WideDeepModel`; its optimizers are built here so that
+            their slots exist before a restore.
+        fingerprint: a string identifying the run's settings; `restore` refuses a
+            backup written under another one.
+        max_to_keep: checkpoints kept (older ones are the fallback when the newest
+            holds non-finite weights).
+    """
+
+    def __init__(
+        self, directory: str, model: keras.Model, fingerprint: str, max_to_keep: int = 3
+    ) -> None:
+        self.directory = directory
+        self.model = model
+        self.fingerprint = fingerprint
+        model.build_optimizers()
+        self._record = tf.Variable("", dtype=tf.string, trainable=False)
+        self._checkpoint = tf.train.Checkpoint(
+            variables=list(model.variables),  # weights, non-trainable state, seed generators
+            wide_optimizer=model.wide_optimizer,
+            deep_optimizer=model.deep_optimizer,
+            record=self._record,
+        )
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="state"
+        )
+        self._best_checkpoint = tf.train.Checkpoint(variables=list(model.variables))
+
+    # ------------------------------------------------------------------ save
+    def save(self, record: dict[str, Any]) -> str:
+        """Saves the model, both optimizers and `record` (JSON-serialisable) as the latest checkpoint."""
+        record = {**record, "fingerprint": self.fingerprint, "global_step": global_step(self.model)}
+        self._record.assign(json.dumps(record))
+        return self._manager.save(checkpoint_number=record["global_step"])
+
+    def save_best_weights(self, epoch: int) -> str:
+        """Writes the model's weights as the best epoch's (0-based `epoch`); returns the path."""
+        return self._best_checkpoint.write(os.path.join(self.directory, f"best-epoch-{epoch}"))
+
+    def remove_best_weights(self, keep: str | None) -> None:
+        """Deletes best-epoch weight files other than `keep` (once a newer record names `keep`)."""
+        for path in glob.glob(os.path.join(self.directory, "best-epoch-*")):
+            if keep is None or not path.startswith(keep + "."):
+                os.remove(path)
+
+    # --------------------------------------------------------------- restore
+    def restore(self) -> dict[str, Any] | None:
+        """Restores the latest checkpoint into the model and optimizers; returns its record.
+
+        Returns:
+            The record saved with it (plus `global_step`), or None when the
+            directory holds no checkpoint.
+
+        Raises:
+            BackupMismatchError: if the checkpoint was written under another fingerprint.
+        """
+        latest = self._manager.latest_checkpoint
+        if latest is None:
+            return None
+        return self._restore(latest)
+
+    def _restore(self, path: str) -> dict[str, Any]:
+        self._checkpoint.restore(path).assert_existing_objects_matched()
+        record = json.loads(self._record.numpy().decode())
+        if record.get("fingerprint") != self.fingerprint:
+            raise BackupMismatchError(
+                f"the backup in {self.directory} belongs to a run with other settings: rerun "
+                "with the same flags to resume it, or add --overwrite to start afresh"
+            )
+        return record
+
+    def load_best_weights(self, path: str) -> list[np.ndarray]:
+        """The weights saved by `save_best_weights` at `path` (the model keeps its own)."""
+        current = self.model.get_weights()
+        self._best_checkpoint.read(path).assert_existing_objects_matched()
+        best = self.model.get_weights()
+        self.model.set_weights(current)
+        return best
+
+    def restore_last_finite(self) -> dict[str, Any] | None:
+        """Restores the newest checkpoint whose weights are all finite; returns its record (or None)."""
+        for path in reversed(self._manager.checkpoints):
+            record = self._restore(path)
+            if all(np.isfinite(w).all() for w in self.model.get_weights()):
+                return record
+        return None
+
+    def delete(self) -> None:
+        """Removes the backup directory (after the run has written its results)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` on the validation AUC whose state survives a restart and several `fit` calls.
+
+    `state()` / `load_state()` carry the patience count and the best epoch and
+    value; the best weights themselves are saved by `BackupCallback`. The state
+    is reset only by the first `fit`, and the best weights are restored at the
+    end of a `fit` only while `restore_at_train_end` is True (a resumed run fits
+    the rest of an interrupted epoch first, then the remaining epochs).
+
+    Args:
+        patience: epochs without a better validation AUC before stopping.
+    """
+
+    def __init__(self, patience: int) -> None:
+        super().__init__(
+            monitor="val_auc", mode="max", patience=patience, restore_best_weights=True
+        )
+        self.restore_at_train_end = True
+        self._started = False
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch}
+
+    def load_state(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        self.on_train_begin()
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.best_weights = best_weights
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._started:
+            super().on_train_begin(logs)
+            self._started = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.restore_at_train_end:
+            super().on_train_end(logs)
+
+
+class BackupCallback(keras.callbacks.Callback):
+    """Saves a `TrainingBackup` every `save_every` steps and at the end of every epoch.
+
+    Put it after the callbacks whose decisions it records (`ResumableEarlyStopping`,
+    the NaN stop), so that an epoch's checkpoint includes them.
+
+    Args:
+        backup: where to save.
+        steps_per_epoch: batches in one epoch.
+        save_every: steps between mid-epoch checkpoints (0: at epoch ends only).
+        record: the run's record so far (`epochs_done`, `history`, ...), updated in place.
+        early_stopping: the early-stopping callback whose state to keep, if any.
+    """
+
+    def __init__(
+        self,
+        backup: TrainingBackup,
+        steps_per_epoch: int,
+        save_every: int,
+        record: dict[str, Any],
+        early_stopping: ResumableEarlyStopping | None = None,
+    ) -> None:
+        super().__init__()
+        self.backup = backup
+        self.steps_per_epoch = steps_per_epoch
+        self.save_every = save_every
+        self.record = record
+        self.early_stopping = early_stopping
+        self.diverged = False
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        step = global_step(self.model) - self.record["epochs_done"] * self.steps_per_epoch
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged = True  # the NaN stop ends the fit; nothing after this is saved
+        if self.diverged or not self.save_every or step >= self.steps_per_epoch:
+            return
+        if step % self.save_every == 0:
+            self.backup.save(self.record)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.diverged:
+            return
+        logs = logs or {}
+        history = self.record["history"]
+        for key, value in logs.items():
+            history.setdefault(key, []).append(float(value))
+        self.record["epochs_done"] = epoch + 1
+        self.record["stopped"] = bool(self.model.stop_training)
+        previous_best = self.record.get("best_checkpoint")
+        if self.early_stopping is not None:
+            stopper = self.early_stopping
+            self.record["early_stopping"] = stopper.state()
+            if stopper.best_epoch == epoch and stopper.best_weights is not None:
+                self.record["best_checkpoint"] = self.backup.save_best_weights(epoch)
+        self.backup.save(self.record)
+        if self.record.get("best_checkpoint") != previous_best:
+            self.backup.remove_best_weights(keep=self.record["best_checkpoint"])
+
+    def save_now(self) -> bool:
+        """Saves the current position if it lies inside an epoch (on Ctrl-C); returns whether it did."""
+        step = global_step(self.model) - self.record["epochs_done"] * self.steps_per_epoch
+        if self.diverged or not 0 < step < self.steps_per_epoch:
+            return False
+        self.backup.save(self.record)
+        return True
+
+
+def fit_resumable(
+    model: keras.Model,
+    epoch_dataset: Any,
+    *,
+    validation_data: tf.data.Dataset | None,
+    epochs: int,
+    steps_per_epoch: int,
+    record: dict[str, Any],
+    callbacks: list[keras.callbacks.Callback],
+    early_stopping: ResumableEarlyStopping | None,
+    verbose: int | str,
+) -> None:
+    """Runs `model.fit` from the position in `record` (restored by `TrainingBackup`) to `epochs`.
+
+    An epoch interrupted after `k` of its steps is finished first, by a `fit` of
+    one epoch over its pipeline with the first `k` batches skipped; the other
+    epochs run in one `fit` over their pipelines one after the other
+    (`steps_per_epoch` each).
+
+    Args:
+        model: the compiled model, with the restored state.
+        epoch_dataset: a function from an epoch (0-based) to that epoch's training pipeline.
+        validation_data: the validation pipeline, or None.
+        epochs: the most epochs.
+        steps_per_epoch: batches in each epoch's pipeline.
+        record: the backup record (`epochs_done`, `stopped`).
+        callbacks: the callbacks of every `fit`.
+        early_stopping: the early-stopping callback among `callbacks`, if any.
+        verbose: as in `fit`.
+    """
+    done = record["epochs_done"]
+    fit = dict(validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if not record.get("stopped") and done < epochs:
+        step = global_step(model) - done * steps_per_epoch
+        if step:
+            if early_stopping is not None:
+                early_stopping.restore_at_train_end = False
+            model.fit(epoch_dataset(done).skip(step), initial_epoch=done, epochs=done + 1, **fit)
+            if early_stopping is not None:
+                early_stopping.restore_at_train_end = True
+            done += 1
+        if done < epochs and not (step and model.stop_training):
+            pipelines = [epoch_dataset(epoch) for epoch in range(done, epochs)]
+            data = pipelines[0]
+            for pipeline in pipelines[1:]:
+                data = data.concatenate(pipeline)
+            model.fit(
+                data, initial_epoch=done, epochs=epochs, steps_per_epoch=steps_per_epoch, **fit
+            )
+            return
+    if early_stopping is not None:
+        early_stopping.on_train_end()  # the best epoch's weights, as after an uninterrupted fit
