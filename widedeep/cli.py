@@ -157,7 +157,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hyperparameters=_hyperparameters(args),
         optimizer=optimizer,
         feedback_weights=args.loss_weights,
+        warm_start=args.warm_start,
     )
+    if args.warm_start and not os.path.isfile(args.warm_start):
+        raise UsageError(f"--warm-start: no such model file: {args.warm_start}")
     if args.early_stopping and not args.validation_fraction:
         raise UsageError(
             "--early-stopping needs a validation split: --validation-fraction is 0 "
@@ -389,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATIENCE",
         help="stop after PATIENCE epochs without a better validation AUC and keep the best "
         f"epoch's weights (default {TrainConfig.early_stopping}; 0 trains every epoch)",
+    )
+    p.add_argument(
+        "--warm-start",
+        metavar="OLD/model.keras",
+        help="start from an earlier model: rows of known keys keep their weights and "
+        "optimizer slots, new keys start fresh (same --model and hyper-parameters)",
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
