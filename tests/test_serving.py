@@ -171,6 +171,8 @@ def test_request_checks_name_the_feature(exported):
         check_request(missing, spec)
     with pytest.raises(RequestError, match="feature 'price' must be float32"):
         check_request({**x, "price": x["price"].astype("int64")}, spec)
+    with pytest.raises(RequestError, match="feature 'price' must be float32 .* dtype float64"):
+        check_request({**x, "price": x["price"].astype("float64")}, spec)
     with pytest.raises(RequestError, match="feature 'city' must be string"):
         check_request({**x, "city": np.arange(12)}, spec)
     short = x["click_item_id"][:, : SEQUENCE_LENGTH - 1]

@@ -77,9 +77,6 @@ def signature_input_spec(signature: Any) -> dict[str, tf.TensorSpec]:
     return dict(signature.structured_input_signature[1])
 
 
-_KINDS = {tf.int64: "iu", tf.float32: "f", tf.string: "USO"}
-
-
 def check_request(features: Mapping[str, Any], spec: Mapping[str, tf.TensorSpec]) -> int:
     """Checks raw features against a model's inputs before they reach TensorFlow.
 
@@ -106,9 +103,14 @@ def check_request(features: Mapping[str, Any], spec: Mapping[str, tf.TensorSpec]
         if name not in features:
             raise RequestError(f"request: missing feature '{name}' ({_describe(want)})")
         value = np.asarray(features[name])
-        if value.dtype.kind not in _KINDS[want.dtype] or (
-            value.dtype.kind == "O" and value.size and not isinstance(value.flat[0], (str, bytes))
-        ):
+        if want.dtype == tf.string:
+            typed = value.dtype.kind in "US" or (
+                value.dtype.kind == "O"
+                and (not value.size or isinstance(value.flat[0], (str, bytes)))
+            )
+        else:  # exactly the signature's dtype: a SavedModel casts nothing
+            typed = value.dtype == want.dtype.as_numpy_dtype
+        if not typed:
             raise RequestError(
                 f"request: feature '{name}' must be {_describe(want)}; received dtype {value.dtype}"
             )
