@@ -1,4 +1,4 @@
-"""The `widedeep` command line: simulate | prepare | train | evaluate | export.
+"""The `widedeep` command line: simulate | prepare | train | evaluate | export | predict | tune.
 
 User mistakes (a missing directory, a malformed schema, a feature the data
 lacks, an unknown flag) print one line on stderr and exit with status 2; a
@@ -189,7 +189,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         backup_dir=args.backup_dir,
         backup_every=args.backup_every,
         deterministic=args.deterministic,
+        warm_start=args.warm_start,
     )
+    if args.warm_start and not os.path.isfile(args.warm_start):
+        raise UsageError(f"--warm-start: no such model file: {args.warm_start}")
     if args.early_stopping and not args.validation_fraction:
         raise UsageError(
             "--early-stopping needs a validation split: --validation-fraction is 0 "
@@ -257,6 +260,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     _check_data(args.data)
     model = keras.models.load_model(args.model)
     _print_json(evaluate_model(model, args.data, args.split))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    import keras
+
+    import widedeep  # noqa: F401  (registers the custom objects)
+    from widedeep.export import export_saved_model
+
+    if not os.path.isfile(args.model):
+        raise UsageError(f"no such model file: {args.model}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UsageError(f"{args.out} exists (add --overwrite to replace it)")
+    spec = export_saved_model(keras.models.load_model(args.model), args.out, overwrite=True)
+    _print_json(
+        {
+            "out": args.out,
+            "signatures": ["serving_default", "serve_examples"],
+            "inputs": {k: [s.dtype.name, [d or -1 for d in s.shape]] for k, s in spec.items()},
+        }
+    )
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from widedeep.export import is_saved_model, predict_to_file
+
+    if not (os.path.isfile(args.model) or is_saved_model(args.model)):
+        raise UsageError(f"no such model: {args.model} (a .keras file or a SavedModel directory)")
+    _print_json(
+        predict_to_file(
+            args.model,
+            args.data,
+            args.out,
+            split=args.split,
+            batch_size=args.batch_size,
+            progress=True,
+        )
+    )
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
@@ -440,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="TensorFlow op determinism (on GPU, needed for a resumed run to end bit-identical)",
     )
+    p.add_argument(
+        "--warm-start",
+        metavar="OLD/model.keras",
+        help="start from an earlier model: rows of known keys keep their weights and "
+        "optimizer slots, new keys start fresh (same --model and hyper-parameters)",
+    )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -463,6 +509,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="a SavedModel for TensorFlow Serving, from raw features")
+    p.add_argument("--model", required=True, help="a .keras file written by train")
+    p.add_argument("--out", required=True, help="SavedModel directory, e.g. serving/ctr/1")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="score every row of a split into a CSV or Parquet file")
+    p.add_argument("--model", required=True, help="a .keras file or an exported SavedModel")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="output file, .csv or .parquet")
+    p.add_argument("--batch-size", type=_positive_int, default=8192)
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -142,6 +142,8 @@ class TrainConfig:
     backup_dir: str | None = None
     backup_every: int = 1000
     deterministic: bool = False
+    warm_start: str | None = None
+    """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
@@ -319,6 +321,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = compile_model(
         build_model(schema, config.model, **config.hyperparameters), config.optimizer
     )
+    warm_started = None
+    if config.warm_start:
+        from widedeep.warm_start import warm_start
+
+        warm_started = warm_start(model, config.warm_start, schema)
 
     fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
     requested_weights = weights = config.resolved_feedback_weights()
@@ -424,6 +431,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     metrics["validation_auc"] = validation_auc
     metrics["model"] = config.model
     metrics["calibration_offset"] = offset
+    if warm_started is not None:
+        metrics["warm_start"] = {"from": config.warm_start, "tables": warm_started}
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
             metrics[key] = meta[key]

@@ -64,6 +64,7 @@ __all__ = [
     "DatasetError",
     "DatasetWriter",
     "check_columns",
+    "column_batches",
     "load_dataset_dir",
     "make_dataset",
     "read_columns",
@@ -1137,7 +1138,7 @@ def read_columns(
     """
     data_dir = os.fspath(data_dir)
     schema, meta = load_dataset_dir(data_dir)
-    files = _split_files(data_dir, meta, split)
+    _split_files(data_dir, meta, split)  # names a missing split
     columns = list(dict.fromkeys(columns))
     if not meta["splits"][split].get("examples", 1):
         spec, padded = _parse_spec(schema, [c for c in columns if c in _expected_columns(schema)])
@@ -1150,6 +1151,38 @@ def read_columns(
                 shape = (0, padded[name][1]) if name in padded else (0,)
                 empty[name] = np.zeros(shape, dtype=object if dtype is object else dtype)
         return empty
+    chunks: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for batch in column_batches(data_dir, split, columns):
+        for name in columns:
+            chunks[name].append(batch[name].numpy())
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def column_batches(
+    data_dir: str | os.PathLike, split: str, columns: Sequence[str], rows: int = 8192
+) -> tf.data.Dataset:
+    """Streams columns of a non-empty split as `{name: [about rows, ...]}` groups, in write order.
+
+    The rows come as `read_columns` returns them (sequences padded to
+    `[n, max_length]`, strings as `tf.string`), a group of whole records (about
+    `rows` rows) at a time, so a split of any size is read in bounded memory.
+
+    Args:
+        data_dir: the dataset directory.
+        split: e.g. `"test"`.
+        columns: the column names.
+        rows: about how many rows each group holds (rounded to whole records).
+
+    Returns:
+        A `tf.data.Dataset` of `{name: tf.Tensor}` groups.
+
+    Raises:
+        DatasetError: naming the columns absent from the records, or if the split is empty.
+    """
+    data_dir = os.fspath(data_dir)
+    schema, meta = load_dataset_dir(data_dir)
+    files = _split_files(data_dir, meta, split)
+    columns = list(dict.fromkeys(columns))
     path, example = _first_example(data_dir, split, files)
     stored = _stored_kinds(example)
     absent = [c for c in columns if c not in stored]
@@ -1159,11 +1192,7 @@ def read_columns(
             f"(first record of {path} has {sorted(stored)})"
         )
     parse = _parser(schema, columns, stored)
-    group = max(1, 8192 // int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD)))
+    group = max(1, rows // int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD)))
     ds = _records(files, False, None, tf.data.AUTOTUNE, True).batch(group)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    chunks: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    for batch in ds.prefetch(2):
-        for name in columns:
-            chunks[name].append(batch[name].numpy())
-    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+    return ds.prefetch(2)
