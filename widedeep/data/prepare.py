@@ -455,11 +455,13 @@ def prepare_impressions(
     pad = items.missing_index
     progress = Progress(f"{source.name}: write", options.progress)
 
+    user_columns, item_columns = _encoded(users.columns), _encoded(items.columns)
+
     def chunk_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
         u, i = user_index[rows], item_index[rows]
         columns: dict[str, np.ndarray] = {source.user_column: log.user[rows]}
-        columns.update(users.gather(u))
-        columns.update(items.gather(i))
+        columns.update({name: values[u] for name, values in user_columns.items()})
+        columns.update({name: values[i] for name, values in item_columns.items()})
         for name in source.context_columns:
             columns[name] = log.context[name][rows]
         for name, (events, end, count) in zip(SEQUENCE_NAMES, positions, strict=True):
@@ -467,7 +469,7 @@ def prepare_impressions(
             at = np.where(taken, end[rows][:, None] - 1 - offsets, 0)
             seq = np.where(taken, item_index[events[at]] if events.size else pad, pad)
             for f in source.item_features:
-                columns[f"{name}_{f}"] = items.columns[f][seq]
+                columns[f"{name}_{f}"] = item_columns[f][seq]
         columns["label"] = log.label[rows]
         columns["feedback"] = log.feedback[rows]
         return columns
@@ -479,7 +481,7 @@ def prepare_impressions(
             columns = chunk_columns(chunk)
             if split == "train":
                 stats.update({name: columns[name] for name in source.context_columns})
-            writer.write(split, columns)
+            writer.write(split, _encoded(columns))
             progress.update(len(chunk))
     progress.done()
 
@@ -520,8 +522,21 @@ def prepare_impressions(
         "skipped": policy.report(),
         "skipped_examples": {k: list(v) for k, v in policy.examples.items()},
         "on_error": options.on_error,
+        **source.report(schema),
     }
     return writer.close(schema, meta)
+
+
+def _encoded(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """String (object) columns as fixed-width UTF-8 bytes, which the writer encodes without a loop."""
+    return {
+        name: np.array([v.encode() for v in values.ravel().tolist()], dtype="S").reshape(
+            values.shape
+        )
+        if values.dtype == object
+        else values
+        for name, values in columns.items()
+    }
 
 
 def _is_sequence(name: str) -> bool:
