@@ -572,6 +572,10 @@ class FeedbackSource(abc.ABC):
         """Source-specific facts for meta.json (files, layout, ...)."""
         return {}
 
+    def report(self, schema: Schema) -> dict[str, Any]:
+        """Facts for meta.json that need the finished schema (e.g. what was done with each column)."""
+        return {}
+
     def column_dtypes(self) -> dict[str, str]:
         """`{column: dtype}` of every feature column written per impression."""
         dtypes = {self.user_column: "int64"}

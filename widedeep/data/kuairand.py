@@ -71,7 +71,7 @@ from widedeep.data.feedback_log import (
     parse_optional_int,
     read_csv_with_header,
 )
-from widedeep.data.prepare import Impressions, prepare_impressions, read_log, report_bad_rows
+from widedeep.data.prepare import Impressions, prepare_source, read_log, report_bad_rows
 from widedeep.schema import Schema
 
 __all__ = ["prepare_kuairand", "KuaiRandSource", "LOG_COLUMNS", "USER_COLUMNS", "VIDEO_COLUMNS"]
@@ -453,8 +453,6 @@ def prepare_kuairand(
         num_shards=num_shards,
         overwrite=overwrite,
     )
-    side_policy = ErrorPolicy(on_error)
-    source = KuaiRandSource(logs, users, videos, side_policy)
-    return prepare_impressions(
-        source, source.impressions(side_policy), out_dir, options, side_policy
+    return prepare_source(
+        lambda policy: KuaiRandSource(logs, users, videos, policy), out_dir, options
     )

@@ -61,7 +61,7 @@ from widedeep.data.feedback_log import (
 from widedeep.data.prepare import (
     Impressions,
     parse_integer_columns,
-    prepare_impressions,
+    prepare_source,
     report_bad_rows,
 )
 from widedeep.schema import MISSING_STRING, Schema
@@ -398,6 +398,4 @@ def prepare_movielens(
         num_shards=num_shards,
         overwrite=overwrite,
     )
-    policy = ErrorPolicy(on_error)
-    source = MovieLensSource(path, policy)
-    return prepare_impressions(source, source.impressions(policy), out_dir, options, policy)
+    return prepare_source(lambda policy: MovieLensSource(path, policy), out_dir, options)

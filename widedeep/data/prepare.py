@@ -53,6 +53,7 @@ from widedeep.data.feedback_log import (
 __all__ = [
     "Impressions",
     "prepare_impressions",
+    "prepare_source",
     "parse_integer_columns",
     "read_log",
     "report_bad_rows",
@@ -327,6 +328,26 @@ def sequence_positions(
     end[by_group] = before
     count[by_group] = before - before[group_first]
     return by_group[is_code], end, count
+
+
+def prepare_source(
+    make_source: Callable[[ErrorPolicy], FeedbackSource],
+    out_dir: str | os.PathLike,
+    options: PrepareOptions,
+) -> dict[str, Any]:
+    """Build a loader's source (it reads its side tables with the error policy) and prepare it.
+
+    Args:
+        make_source: the loader's source, given the error policy for its bad rows.
+        out_dir: the dataset directory to write.
+        options: the shared options.
+
+    Returns:
+        The meta written to `meta.json` (see `prepare_impressions`).
+    """
+    policy = ErrorPolicy(options.on_error)
+    source = make_source(policy)
+    return prepare_impressions(source, source.impressions(policy), out_dir, options, policy)
 
 
 def _num_test(n: np.ndarray, test_fraction: float) -> np.ndarray:
