@@ -293,7 +293,7 @@ def reject_rows(
 
 
 def sequence_positions(
-    group: np.ndarray, feedback: np.ndarray, code: int
+    group: np.ndarray, feedback: np.ndarray, code: int, by_group: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each row's earlier same-group events of type `code` are, vectorised.
 
@@ -301,6 +301,8 @@ def sequence_positions(
         group: per row, its user (any integers), rows in processing order.
         feedback: per row, its feedback code.
         code: the feedback type of the sequence.
+        by_group: `np.argsort(group, kind="stable")`, if already known (it is the
+            same for every feedback type).
 
     Returns:
         `(events, end, count)`: `events` lists the rows of type `code` grouped by
@@ -315,7 +317,8 @@ def sequence_positions(
     [1, 0]
     """
     n = len(group)
-    by_group = np.argsort(group, kind="stable")
+    if by_group is None:
+        by_group = np.argsort(group, kind="stable")
     is_code = feedback[by_group] == code
     before = np.cumsum(is_code, dtype=np.int64) - is_code  # events of the type before, globally
     starts = np.ones(n, dtype=bool)
@@ -439,13 +442,13 @@ def prepare_impressions(
     if policy.counts:
         print(f"{source.name}: {policy.summary()}", file=sys.stderr, flush=True)
 
+    by_user = np.argsort(user_index, kind="stable")  # each user's rows, in processing order
     # The split.
     if options.split_by == "time":
         n_train = n_total - int(_num_test(np.array(n_total), options.test_fraction))
         is_test = np.arange(n_total) >= n_train
     else:
         per_user = np.bincount(user_index, minlength=len(users))
-        by_user = np.argsort(user_index, kind="stable")
         first_of_user = np.concatenate([[0], np.cumsum(per_user)[:-1]])
         rank = np.empty(n_total, dtype=np.int64)
         rank[by_user] = np.arange(n_total) - first_of_user[user_index[by_user]]
@@ -463,7 +466,7 @@ def prepare_impressions(
 
     # Where each impression's sequences are (the items themselves are gathered per chunk).
     positions = [
-        sequence_positions(user_index, log.feedback, FEEDBACK_TYPES.index(name))
+        sequence_positions(user_index, log.feedback, FEEDBACK_TYPES.index(name), by_user)
         for name in SEQUENCE_NAMES
     ]
     offsets = np.arange(L)
