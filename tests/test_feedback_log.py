@@ -1,4 +1,4 @@
-"""Unit tests of the loaders' shared streaming machinery (no files beyond tmp_path, no TF)."""
+"""Unit tests of the loaders' shared pieces (no files beyond tmp_path, no TF)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ import pytest
 
 from widedeep.data.feedback_log import (
     ErrorPolicy,
-    Event,
     FeatureTable,
-    FeedbackHistory,
     FeedbackLogError,
     PrepareOptions,
     Progress,
     TrainStatistics,
     categorical_feature,
-    check_time_order,
-    merge_by_time,
     num_test,
     parse_int,
     parse_optional_int,
@@ -28,31 +24,12 @@ from widedeep.data.feedback_log import (
     read_delimited,
 )
 from widedeep.data.records import DatasetError
-from widedeep.schema import FEEDBACK_TYPES
-
-
-def event(time: int, file_index: int = 0, line: int = 1, user: int = 1, item: int = 1) -> Event:
-    return Event(
-        time, user, item, 0, 0, (), (time, user, item), file_index, f"f{file_index}.csv", line
-    )
 
 
 def test_num_test_rounds_half_up():
     assert [num_test(n, 0.2) for n in (0, 1, 2, 3, 5, 7, 8, 10)] == [0, 0, 0, 1, 1, 1, 2, 2]
     assert num_test(4, 0.5) == 2 and num_test(3, 0.5) == 2 and num_test(1, 0.5) == 1
     assert num_test(10, 0.0) == 0
-
-
-def test_history_is_most_recent_first_and_bounded():
-    history = FeedbackHistory(max_length=3)
-    for item in (1, 2, 3, 4):
-        history.add(7, FEEDBACK_TYPES.index("click"), item)
-    history.add(7, FEEDBACK_TYPES.index("dislike"), 9)
-    assert history.sequence(7, FEEDBACK_TYPES.index("click")) == [4, 3, 2]
-    assert history.sequence(7, FEEDBACK_TYPES.index("dislike")) == [9]
-    assert history.sequence(7, FEEDBACK_TYPES.index("unclick")) == []
-    assert history.sequence(8, FEEDBACK_TYPES.index("click")) == []
-    assert len(history) == 2
 
 
 def test_error_policy_stop_raises_a_dataset_error_naming_file_and_line():
@@ -111,23 +88,6 @@ def test_parse_int():
         and parse_optional_int("nan") == -1
         and parse_optional_int(" 3.0") == 3
     )
-
-
-def test_merge_by_time_breaks_ties_by_file_then_line():
-    a = [event(1, 0, 2), event(5, 0, 3)]
-    b = [event(1, 1, 2), event(3, 1, 3), event(5, 1, 4)]
-    merged = [(e.time, e.file_index, e.line) for e in merge_by_time([a, b])]
-    assert merged == [(1, 0, 2), (1, 1, 2), (3, 1, 3), (5, 0, 3), (5, 1, 4)]
-
-
-def test_check_time_order_names_the_first_row_back_in_time():
-    rows = [event(1, line=2), event(1, line=3), event(0, line=4)]
-    stream = check_time_order(rows)
-    assert [next(stream).line, next(stream).line] == [2, 3]
-    with pytest.raises(
-        FeedbackLogError, match=re.escape("f0.csv, line 4: rows are not in time order")
-    ):
-        next(stream)
 
 
 def test_feature_table_missing_row_and_median_imputation():

@@ -488,15 +488,31 @@ def test_skip_policy_counts_every_skipped_row(tmp_path, capsys):
     assert json.loads((out / "meta.json").read_text())["skipped"] == meta["skipped"]
 
 
-def test_rows_out_of_time_order_raise(tmp_path):
-    rows = [log_row(1, 10, 100), log_row(1, 11, 300), log_row(1, 12, 200)]
-    log = write_log(tmp_path / "log.csv", rows)
-    users = write_users(tmp_path / "users.csv", [1])
-    videos = write_videos(tmp_path / "videos.csv", [10, 11, 12])
-    with pytest.raises(
-        FeedbackLogError, match=rf"{re.escape(str(log))}, line 4: rows are not in time order"
-    ):
-        prepare_kuairand([log], users, videos, tmp_path / "out")
+def _shards(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*/*.tfrecord"))}
+
+
+def test_a_shuffled_log_gives_the_dataset_of_the_sorted_log(tmp_path):
+    # Timestamps in random order, but rows of one timestamp keep their relative
+    # (file) order: the tie policy, so the dataset must be the sorted log's, byte for byte.
+    rows = _random_log(random.Random(3), 150, 5, 12)
+    by_time: dict[int, list[dict]] = {}
+    for row in rows:
+        by_time.setdefault(row["time_ms"], []).append(row)
+    times = list(by_time)
+    random.Random(4).shuffle(times)
+    shuffled = [row for t in times for row in by_time[t]]
+    assert shuffled != rows
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    out_sorted, meta_sorted = prepare(tmp_path / "a", [rows], max_length=3)
+    out_shuffled, meta_shuffled = prepare(tmp_path / "b", [shuffled], max_length=3)
+    assert _shards(out_sorted) == _shards(out_shuffled)
+    assert (out_sorted / "schema.json").read_text() == (out_shuffled / "schema.json").read_text()
+    assert meta_sorted["impressions"] == meta_shuffled["impressions"]
+    assert meta_sorted["duplicates_dropped"] == meta_shuffled["duplicates_dropped"] > 0
+    expected = oracle([rows], max_length=3, test_fraction=0.2, split_by="time")
+    assert written(out_shuffled, "train") == [row[1:] for row in expected["train"]]
 
 
 def test_prepare_then_make_dataset_round_trip(tmp_path):

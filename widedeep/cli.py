@@ -312,11 +312,47 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         from widedeep.data.kuairand import prepare_kuairand
 
         meta = prepare_kuairand(args.log, args.users, args.videos, args.out, **options)
-    else:
+    elif args.source == "movielens":
         from widedeep.data.movielens import prepare_movielens
 
         meta = prepare_movielens(args.path, args.out, **options)
+    else:
+        meta = _prepare_log(args, options)
     _print_json({k: v for k, v in meta.items() if k != "settings"})
+
+
+_LOG_ROLES = ("user", "item", "time", "label", "dislike", "users", "user_key", "items", "item_key")
+
+
+def _prepare_log(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    """`prepare log`: roles from --config or from flags (not both), a per-column report on stderr."""
+    from widedeep.data.user_log import LogConfig, prepare_log
+
+    flags = {k: getattr(args, k) for k in _LOG_ROLES if getattr(args, k) is not None}
+    if args.context:
+        flags["context"] = [c for text in args.context for c in text.split(",") if c]
+    if args.log:
+        flags["logs"] = args.log
+    if args.config:
+        if flags:
+            raise UsageError(
+                f"give the column roles in --config or as flags, not both ({sorted(flags)})"
+            )
+        config = LogConfig.from_file(args.config)
+    else:
+        missing = [f"--{k}" for k in ("logs", "user", "item", "time", "label") if k not in flags]
+        if missing:
+            raise UsageError(
+                f"prepare log needs {', '.join(missing).replace('--logs', '--log')} (or --config)"
+            )
+        config = LogConfig(**flags)
+    meta = prepare_log(config, args.out, **options)
+    for name, entry in meta["columns"].items():
+        detail = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("role", "kind"))
+        print(f"{name}: {entry['role']}, {entry['kind']} ({detail})", file=sys.stderr)
+    if meta["ignored_columns"]:
+        print(f"ignored: {', '.join(meta['ignored_columns'])}", file=sys.stderr)
+    return meta
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
@@ -408,11 +444,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("prepare", help="turn KuaiRand or MovieLens files into a dataset directory")
+    p = sub.add_parser(
+        "prepare", help="turn a log (yours, KuaiRand or MovieLens) into a dataset directory"
+    )
     src = p.add_subparsers(dest="source", required=True, parser_class=_Parser)
-    for name in ("kuairand", "movielens"):
+    for name in ("kuairand", "movielens", "log"):
         q = src.add_parser(name)
-        if name == "kuairand":
+        if name == "log":
+            q.add_argument("--config", help="JSON file of the column roles (see LogConfig)")
+            q.add_argument(
+                "--log", action="append", help="log CSV or Parquet file or glob (repeatable)"
+            )
+            for role in _LOG_ROLES:
+                q.add_argument(f"--{role.replace('_', '-')}", dest=role)
+            q.add_argument(
+                "--context", action="append", help="context feature columns (comma-separated)"
+            )
+        elif name == "kuairand":
             q.add_argument(
                 "--log", action="append", required=True, help="interaction log CSV (repeatable)"
             )

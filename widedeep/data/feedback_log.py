@@ -1,37 +1,21 @@
-"""Streaming machinery shared by the real-data loaders (KuaiRand, MovieLens).
+"""Pieces shared by the loaders (KuaiRand, MovieLens, your own log): options, error
+policy, side-feature tables, train statistics and schema helpers.
 
-A loader turns an impression log plus user and item side-feature tables into a
-dataset directory (see `widedeep.data.records`): one row per impression with
-the user's and the item's features, the impression's context, the label, the
-feedback type, and the user's last `max_length` clicked, unclicked and disliked
-items *strictly before* the impression.
-
-The pieces here do the source-independent work:
-
-* `FeedbackSource`: what a loader provides: its side-feature tables
-  (`FeatureTable`), a re-iterable stream of `Event`s in time order and a schema
-  builder.
-* `prepare_feedback_dataset`: the two passes over the stream. Pass 1 validates
-  every row, drops exact duplicates and counts impressions (overall and per user)
-  so the split can be decided. Pass 2 rebuilds the same stream, assigns each
-  impression to train or test, builds its feedback sequences from a per-user
-  history, writes the records and gathers train-only statistics (vocabularies,
-  quantile boundaries) from which the schema is built at the end.
-
-Memory is proportional to the side-feature tables plus `users x 3 x max_length`
-item indices (the histories) and a chunk of output rows, never to the log.
+A loader reads its log into a `widedeep.data.prepare.Impressions` table and its
+user and item side tables into `FeatureTable`s (a `FeedbackSource`);
+`widedeep.data.prepare.prepare_impressions` sorts, cleans, splits, builds the
+feedback sequences and writes the dataset directory (see `widedeep.data.records`).
 
 Policies (the same for every source):
 
-* **Order and ties.** Impressions are processed in time order; equal times keep
-  file order (for several files: the order the files were given, then the line).
-  A sequence sees exactly the impressions processed before it, so an event at the
-  same timestamp but earlier in the file counts as *before*, the impression itself
-  and everything after it never does.
+* **Order and ties.** A log may come in any order: impressions are sorted by
+  time, equal times keep file order (for several files: the order the files were
+  given, then the line). A sequence sees exactly the impressions before it in
+  that order, so an event at the same timestamp but earlier in the file counts as
+  *before*, the impression itself and everything after it never does.
 * **Exact duplicates.** A row identical to an earlier row in every raw field is a
   logging duplicate: it is dropped (neither an impression nor a history event) and
-  counted in `meta["duplicates_dropped"]`. Identical rows have identical times, so
-  only rows sharing the current timestamp are remembered.
+  counted in `meta["duplicates_dropped"]`.
 * **Split.** `split_by="time"`: the last `round(N * test_fraction)` impressions in
   (time, file order) go to test, so every test impression is at or after every
   train impression. `split_by="user"`: the last `round(n_u * test_fraction)`
@@ -45,11 +29,6 @@ Policies (the same for every source):
   and line; with `on_error="skip"` skip the row, count it in `meta["skipped"]`
   (with the first few locations in `meta["skipped_examples"]`) and print a summary
   on stderr. Skipped rows are neither impressions nor history events.
-* **Time order.** The stream must be in time order. A loader whose files are
-  small sorts them in memory (MovieLens); a loader that streams (KuaiRand) checks
-  every file and raises, naming the file and line, at the first row that goes
-  back in time: sorting a log of arbitrary size within bounded memory is not
-  something a loader should do behind your back.
 """
 
 from __future__ import annotations
@@ -57,15 +36,13 @@ from __future__ import annotations
 import abc
 import collections
 import csv
-import heapq
-import itertools
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -81,6 +58,9 @@ from widedeep.schema import (
     SequenceFeature,
 )
 
+if TYPE_CHECKING:
+    from widedeep.data.prepare import Impressions
+
 ON_ERROR_POLICIES: tuple[str, ...] = ("skip", "stop")
 SPLIT_BY: tuple[str, ...] = ("time", "user")
 SEQUENCE_NAMES: tuple[str, ...] = ("click", "unclick", "dislike")
@@ -94,7 +74,6 @@ MAX_VOCABULARY_SIZE = 200_000
 """Id features with more distinct train values than this are hashed instead of looked up."""
 
 _MAX_EXAMPLES = 5
-_CHUNK_ROWS = 8192
 _QUANTILE_SAMPLE = 100_000
 
 
@@ -206,34 +185,6 @@ class ErrorPolicy:
 # ---------------------------------------------------------------------------- reading
 
 
-class Event(NamedTuple):
-    """One impression as read from a log.
-
-    Attributes:
-        time: timestamp (any monotone integer unit).
-        user: raw user id.
-        item: raw item id.
-        feedback: index into `FEEDBACK_TYPES`.
-        label: 1 if clicked, else 0.
-        context: values of the source's context columns (e.g. hour of day).
-        raw: the row's raw fields, for exact-duplicate detection.
-        file_index: position of the file in the order files were given (tie-break).
-        path: the file, for messages.
-        line: 1-based line in `path` (tie-break and messages).
-    """
-
-    time: int
-    user: int
-    item: int
-    feedback: int
-    label: int
-    context: tuple
-    raw: tuple
-    file_index: int
-    path: str
-    line: int
-
-
 def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> TextIO:
     """Open a text file for reading; a missing or unreadable file raises `FeedbackLogError`."""
     try:
@@ -315,27 +266,6 @@ def parse_optional_float(text: str) -> float:
     return float(text) if text else math.nan
 
 
-def merge_by_time(streams: Sequence[Iterable[Event]]) -> Iterator[Event]:
-    """Merge time-ordered event streams by (time, file_index, line)."""
-    if len(streams) == 1:
-        return iter(streams[0])
-    return heapq.merge(*streams, key=lambda e: (e.time, e.file_index, e.line))
-
-
-def check_time_order(events: Iterable[Event]) -> Iterator[Event]:
-    """Pass events through, raising `FeedbackLogError` at the first one earlier than its predecessor."""
-    previous: Event | None = None
-    for event in events:
-        if previous is not None and event.time < previous.time:
-            raise FeedbackLogError(
-                f"{event.path}, line {event.line}: rows are not in time order (time {event.time} after "
-                f"{previous.time} at line {previous.line}); this loader streams the log and needs each "
-                f"file sorted by time: sort it first with a stable sort on the time column"
-            )
-        previous = event
-        yield event
-
-
 # ---------------------------------------------------------------------- feature tables
 
 
@@ -408,43 +338,22 @@ class FeatureTable:
     def lookup(self, key: int) -> int | None:
         return self.index.get(key)
 
+    def indices(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each of `keys` (the first row listing it), `-1` where it is absent."""
+        keys = np.asarray(keys, dtype=np.int64)
+        order = np.argsort(self.keys, kind="stable")
+        sorted_keys = self.keys[order]
+        at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(order) - 1, 0))
+        if not len(order):
+            return np.full(keys.shape, -1, dtype=np.int64)
+        return np.where(sorted_keys[at] == keys, order[at], -1).astype(np.int64)
+
     def gather(
         self, indices: np.ndarray, names: Iterable[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Column values at `indices` (any shape) for `names` (default: all columns)."""
         names = self.columns if names is None else names
         return {n: self.columns[n][indices] for n in names}
-
-
-# ---------------------------------------------------------------------------- history
-
-
-class FeedbackHistory:
-    """Per user, the last `max_length` item indices of each feedback type, most recent first.
-
-    Memory is `O(users x len(FEEDBACK_TYPES) x max_length)`.
-    """
-
-    def __init__(self, max_length: int) -> None:
-        self.max_length = max_length
-        self._users: dict[int, tuple[collections.deque[int], ...]] = {}
-
-    def get(self, user: int) -> tuple[collections.deque[int], ...]:
-        history = self._users.get(user)
-        if history is None:
-            history = tuple(collections.deque(maxlen=self.max_length) for _ in FEEDBACK_TYPES)
-            self._users[user] = history
-        return history
-
-    def add(self, user: int, feedback: int, item: int) -> None:
-        self.get(user)[feedback].appendleft(item)
-
-    def sequence(self, user: int, feedback: int) -> list[int]:
-        """The user's items of type `feedback` so far, most recent first."""
-        return list(self.get(user)[feedback])
-
-    def __len__(self) -> int:
-        return len(self._users)
 
 
 # ------------------------------------------------------------------------- statistics
@@ -631,17 +540,17 @@ def feedback_sequences(item_features: Sequence[str], max_length: int) -> list[Se
 
 
 class FeedbackSource(abc.ABC):
-    """What a loader provides to `prepare_feedback_dataset`.
+    """What a loader provides to `widedeep.data.prepare.prepare_impressions`.
 
     Attributes:
         name: the source's name, for messages and meta (e.g. `"kuairand"`).
         users: user side features keyed by user id (the user id itself is written
-            from the event as the column `user_column`).
+            from the log as the column `user_column`).
         items: item side features keyed by item id, including the item id column.
         user_column: name of the user id column (also the schema's group key).
         item_features: item-table columns describing an item, in the order the
             schema's `target_item_features` and every sequence use.
-        context_columns: `{name: dtype}` of the per-impression `Event.context` values.
+        context_columns: `{name: dtype}` of the per-impression `Impressions.context` columns.
     """
 
     name: str
@@ -652,8 +561,8 @@ class FeedbackSource(abc.ABC):
     context_columns: dict[str, str]
 
     @abc.abstractmethod
-    def events(self, policy: ErrorPolicy) -> Iterator[Event]:
-        """A fresh stream of the log's impressions in (time, file order), bad rows sent to `policy`."""
+    def impressions(self, policy: ErrorPolicy) -> Impressions:
+        """The log's impressions in file order, malformed rows sent to `policy`."""
 
     @abc.abstractmethod
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
@@ -661,6 +570,10 @@ class FeedbackSource(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """Source-specific facts for meta.json (files, layout, ...)."""
+        return {}
+
+    def report(self, schema: Schema) -> dict[str, Any]:
+        """Facts for meta.json that need the finished schema (e.g. what was done with each column)."""
         return {}
 
     def column_dtypes(self) -> dict[str, str]:
@@ -711,285 +624,3 @@ class Progress:
             file=self.stream,
             flush=True,
         )
-
-
-def _clean_events(
-    source: FeedbackSource, policy: ErrorPolicy, progress: Progress, duplicates: list[int]
-) -> Iterator[tuple[Event, int, int]]:
-    """Time-order check, exact-duplicate drop and side-table lookup over `source.events`.
-
-    Yields `(event, user_index, item_index)`; `duplicates[0]` counts dropped duplicates.
-    """
-    window_time: int | None = None
-    window: set[tuple] = set()
-    previous: Event | None = None
-    user_index, item_index = source.users.index.get, source.items.index.get
-    for event in source.events(policy):
-        progress.update()
-        if previous is not None and event.time < previous.time:
-            raise FeedbackLogError(
-                f"{event.path}, line {event.line}: time {event.time} is before time {previous.time} "
-                f"of {previous.path}, line {previous.line}; events must come in time order"
-            )
-        previous = event
-        if event.time != window_time:
-            window_time, window = event.time, set()
-        if event.raw in window:
-            duplicates[0] += 1
-            continue
-        window.add(event.raw)
-        u = user_index(event.user)
-        if u is None:
-            policy.reject(
-                "unknown_users",
-                event.path,
-                event.line,
-                f"user {event.user} is not in {source.users.path}",
-            )
-            continue
-        i = item_index(event.item)
-        if i is None:
-            policy.reject(
-                "unknown_items",
-                event.path,
-                event.line,
-                f"item {event.item} is not in {source.items.path}",
-            )
-            continue
-        yield event, u, i
-
-
-class _ChunkBuffer:
-    """Rows of one split waiting to be written, as plain lists (cheap appends per row).
-
-    `rows` holds one tuple per impression: `(user_index, item_index, user_id, label,
-    feedback, context, click_items, unclick_items, dislike_items)`, the item tuples
-    most recent first; `padded_sequences` turns them into `[rows, L]` arrays at once.
-    """
-
-    def __init__(self, capacity: int, max_length: int, pad: int) -> None:
-        self.capacity = capacity
-        self.max_length = max_length
-        self.pad = pad
-        self.rows: list[tuple] = []
-
-    def padded_sequences(self, field: int) -> np.ndarray:
-        items = [row[field] for row in self.rows]
-        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-        flat = np.fromiter(
-            itertools.chain.from_iterable(items), dtype=np.int64, count=int(lengths.sum())
-        )
-        out = np.full((len(items), self.max_length), self.pad, dtype=np.int64)
-        out[np.arange(self.max_length) < lengths[:, None]] = flat
-        return out
-
-
-def prepare_feedback_dataset(
-    source: FeedbackSource,
-    out_dir: str | os.PathLike,
-    options: PrepareOptions,
-    *,
-    policy: ErrorPolicy | None = None,
-    chunk_rows: int = _CHUNK_ROWS,
-) -> dict[str, Any]:
-    """Run both passes over `source` and write the dataset directory `out_dir`.
-
-    Args:
-        source: the loader's tables, event stream and schema builder.
-        out_dir: the dataset directory to write.
-        options: the shared options.
-        policy: the error policy the source already used while reading its side
-            tables, so their skipped rows are reported too; default: a fresh one.
-        chunk_rows: rows per chunk handed to the writer.
-
-    Returns:
-        The meta written to `meta.json`: `source`, `files`, `split` (with the first
-        test impression for a time split), `impressions`, `users`, `time_range`,
-        `feedback_counts` per split, `duplicates_dropped`, `imputed`, `skipped`
-        (counts by kind), `skipped_examples` and the writer's `splits`.
-    """
-    from widedeep.data.records import DatasetWriter
-
-    L = options.max_length
-    policy = policy if policy is not None else ErrorPolicy(options.on_error)
-
-    # Pass 1: validate, count, find the split.
-    progress = Progress(f"{source.name} pass 1/2", options.progress)
-    duplicates = [0]
-    per_user: collections.Counter[int] = collections.Counter()
-    n_total = 0
-    first_time = last_time = None
-    for event, _, _ in _clean_events(source, policy, progress, duplicates):
-        n_total += 1
-        per_user[event.user] += 1
-        if first_time is None:
-            first_time = event.time
-        last_time = event.time
-    progress.done()
-    if n_total == 0:
-        raise FeedbackLogError(
-            f"{source.name}: no valid impression in the log ({policy.summary()})"
-        )
-    skipped = policy.report()
-    examples = {k: list(v) for k, v in policy.examples.items()}
-    duplicates_dropped = duplicates[0]
-    if policy.counts:
-        print(f"{source.name}: {policy.summary()}", file=sys.stderr, flush=True)
-
-    if options.split_by == "time":
-        n_train_total = n_total - num_test(n_total, options.test_fraction)
-        test_from_user: dict[int, int] = {}
-    else:
-        n_train_total = -1
-        test_from_user = {u: n - num_test(n, options.test_fraction) for u, n in per_user.items()}
-
-    # Pass 2: sequences, records and train statistics.
-    policy.counting = False
-    dtypes = source.column_dtypes()
-    categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
-    numeric = [n for n, d in dtypes.items() if d == "float32"]
-    stats = TrainStatistics(categorical, numeric)
-    writer = DatasetWriter(out_dir, options.num_shards, overwrite=options.overwrite)
-    pad = source.items.missing_index
-    buffers = {split: _ChunkBuffer(chunk_rows, L, pad) for split in ("train", "test")}
-    by_time = options.split_by == "time"
-    sequence_codes = [FEEDBACK_TYPES.index(name) for name in SEQUENCE_NAMES]
-    history = FeedbackHistory(L)
-    seen_per_user: collections.Counter[int] = collections.Counter()
-    feedback_counts = {split: [0] * len(FEEDBACK_TYPES) for split in ("train", "test")}
-    cut: dict[str, Any] | None = None
-    ordinal = 0
-    progress = Progress(f"{source.name} pass 2/2", options.progress)
-
-    # Side-table columns are counted per user / per item (train impressions of
-    # each) and turned into statistics once at the end: no per-row work.
-    train_user_counts = np.zeros(len(source.users) + 1, dtype=np.int64)
-    train_item_counts = np.zeros(len(source.items) + 1, dtype=np.int64)
-
-    def flush(split: str) -> None:
-        nonlocal train_user_counts, train_item_counts
-        buf = buffers[split]
-        if buf.rows:
-            columns, user_index, item_index = _chunk_columns(source, buf)
-            if split == "train":
-                train_user_counts += np.bincount(user_index, minlength=len(train_user_counts))
-                train_item_counts += np.bincount(item_index, minlength=len(train_item_counts))
-                stats.update({name: columns[name] for name in source.context_columns})
-            writer.write(split, columns)
-            buf.rows = []
-
-    for event, u, i in _clean_events(source, policy, progress, [0]):
-        if by_time:
-            is_test = ordinal >= n_train_total
-            if is_test and cut is None:
-                cut = {"time": event.time, "file": event.path, "line": event.line}
-        else:
-            is_test = seen_per_user[event.user] >= test_from_user[event.user]
-            seen_per_user[event.user] += 1
-        ordinal += 1
-        split = "test" if is_test else "train"
-        buf = buffers[split]
-        user_history = history.get(u)
-        clicks, unclicks, dislikes = (tuple(user_history[code]) for code in sequence_codes)
-        buf.rows.append(
-            (
-                u,
-                i,
-                event.user,
-                event.label,
-                event.feedback,
-                event.context,
-                clicks,
-                unclicks,
-                dislikes,
-            )
-        )
-        feedback_counts[split][event.feedback] += 1
-        if len(buf.rows) == buf.capacity:
-            flush(split)
-        user_history[event.feedback].appendleft(i)
-    flush("train")
-    flush("test")
-    progress.done()
-    if ordinal != n_total:
-        raise FeedbackLogError(
-            f"{source.name}: pass 2 read {ordinal} impressions, pass 1 read {n_total}; "
-            f"did the input files change while preparing?"
-        )
-
-    users, items = source.users, source.items
-    stats.update(
-        {source.user_column: users.keys, **users.gather(np.arange(len(users)))},
-        train_user_counts[:-1],
-    )
-    stats.update(items.gather(np.arange(len(items))), train_item_counts[:-1])
-    schema = source.build_schema(stats, L)
-    expected = set(dtypes) | {schema.label, schema.feedback, schema.group_key}
-    declared = set(schema.input_signature()) | {schema.label, schema.feedback, schema.group_key}
-    if declared != expected:
-        raise AssertionError(
-            f"{source.name} schema inputs differ from written columns: "
-            f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
-        )
-    split_meta: dict[str, Any] = {
-        "by": options.split_by,
-        "test_fraction": float(options.test_fraction),
-    }
-    if cut is not None:
-        split_meta["test_starts_at"] = cut
-    meta = {
-        "source": source.name,
-        **source.describe(),
-        "max_length": L,
-        "split": split_meta,
-        "impressions": n_total,
-        "users": len(per_user),
-        "time_range": [first_time, last_time],
-        "feedback_counts": {
-            split: dict(zip(FEEDBACK_TYPES, counts, strict=True))
-            for split, counts in feedback_counts.items()
-        },
-        "duplicates_dropped": duplicates_dropped,
-        "imputed": {
-            f"{table.name}.{col}": n
-            for table in (source.users, source.items)
-            for col, n in table.imputed.items()
-        },
-        "skipped": skipped,
-        "skipped_examples": examples,
-        "on_error": options.on_error,
-    }
-    return writer.close(schema, meta)
-
-
-def _is_sequence(name: str) -> bool:
-    return any(name.startswith(f"{s}_") for s in SEQUENCE_NAMES)
-
-
-def _chunk_columns(
-    source: FeedbackSource, buf: _ChunkBuffer
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """The chunk's columns for the writer, and its rows' user and item table indices."""
-    rows = buf.rows
-    user_index, item_index, user_id, label, feedback = (
-        np.array([row[k] for row in rows], dtype=np.int64) for k in range(5)
-    )
-    columns: dict[str, np.ndarray] = {source.user_column: user_id}
-    columns.update(source.users.gather(user_index))
-    columns.update(source.items.gather(item_index))
-    for j, (name, dtype) in enumerate(source.context_columns.items()):
-        columns[name] = np.array([row[5][j] for row in rows], dtype=_NUMPY_DTYPES[dtype])
-    for k, name in enumerate(SEQUENCE_NAMES):
-        seq = buf.padded_sequences(6 + k)
-        for f in source.item_features:
-            columns[f"{name}_{f}"] = source.items.columns[f][seq]
-    columns["label"] = label
-    columns["feedback"] = feedback
-    return columns, user_index, item_index
-
-
-_NUMPY_DTYPES: dict[str, Callable | type] = {
-    "int64": np.int64,
-    "float32": np.float32,
-    "string": object,
-}

@@ -12,10 +12,8 @@ the impression joins and its DFN loss weight, is `dislike` when `is_hate == 1`
 signal), otherwise `click` when `is_click == 1`, otherwise `unclick`. A disliked
 impression that was clicked therefore has label 1 and type `dislike`.
 
-Order. Each log must be in time order (`time_ms`); several logs are merged by
-`time_ms`, ties by the order the files were given, then by line. A row earlier
-in time than the previous row of its file raises `FeedbackLogError` naming the
-file and line: the loader streams and cannot sort a log of arbitrary size.
+Order. The logs may come in any order: rows are sorted by `time_ms`, ties by
+the order the files were given, then by line (see `widedeep.data.prepare`).
 
 Features (everything a model may see at impression time; the outcome columns
 `is_like`, `long_view`, `play_time_ms`, ... never are, nor any statistic of the
@@ -49,32 +47,31 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from widedeep.data.feedback_log import (
     CLICK,
     DISLIKE,
     UNCLICK,
     ErrorPolicy,
-    Event,
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
-    check_time_order,
     cross_feature,
     feedback_sequences,
-    merge_by_time,
     numeric_feature,
     parse_int,
     parse_optional_float,
     parse_optional_int,
-    prepare_feedback_dataset,
     read_csv_with_header,
 )
+from widedeep.data.prepare import Impressions, prepare_source, read_log, report_bad_rows
 from widedeep.schema import Schema
 
 __all__ = ["prepare_kuairand", "KuaiRandSource", "LOG_COLUMNS", "USER_COLUMNS", "VIDEO_COLUMNS"]
@@ -131,15 +128,16 @@ ITEM_FEATURES: tuple[str, ...] = ("video_id", "author_id", "tag")
 """How a video is described in the target and in every feedback sequence."""
 
 
-def _named_ints(fields: list[str], columns: list[int]) -> list[int]:
-    """The log's integer columns, with an error naming the column that is not one."""
-    values = []
-    for name, j in zip(LOG_COLUMNS, columns, strict=True):
+def _day_ordinals(dates: np.ndarray) -> np.ndarray:
+    """Day numbers of `YYYYMMDD` dates (`-1` where a value is not a date)."""
+    unique, inverse = np.unique(dates, return_inverse=True)
+    days = np.empty(len(unique), dtype=np.float64)
+    for k, date in enumerate(unique.tolist()):
         try:
-            values.append(parse_int(fields[j]))
+            days[k] = datetime.date(date // 10000, date // 100 % 100, date % 100).toordinal()
         except ValueError:
-            raise ValueError(f"{name} is not an integer: {fields[j]!r}") from None
-    return values
+            days[k] = -1
+    return days[inverse.ravel()]
 
 
 def _iso_date_ordinal(text: str) -> float:
@@ -153,7 +151,7 @@ class KuaiRandSource(FeedbackSource):
     """KuaiRand logs and side features as a `FeedbackSource`.
 
     Args:
-        logs: interaction logs, each in time order; merged by time, ties by this order.
+        logs: interaction logs in any order; sorted by time, ties by this order, then line.
         users: the user features CSV.
         videos: the basic video features CSV.
         policy: receives malformed side-feature rows (reading them happens here).
@@ -180,8 +178,7 @@ class KuaiRandSource(FeedbackSource):
             if not os.path.isfile(path):
                 raise FeedbackLogError(f"kuairand: no such file: {os.fspath(path)}")
         self.users = self._read_users(os.fspath(users), policy)
-        self.items, self._upload_ordinal = self._read_videos(os.fspath(videos), policy)
-        self._date_ordinals: dict[int, int] = {}
+        self.items, self._upload_by_row = self._read_videos(os.fspath(videos), policy)
 
     # ------------------------------------------------------------------ side tables
     @staticmethod
@@ -229,7 +226,7 @@ class KuaiRandSource(FeedbackSource):
         return FeatureTable("users", path, keys, columns, dtypes)
 
     @staticmethod
-    def _read_videos(path: str, policy: ErrorPolicy) -> tuple[FeatureTable, dict[int, float]]:
+    def _read_videos(path: str, policy: ErrorPolicy) -> tuple[FeatureTable, np.ndarray]:
         keys: list[int] = []
         columns: dict[str, list[Any]] = {
             c: []
@@ -297,84 +294,63 @@ class KuaiRandSource(FeedbackSource):
         }
         known = sorted(u for u in uploads if not math.isnan(u))
         fill = known[len(known) // 2] if known else math.nan
-        upload_ordinal = {
-            k: (fill if math.isnan(u) else u) for k, u in zip(keys, uploads, strict=True)
-        }
+        upload_by_row = np.array([fill if math.isnan(u) else u for u in uploads], dtype=np.float64)
         table = FeatureTable("videos", path, keys, columns, dtypes)
         if len(known) < len(uploads):
             table.imputed["upload_dt"] = len(uploads) - len(known)
-        return table, upload_ordinal
+        return table, upload_by_row
 
     # ------------------------------------------------------------------------ events
-    def events(self, policy: ErrorPolicy) -> Iterator[Event]:
-        streams = [
-            check_time_order(self._file_events(path, i, policy)) for i, path in enumerate(self.logs)
+    def impressions(self, policy: ErrorPolicy) -> Impressions:
+        parts = [self._file_impressions(path, i, policy) for i, path in enumerate(self.logs)]
+        return Impressions.concat(parts, self.logs)
+
+    def _file_impressions(self, path: str, file_index: int, policy: ErrorPolicy) -> Impressions:
+        frame, bad = read_log(path, LOG_COLUMNS, LOG_COLUMNS)
+        v = {c: frame[c].to_numpy() for c in (*LOG_COLUMNS, "_line")}
+        line = v["_line"]
+        click, hate, hourmin = v["is_click"], v["is_hate"], v["hourmin"]
+        day = _day_ordinals(v["date"])
+        hour, minute = np.divmod(hourmin, 100)
+        problems = [
+            (
+                ~np.isin(click, (0, 1)) | ~np.isin(hate, (0, 1)),
+                lambda r: f"is_click and is_hate must be 0 or 1, found {click[r]} and {hate[r]}",
+            ),
+            (day < 0, lambda r: f"date {v['date'][r]} is not a YYYYMMDD date"),
+            (
+                (hour < 0) | (hour >= 24) | (minute < 0) | (minute >= 60),
+                lambda r: f"hourmin {hourmin[r]} is not HHMM",
+            ),
         ]
-        return merge_by_time(streams)
-
-    def _date_ordinal(self, date: int) -> int:
-        """Day number of a `YYYYMMDD` date (cached; `ValueError` if it is not a date)."""
-        ordinal = self._date_ordinals.get(date)
-        if ordinal is None:
-            ordinal = datetime.date(date // 10000, date // 100 % 100, date % 100).toordinal()
-            self._date_ordinals[date] = ordinal
-        return ordinal
-
-    def _file_events(self, path: str, file_index: int, policy: ErrorPolicy) -> Iterator[Event]:
-        columns: list[int] | None = None
-        width = 0
-        upload = self._upload_ordinal
-        dates = self._date_ordinals
-        for index, line, fields in read_csv_with_header(path, LOG_COLUMNS):
-            if columns is None:
-                columns = [index[c] for c in LOG_COLUMNS]
-                width = len(index)
-            if len(fields) != width:
-                policy.reject(
-                    "malformed_rows", path, line, f"expected {width} fields, found {len(fields)}"
-                )
-                continue
-            try:
-                try:  # fast path: plain integers
-                    user, item, date, hourmin, time_ms, click, hate, tab = (
-                        int(fields[j]) for j in columns
-                    )
-                except ValueError:
-                    user, item, date, hourmin, time_ms, click, hate, tab = _named_ints(
-                        fields, columns
-                    )
-                if click not in (0, 1) or hate not in (0, 1):
-                    raise ValueError(
-                        f"is_click and is_hate must be 0 or 1, found {click} and {hate}"
-                    )
-                day = dates.get(date)
-                if day is None:
-                    day = self._date_ordinal(date)
-                hour, minute = divmod(hourmin, 100)
-                if not (0 <= hour < 24 and 0 <= minute < 60):
-                    raise ValueError(f"hourmin {hourmin} is not HHMM")
-            except ValueError as e:
-                policy.reject("malformed_rows", path, line, f"unreadable value: {e}")
-                continue
-            feedback = DISLIKE if hate else CLICK if click else UNCLICK
-            uploaded = upload.get(item)
-            age = (
-                max(day - uploaded, 0.0)
-                if uploaded is not None and not math.isnan(uploaded)
-                else 0.0
-            )
-            yield Event(
-                time_ms,
-                user,
-                item,
-                feedback,
-                click,
-                (hour, tab, age),
-                tuple(fields),
-                file_index,
-                path,
-                line,
-            )
+        failed = np.zeros(len(line), dtype=bool)
+        for mask, message in problems:
+            rows = np.flatnonzero(mask & ~failed)
+            bad += [(int(line[r]), f"unreadable value: {message(r)}") for r in rows]
+            failed |= mask
+        report_bad_rows(policy, path, bad)
+        keep = ~failed
+        item = v["video_id"][keep]
+        row = self.items.indices(item)
+        uploaded = np.where(row >= 0, self._upload_by_row[np.maximum(row, 0)], np.nan)
+        age = np.where(np.isnan(uploaded), 0.0, np.maximum(day[keep] - uploaded, 0.0))
+        feedback = np.where(hate == 1, DISLIKE, np.where(click == 1, CLICK, UNCLICK))[keep]
+        return Impressions(
+            time=v["time_ms"][keep],
+            user=v["user_id"][keep],
+            item=item,
+            feedback=feedback,
+            label=click[keep],
+            file_index=np.full(int(keep.sum()), file_index, dtype=np.int64),
+            line=line[keep],
+            row_key=frame["_key"].to_numpy()[keep],
+            paths=self.logs,
+            context={
+                "hour": hour[keep],
+                "tab": v["tab"][keep],
+                "video_age_days": age.astype(np.float32),
+            },
+        )
 
     # ------------------------------------------------------------------------ schema
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
@@ -438,8 +414,8 @@ def prepare_kuairand(
     """Writes a KuaiRand dataset directory (schema, meta and TFRecord shards).
 
     Args:
-        logs: one or more interaction logs, each in `time_ms` order (standard and
-            random logs may be combined; ties across files follow this order).
+        logs: one or more interaction logs, in any order (standard and random logs
+            may be combined; ties across files follow this order).
         users: `user_features_*.csv`.
         videos: `video_features_basic_*.csv`.
         out_dir: the dataset directory to write.
@@ -456,8 +432,8 @@ def prepare_kuairand(
         The dataset's meta (also written to `out_dir/meta.json`).
 
     Raises:
-        FeedbackLogError: (a `DatasetError`) for a missing file or column, a log out
-            of time order, or with `on_error="stop"` a bad row, naming file and line.
+        FeedbackLogError: (a `DatasetError`) for a missing file or column, or with
+            `on_error="stop"` a bad row, naming file and line.
 
     Example:
 
@@ -477,6 +453,6 @@ def prepare_kuairand(
         num_shards=num_shards,
         overwrite=overwrite,
     )
-    side_policy = ErrorPolicy(on_error)
-    source = KuaiRandSource(logs, users, videos, side_policy)
-    return prepare_feedback_dataset(source, out_dir, options, policy=side_policy)
+    return prepare_source(
+        lambda policy: KuaiRandSource(logs, users, videos, policy), out_dir, options
+    )

@@ -12,11 +12,10 @@
 Every file is read as latin-1 (the titles are). Each rating is an impression:
 rating >= 4 is a `click` (label 1), 3 an `unclick`, <= 2 a `dislike` (label 0).
 
-Order. `u.data` is not in time order and `ratings.dat` is sorted by user, so the
-ratings are loaded into memory (compact integer arrays: MovieLens 1M is 1M rows,
-about 40 MB) and stably sorted by timestamp, ties keeping file order. See
-`widedeep.data.feedback_log` for the shared policies on ties, duplicates, the
-split and bad rows.
+Order. `u.data` is not in time order and `ratings.dat` is sorted by user; the
+engine (`widedeep.data.prepare`) sorts the ratings stably by timestamp, ties
+keeping file order. See `widedeep.data.feedback_log` for the shared policies on
+ties, duplicates, the split and bad rows.
 
 Features:
 
@@ -34,21 +33,19 @@ Features:
 
 from __future__ import annotations
 
-import array
 import math
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from widedeep.data.feedback_log import (
     CLICK,
     DISLIKE,
     UNCLICK,
     ErrorPolicy,
-    Event,
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
@@ -59,8 +56,13 @@ from widedeep.data.feedback_log import (
     feedback_sequences,
     numeric_feature,
     parse_int,
-    prepare_feedback_dataset,
     read_delimited,
+)
+from widedeep.data.prepare import (
+    Impressions,
+    parse_integer_columns,
+    prepare_source,
+    report_bad_rows,
 )
 from widedeep.schema import MISSING_STRING, Schema
 
@@ -143,11 +145,11 @@ def detect_layout(path: str | os.PathLike) -> str:
 
 
 class MovieLensSource(FeedbackSource):
-    """A MovieLens 100K or 1M folder as a `FeedbackSource` (ratings held in memory).
+    """A MovieLens 100K or 1M folder as a `FeedbackSource` (the ratings are read when `impressions` is called).
 
     Args:
         path: the folder.
-        policy: receives malformed rows while the files are read (here, once).
+        policy: receives malformed rows of the side files (read here).
     """
 
     name = "movielens"
@@ -165,7 +167,6 @@ class MovieLensSource(FeedbackSource):
         self.separator = files["separator"]
         self.users = self._read_users(policy)
         self.items = self._read_items(policy)
-        self._ratings = self._read_ratings(policy)
 
     # ------------------------------------------------------------------ side tables
     def _read_users(self, policy: ErrorPolicy) -> FeatureTable:
@@ -269,53 +270,47 @@ class MovieLensSource(FeedbackSource):
         dtypes = {"movie_id": "int64", "genre": "string", "release_year": "float32"}
         return FeatureTable("movies", path, keys, columns, dtypes)
 
-    def _read_ratings(self, policy: ErrorPolicy) -> dict[str, np.ndarray]:
-        path = self.files["ratings"]
-        fields_by_name = {
-            name: array.array("q") for name in ("user", "item", "rating", "time", "line")
-        }
-        user, item, rating, stamp, lines = fields_by_name.values()
-        for line, fields in read_delimited(path, self.separator):
-            if len(fields) != 4:
-                policy.reject(
-                    "malformed_rows",
-                    path,
-                    line,
-                    f"expected 4 fields separated by {self.separator!r}, found {len(fields)}",
-                )
-                continue
-            try:
-                u, i, r, t = (parse_int(f.strip()) for f in fields)
-                if not 1 <= r <= 5:
-                    raise ValueError(f"rating {r} is not in 1..5")
-            except ValueError as e:
-                policy.reject("malformed_rows", path, line, f"unreadable value: {e}")
-                continue
-            user.append(u)
-            item.append(i)
-            rating.append(r)
-            stamp.append(t)
-            lines.append(line)
-        columns = {
-            name: np.frombuffer(values, dtype=np.int64) for name, values in fields_by_name.items()
-        }
-        order = np.lexsort((columns["line"], columns["time"]))  # by time, ties in file order
-        return {name: values[order] for name, values in columns.items()}
-
     # ------------------------------------------------------------------------ events
-    def events(self, policy: ErrorPolicy) -> Iterator[Event]:
-        path = self.files["ratings"]
-        r = self._ratings
-        for u, i, rating, t, line in zip(
-            r["user"].tolist(),
-            r["item"].tolist(),
-            r["rating"].tolist(),
-            r["time"].tolist(),
-            r["line"].tolist(),
-            strict=True,
-        ):
-            feedback, label = feedback_of_rating(rating)
-            yield Event(t, u, i, feedback, label, (), (u, i, rating, t), 0, path, line)
+    def impressions(self, policy: ErrorPolicy) -> Impressions:
+        path, sep = self.files["ratings"], self.separator
+        names = ("user", "item", "rating", "time")
+        lines = pl.read_lines(path, row_index_name="_line", row_index_offset=1).filter(
+            pl.col("line").str.strip_chars() != ""
+        )
+        parts = lines.select(
+            pl.col("_line").cast(pl.Int64),
+            pl.col("line").str.strip_chars_end("\r\n").str.split(sep, literal=True).alias("parts"),
+        ).with_columns(n=pl.col("parts").list.len())
+        ragged = parts.filter(pl.col("n") != 4)
+        bad = [
+            (line, f"expected 4 fields separated by {sep!r}, found {n}")
+            for line, n in zip(ragged["_line"].to_list(), ragged["n"].to_list(), strict=True)
+        ]
+        fields = parts.filter(pl.col("n") == 4).select(
+            "_line", *(pl.col("parts").list.get(k).alias(name) for k, name in enumerate(names))
+        )
+        frame, unparsed = parse_integer_columns(fields, names)
+        out_of_range = frame.filter(~pl.col("rating").is_between(1, 5))
+        bad += unparsed + [
+            (line, f"unreadable value: rating {r} is not in 1..5")
+            for line, r in zip(
+                out_of_range["_line"].to_list(), out_of_range["rating"].to_list(), strict=True
+            )
+        ]
+        report_bad_rows(policy, path, bad)
+        frame = frame.filter(pl.col("rating").is_between(1, 5))
+        rating = frame["rating"].to_numpy()
+        return Impressions(
+            time=frame["time"].to_numpy(),
+            user=frame["user"].to_numpy(),
+            item=frame["item"].to_numpy(),
+            feedback=np.where(rating >= 4, CLICK, np.where(rating == 3, UNCLICK, DISLIKE)),
+            label=(rating >= 4).astype(np.int64),
+            file_index=np.zeros(len(frame), dtype=np.int64),
+            line=frame["_line"].to_numpy(),
+            row_key=frame.select(pl.struct(names).hash()).to_series().to_numpy(),
+            paths=[path],
+        )
 
     # ------------------------------------------------------------------------ schema
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
@@ -403,6 +398,4 @@ def prepare_movielens(
         num_shards=num_shards,
         overwrite=overwrite,
     )
-    policy = ErrorPolicy(on_error)
-    source = MovieLensSource(path, policy)
-    return prepare_feedback_dataset(source, out_dir, options, policy=policy)
+    return prepare_source(lambda policy: MovieLensSource(path, policy), out_dir, options)

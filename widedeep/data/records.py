@@ -287,17 +287,27 @@ def _value_blocks(column: _ColumnData) -> tuple[_Block, np.ndarray]:
         return (data, np.repeat(valid, 4, axis=1)), 4 * valid.sum(axis=1)
     # bytes: each value is a length-delimited field of the BytesList.
     flat_valid = np.ones(n * width, dtype=bool) if valid is None else valid.reshape(-1)
-    encoded = [
-        (v.encode() if isinstance(v, str) else bytes(v)) if ok else b""
-        for v, ok in zip(column.values.reshape(-1).tolist(), flat_valid.tolist(), strict=True)
-    ]
-    lens = np.array([len(v) for v in encoded], dtype=np.int64)
-    max_len = int(lens.max(initial=0))
-    payload = np.zeros((lens.size, max(max_len, 1)), dtype=np.uint8)
-    if max_len:
-        payload[:, :max_len] = (
-            np.array(encoded, dtype=f"S{max_len}").view(np.uint8).reshape(-1, max_len)
+    if column.values.dtype.kind == "S":  # fixed-width bytes: no per-value Python work
+        flat = np.ascontiguousarray(column.values.reshape(-1))
+        lens = np.char.str_len(flat).astype(np.int64) * flat_valid
+        max_len = flat.dtype.itemsize
+        payload = (
+            flat.view(np.uint8).reshape(-1, max_len)
+            if max_len
+            else np.zeros((flat.size, 1), np.uint8)
         )
+    else:
+        encoded = [
+            (v.encode() if isinstance(v, str) else bytes(v)) if ok else b""
+            for v, ok in zip(column.values.reshape(-1).tolist(), flat_valid.tolist(), strict=True)
+        ]
+        lens = np.array([len(v) for v in encoded], dtype=np.int64)
+        max_len = int(lens.max(initial=0))
+        payload = np.zeros((lens.size, max(max_len, 1)), dtype=np.uint8)
+        if max_len:
+            payload[:, :max_len] = (
+                np.array(encoded, dtype=f"S{max_len}").view(np.uint8).reshape(-1, max_len)
+            )
     len_groups, len_sizes = _varint_groups(lens)
     data = np.concatenate(
         [np.full((lens.size, 1), 0x0A, dtype=np.uint8), len_groups, payload], axis=1

@@ -1,0 +1,137 @@
+"""Preparation throughput: the columnar engine against an earlier loader, same run, same log.
+
+Writes (or reuses, `--data`) a SYNTHETIC KuaiRand-layout log of `--rows`
+impressions (`public_layouts.write_kuairand`, two log files plus the side
+tables), then prepares it `--repeats` times with each loader, each run in a
+fresh process (so peak RSS is that run's): the current tree, and the loader of
+git revision `--baseline` (default: the last commit before the engine; it is
+exported with `git archive` into a temporary folder). Prints JSON: per loader
+the median seconds of `prepare_kuairand` (files to finished dataset directory,
+imports excluded), impressions/s, the median process peak RSS, bytes on disk per
+impression, and the ratio of the medians; and whether the two datasets are
+byte-identical.
+
+Example:
+
+```
+python benchmarks/prepare_throughput.py --rows 2200000 --repeats 3
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BASELINE = "f16ed99"
+"""The last commit with the streaming loader (per-row passes) that the engine replaced."""
+
+_CHILD = """
+import glob, json, os, resource, sys, time
+from widedeep.data.kuairand import prepare_kuairand
+data, out = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+meta = prepare_kuairand(
+    sorted(glob.glob(os.path.join(data, "log_*.csv"))),
+    glob.glob(os.path.join(data, "user_features_*.csv"))[0],
+    glob.glob(os.path.join(data, "video_features_basic_*.csv"))[0],
+    out, max_length=30, overwrite=True,
+)
+seconds = time.perf_counter() - start
+size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(out, "*", "*.tfrecord")))
+print(json.dumps({"seconds": seconds, "impressions": meta["impressions"], "bytes": size,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _run(tree: str, data: str, out: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, data, out], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"prepare failed in {tree}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    files = sorted(
+        os.path.relpath(p, a) for p in glob.glob(os.path.join(a, "**", "*"), recursive=True)
+    )
+    files = [f for f in files if os.path.isfile(os.path.join(a, f))]
+    return all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False) for f in files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", help="an existing log folder to reuse (else one is written)")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the other loader")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="prepare-throughput-")
+    data = args.data
+    if data is None:
+        sys.path.insert(0, HERE)
+        from public_layouts import kuairand_config, write_kuairand
+
+        data = os.path.join(work, "log")
+        write_kuairand(data, kuairand_config(args.rows))
+    baseline_tree = os.path.join(work, "baseline")
+    os.makedirs(baseline_tree, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", ROOT, "archive", args.baseline, "widedeep"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", baseline_tree], input=archive.stdout, check=True)
+
+    results: dict[str, list[dict]] = {"engine": [], "baseline": []}
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        for name, tree in (("engine", ROOT), ("baseline", baseline_tree)):
+            results[name].append(_run(tree, data, os.path.join(work, f"out-{name}")))
+
+    def summary(runs: list[dict]) -> dict:
+        seconds = statistics.median(r["seconds"] for r in runs)
+        n = runs[0]["impressions"]
+        return {
+            "seconds_median": round(seconds, 2),
+            "seconds_all": [round(r["seconds"], 2) for r in runs],
+            "impressions": n,
+            "impressions_per_s": round(n / seconds),
+            "peak_rss_mib_median": round(statistics.median(r["peak_rss_mib"] for r in runs)),
+            "bytes_per_impression": round(runs[0]["bytes"] / n, 1),
+        }
+
+    engine, baseline = summary(results["engine"]), summary(results["baseline"])
+    print(
+        json.dumps(
+            {
+                "log_rows": args.rows if args.data is None else None,
+                "data": data,
+                "max_length": 30,
+                "repeats": args.repeats,
+                "cpus": os.cpu_count(),
+                "load_average_at_end": os.getloadavg()[0],
+                "engine": engine,
+                "baseline": {"revision": args.baseline, **baseline},
+                "speedup": round(baseline["seconds_median"] / engine["seconds_median"], 2),
+                "identical_datasets": _same_dataset(
+                    os.path.join(work, "out-engine"), os.path.join(work, "out-baseline")
+                ),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""Your own impression log (CSV or Parquet, any column names) to a dataset directory.
+
+`prepare_log` takes the roles of the log's columns (`LogConfig`): which column
+is the user, the item, the time and the click label, optionally which marks a
+dislike (negative feedback), which are context features of the impression, and
+side tables of user and item features with their key columns. It infers each
+feature column's type from the files (integers and strings are categorical,
+with a train vocabulary or hashed when large; floats are numeric, standardised
+and bucketed at train quantiles) and reports what it did with each column in
+`meta["columns"]` (and on screen from the CLI). The config is saved beside the
+dataset as `prepare_config.json`, so the directory says how it was made.
+
+Feedback: `label` is the click (0 or 1); the feedback type is `dislike` where
+the dislike column is non-zero, otherwise `click` if clicked, else `unclick`.
+Sequences (click, unclick, dislike) are over the item id and the item table's
+categorical columns. Everything else (sorting, ties, duplicates, the split,
+leakage rules, bad rows) is the engine's (`widedeep.data.prepare`).
+
+Example:
+
+```python
+config = LogConfig(
+    logs=["events/*.parquet"], user="uid", item="sku", time="ts", label="clicked",
+    context=["hour"], items="catalog.csv", item_key="sku",
+)
+meta = prepare_log(config, "data/mine")
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from widedeep.data.feedback_log import (
+    CLICK,
+    DISLIKE,
+    UNCLICK,
+    ErrorPolicy,
+    FeatureTable,
+    FeedbackLogError,
+    FeedbackSource,
+    PrepareOptions,
+    TrainStatistics,
+    categorical_feature,
+    feedback_sequences,
+    numeric_feature,
+)
+from widedeep.data.prepare import (
+    PARQUET_SUFFIXES,
+    Impressions,
+    prepare_source,
+    read_log,
+    report_bad_rows,
+)
+from widedeep.schema import MISSING_INT, MISSING_STRING, Schema
+
+__all__ = ["LogConfig", "prepare_log", "CONFIG_FILE"]
+
+CONFIG_FILE = "prepare_config.json"
+"""The config a dataset was prepared with, saved in its directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    """Column roles of a user's log and its side tables.
+
+    Args:
+        logs: log files or glob patterns (CSV with a header, or `.parquet`); ties in
+            time follow this order, then the line.
+        user: the user id column (integers).
+        item: the item id column (integers).
+        time: the time column: integers (any unit) or date-times (ISO text, or a
+            Parquet date / timestamp), read as milliseconds since the epoch.
+        label: the click column (0 or 1).
+        dislike: optional column marking negative feedback (non-zero: dislike).
+        context: log columns that are features of the impression (known when it is
+            served: hour, page, device, ...). Outcome columns must not be listed.
+        users: optional user side table (CSV or Parquet) keyed by `user_key`.
+        user_key: the user table's key column (default: `user`).
+        items: optional item side table keyed by `item_key`.
+        item_key: the item table's key column (default: `item`).
+    """
+
+    logs: tuple[str, ...]
+    user: str
+    item: str
+    time: str
+    label: str
+    dislike: str | None = None
+    context: tuple[str, ...] = ()
+    users: str | None = None
+    user_key: str | None = None
+    items: str | None = None
+    item_key: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "logs", (self.logs,) if isinstance(self.logs, str) else tuple(self.logs)
+        )
+        object.__setattr__(self, "context", tuple(self.context))
+        if not self.logs:
+            raise ValueError("`logs` must name at least one file. Received: logs=()")
+        roles = [self.user, self.item, self.time, self.label, self.dislike, *self.context]
+        named = [r for r in roles if r is not None]
+        if len(set(named)) != len(named):
+            raise ValueError(f"each log column may have one role. Received: {named}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> LogConfig:
+        """A config from a JSON file holding the constructor's arguments."""
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise FeedbackLogError(f"{path}: unreadable config: {e}") from None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise FeedbackLogError(
+                f"{path}: unknown config key(s) {unknown}; known: {sorted(fields)}"
+            )
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise FeedbackLogError(f"{path}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+def expand_paths(patterns: Sequence[str]) -> list[str]:
+    """Files of `patterns` in the order given (a glob's matches sorted by name)."""
+    paths: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise FeedbackLogError(f"no file matches {pattern}")
+        for path in matches:
+            if not os.path.isfile(path):
+                raise FeedbackLogError(f"no such file: {path}")
+            paths.append(path)
+    return paths
+
+
+def _read_table(path: str) -> pl.DataFrame:
+    try:
+        if path.lower().endswith(PARQUET_SUFFIXES):
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema_length=10_000)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise FeedbackLogError(f"{path}: unreadable table: {e}") from None
+
+
+def _dtype_of(dtype: pl.DataType) -> str:
+    if dtype.is_integer() or dtype == pl.Boolean:
+        return "int64"
+    if dtype.is_float():
+        return "float32"
+    return "string"
+
+
+def _column_values(series: pl.Series, dtype: str) -> list[Any]:
+    if dtype == "int64":
+        return series.cast(pl.Int64).fill_null(MISSING_INT).to_list()
+    if dtype == "float32":
+        return series.cast(pl.Float64).fill_null(float("nan")).to_list()
+    return series.cast(pl.String).fill_null(MISSING_STRING).to_list()
+
+
+def _side_table(
+    name: str, path: str | None, key: str, keys_in_log: np.ndarray, policy: ErrorPolicy
+) -> FeatureTable:
+    """A side table from a file, or (without one) just the ids seen in the log."""
+    if path is None:
+        keys = np.unique(keys_in_log).tolist()
+        return FeatureTable(name, f"the {name} of the log", keys, {}, {})
+    frame = _read_table(path)
+    if key not in frame.columns:
+        raise FeedbackLogError(
+            f"{path}: missing key column '{key}'; the header has {frame.columns}"
+        )
+    if not frame.schema[key].is_integer():
+        raise FeedbackLogError(
+            f"{path}: key column '{key}' must hold integers, found {frame.schema[key]}"
+        )
+    frame = frame.with_row_index("_line", offset=2)
+    repeated = frame.filter(pl.col(key).is_duplicated() & ~pl.col(key).is_first_distinct())
+    report_bad_rows(
+        policy,
+        path,
+        [
+            (line, f"{name} key {k} listed again (first row kept)")
+            for line, k in repeated.select("_line", key).iter_rows()
+        ],
+        "duplicate_feature_rows",
+    )
+    frame = frame.filter(pl.col(key).is_first_distinct()).drop("_line")
+    dtypes = {c: _dtype_of(frame.schema[c]) for c in frame.columns if c != key}
+    columns = {c: _column_values(frame[c], d) for c, d in dtypes.items()}
+    return FeatureTable(name, path, frame[key].to_list(), columns, dtypes)
+
+
+class LogSource(FeedbackSource):
+    """A user's log as a `FeedbackSource` (see `LogConfig`)."""
+
+    name = "log"
+
+    def __init__(self, config: LogConfig, policy: ErrorPolicy) -> None:
+        self.config = config
+        self.logs = expand_paths(config.logs)
+        self.user_column = config.user
+        self._frames = [self._read(path, policy) for path in self.logs]
+        users = np.concatenate([f[config.user].to_numpy() for f, _ in self._frames])
+        items = np.concatenate([f[config.item].to_numpy() for f, _ in self._frames])
+        self.users = _side_table(
+            "users", config.users, config.user_key or config.user, users, policy
+        )
+        items_table = _side_table(
+            "items", config.items, config.item_key or config.item, items, policy
+        )
+        # The item id is a feature of the item (target and sequences), stored in its table.
+        items_table.columns[config.item] = np.append(items_table.keys, MISSING_INT)
+        items_table.dtypes[config.item] = "int64"
+        self.items = items_table
+        names = [config.user, *self.users.dtypes, *self.items.dtypes, *config.context]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise FeedbackLogError(
+                f"log: column name(s) {clash} appear in more than one of the log context, users and items; rename them"
+            )
+        self.item_features = [config.item] + [
+            c for c, d in items_table.dtypes.items() if c != config.item and d != "float32"
+        ]
+        context_dtypes = {}
+        for c in config.context:
+            found = {_dtype_of(f.schema[c]) for f, _ in self._frames}
+            context_dtypes[c] = (
+                "string" if "string" in found else "float32" if "float32" in found else "int64"
+            )
+        self.context_columns = context_dtypes
+
+    def _read(self, path: str, policy: ErrorPolicy) -> tuple[pl.DataFrame, list]:
+        c = self.config
+        integers = [c.user, c.item, c.label, *([c.dislike] if c.dislike else [])]
+        required = [
+            c.user,
+            c.item,
+            c.time,
+            c.label,
+            *([c.dislike] if c.dislike else []),
+            *c.context,
+        ]
+        frame, bad = read_log(path, required, integers)
+        wrong = frame.filter(~pl.col(c.label).is_in([0, 1]))
+        bad += [
+            (line, f"unreadable value: {c.label} must be 0 or 1, found {v}")
+            for line, v in wrong.select("_line", c.label).iter_rows()
+        ]
+        frame = frame.filter(pl.col(c.label).is_in([0, 1]))
+        frame = frame.with_columns(_time=_time_ms(frame, c.time, path))
+        report_bad_rows(policy, path, bad)
+        return frame, bad
+
+    def impressions(self, policy: ErrorPolicy) -> Impressions:
+        c = self.config
+        parts = []
+        for file_index, (frame, _) in enumerate(self._frames):
+            label = frame[c.label].to_numpy().astype(np.int64)
+            dislike = frame[c.dislike].to_numpy() != 0 if c.dislike else np.zeros(len(label), bool)
+            context = {}
+            for name, dtype in self.context_columns.items():
+                context[name] = np.asarray(
+                    _column_values(frame[name], dtype), dtype=object if dtype == "string" else dtype
+                )
+            parts.append(
+                Impressions(
+                    time=frame["_time"].to_numpy(),
+                    user=frame[c.user].to_numpy(),
+                    item=frame[c.item].to_numpy(),
+                    feedback=np.where(dislike, DISLIKE, np.where(label == 1, CLICK, UNCLICK)),
+                    label=label,
+                    file_index=np.full(len(label), file_index, dtype=np.int64),
+                    line=frame["_line"].to_numpy(),
+                    row_key=frame["_key"].to_numpy(),
+                    paths=self.logs,
+                    context=context,
+                )
+            )
+        return Impressions.concat(parts, self.logs)
+
+    def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
+        dtypes = {
+            self.user_column: "int64",
+            **self.users.dtypes,
+            **self.items.dtypes,
+            **self.context_columns,
+        }
+        ids = {self.user_column, self.config.item}
+        categorical = [
+            categorical_feature(stats, name, dtype, embedding_dim=16 if name in ids else 8)
+            for name, dtype in dtypes.items()
+            if dtype != "float32"
+        ]
+        numeric = [
+            numeric_feature(stats, name) for name, dtype in dtypes.items() if dtype == "float32"
+        ]
+        return Schema(
+            categorical=categorical,
+            numeric=numeric,
+            sequences=feedback_sequences(self.item_features, max_length),
+            group_key=self.user_column,
+            target_item_features=list(self.item_features),
+        )
+
+    def report(self, schema: Schema) -> dict[str, Any]:
+        """Per feature column its role, kind and statistics; the log columns given no role."""
+        c = self.config
+        used = {c.user, c.item, c.time, c.label, c.dislike, *c.context}
+        in_log = {n for frame, _ in self._frames for n in frame.columns if not n.startswith("_")}
+        return {
+            "columns": _describe_columns(schema, self),
+            "ignored_columns": sorted(in_log - used),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        files: dict[str, Any] = {"logs": self.logs}
+        files.update({"users": self.config.users} if self.config.users else {})
+        files.update({"items": self.config.items} if self.config.items else {})
+        return {
+            "files": files,
+            "feedback_rule": f"label = {self.config.label}; type = dislike if {self.config.dislike} else click if label else unclick"
+            if self.config.dislike
+            else f"label = {self.config.label}; type = click if label else unclick",
+            "config": self.config.to_dict(),
+        }
+
+
+def _time_ms(frame: pl.DataFrame, column: str, path: str) -> pl.Series:
+    """The time column as int64 (integers as they are; dates and date-times in ms since the epoch)."""
+    series = frame[column]
+    if series.dtype.is_integer():
+        return series.cast(pl.Int64)
+    if series.dtype in (pl.Date,) or isinstance(series.dtype, pl.Datetime):
+        parsed = series.cast(pl.Datetime("ms"))
+    elif series.dtype == pl.String:
+        parsed = series.str.to_datetime(strict=False, time_unit="ms")
+    else:
+        raise FeedbackLogError(
+            f"{path}: time column '{column}' holds {series.dtype}, not integers or date-times"
+        )
+    failed = parsed.is_null()
+    if failed.any():
+        at = int(np.flatnonzero(failed.to_numpy())[0])
+        raise FeedbackLogError(
+            f"{path}, line {frame['_line'][at]}: time column '{column}' does not parse as a time: "
+            f"{series[at]!r} (integers, or ISO date-times such as 2024-05-01 13:45:00)"
+        )
+    return parsed.dt.epoch("ms")
+
+
+def _describe_columns(schema: Schema, source: LogSource) -> dict[str, dict[str, Any]]:
+    role = {source.user_column: "user", source.config.item: "item"}
+    role.update({c: "context" for c in source.context_columns})
+    role.update({c: "user table" for c in source.users.dtypes})
+    role.update({c: "item table" for c in source.items.dtypes if c != source.config.item})
+    report: dict[str, dict[str, Any]] = {}
+    for f in schema.categorical:
+        entry: dict[str, Any] = {
+            "role": role.get(f.name, "?"),
+            "kind": "categorical",
+            "dtype": f.dtype,
+        }
+        if f.vocabulary is not None:
+            entry["vocabulary"] = len(f.vocabulary)
+        else:
+            entry["hash_buckets"] = f.hash_buckets
+        report[f.name] = entry
+    for f in schema.numeric:
+        report[f.name] = {
+            "role": role.get(f.name, "?"),
+            "kind": "numeric",
+            "mean": f.mean,
+            "std": f.std,
+            "quantile_boundaries": len(f.boundaries or []),
+        }
+    return report
+
+
+def prepare_log(
+    config: LogConfig,
+    out_dir: str | os.PathLike,
+    *,
+    max_length: int = 30,
+    test_fraction: float = 0.2,
+    split_by: str = "time",
+    progress: bool = False,
+    on_error: str = "skip",
+    num_shards: dict[str, int] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Writes a dataset directory from a log of your own (see the module docstring).
+
+    Args:
+        config: the column roles and side tables.
+        out_dir: the dataset directory to write.
+        max_length: positions per feedback sequence.
+        test_fraction: fraction of impressions, the latest ones, in the test split.
+        split_by: `"time"` (global cut) or `"user"` (each user's latest impressions).
+        progress: print rows/s on stderr.
+        on_error: `"skip"` (skip and count bad rows) or `"stop"` (raise naming file and line).
+        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
+        overwrite: replace an existing dataset in `out_dir`.
+
+    Returns:
+        The dataset's meta (also in `out_dir/meta.json`), with `columns`: per
+        feature column its role, kind (categorical / numeric) and statistics, and
+        `ignored_columns`: the log columns given no role.
+
+    Raises:
+        FeedbackLogError: (a `DatasetError`) naming the file, line or column at fault.
+
+    Example:
+
+    ```python
+    meta = prepare_log(LogConfig(["log.csv"], "user", "item", "ts", "click"), "data/mine")
+    ```
+    """
+    options = PrepareOptions(
+        max_length=max_length,
+        test_fraction=test_fraction,
+        split_by=split_by,
+        progress=progress,
+        on_error=on_error,
+        num_shards=num_shards,
+        overwrite=overwrite,
+    )
+    meta = prepare_source(lambda policy: LogSource(config, policy), out_dir, options)
+    with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
+        f.write(json.dumps(config.to_dict(), indent=2) + "\n")
+    return meta
