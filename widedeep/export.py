@@ -274,14 +274,9 @@ class _CsvWriter:
 
 class _ParquetWriter:
     def __init__(self, path: str, columns: list[str]) -> None:
-        try:
-            import pyarrow
-            import pyarrow.parquet
-        except ImportError:
-            raise ValueError(
-                f"predict: writing Parquet ({path}) needs pyarrow: pip install 'widedeep[parquet]', "
-                "or write a .csv file"
-            ) from None
+        import pyarrow
+        import pyarrow.parquet
+
         self._pa = pyarrow
         self._path = path
         self._columns = columns
