@@ -28,8 +28,9 @@ TRAIN = [
 ]  # fmt: skip
 # `--dropout 0`: with W&D's default MLP dropout (0.5) a resumed run does NOT end bit-identical
 # to an uninterrupted one (max abs weight difference 0.023 on this model), although the dropout
-# layers' seed-generator states are in the checkpoint. The cause is not found yet; the README
-# says so. Exact resume is what this test pins down.
+# layers' seed-generator states are in the checkpoint, and restoring the same checkpoint in one
+# process and training on does reproduce the dropout run exactly: the difference comes from the
+# cross-process resume path, not from the checkpoint's contents. Not found yet; the README says so.
 
 
 @pytest.fixture(scope="module")
