@@ -163,17 +163,17 @@ def test_ctrl_c_mid_epoch_saves_the_position_and_says_how_to_resume(
     from widedeep import training
 
     def interrupt(self, batch, logs=None):
-        if batch == 4:
-            raise KeyboardInterrupt  # as Python raises it on SIGINT, between two steps
+        if batch >= 4:  # batches 1, 3, 5, ...: the callbacks run after every 2 steps
+            raise KeyboardInterrupt  # as Python raises it on SIGINT, between two executions
 
     monkeypatch.setattr(training.StopOnNonFiniteLoss, "on_train_batch_end", interrupt)
     config = training.TrainConfig(
         data=data_dir, out=str(tmp_path / "run"), epochs=2, batch_size=64, logdir=None,
-        verbose=0, backup_every=0, hyperparameters={"hidden_units": [8]},
+        verbose=0, backup_every=0, hyperparameters={"hidden_units": [8]}, steps_per_execution=2,
     )  # fmt: skip
     with pytest.raises(training.TrainingInterrupted, match="rerun the same command to resume"):
         training.train(config)
     backup = config.resolved_backup_dir()
     with open(os.path.join(backup, "checkpoint")) as f:
-        assert 'model_checkpoint_path: "state-5"' in f.read()  # 5 steps applied, saved on Ctrl-C
+        assert 'model_checkpoint_path: "state-6"' in f.read()  # 6 steps applied, saved on Ctrl-C
     assert not os.path.exists(os.path.join(config.out, "model.keras"))

@@ -226,7 +226,9 @@ class BackupCallback(keras.callbacks.Callback):
     Args:
         backup: where to save.
         steps_per_epoch: batches in one epoch.
-        save_every: steps between mid-epoch checkpoints (0: at epoch ends only).
+        save_every: steps between mid-epoch checkpoints (0: at epoch ends only); with
+            `steps_per_execution > 1`, at the end of the execution that passes each
+            multiple.
         record: the run's record so far (`epochs_done`, `history`, ...), updated in place.
         early_stopping: the early-stopping callback whose state to keep, if any.
     """
@@ -246,16 +248,26 @@ class BackupCallback(keras.callbacks.Callback):
         self.record = record
         self.early_stopping = early_stopping
         self.diverged = False
+        self._saved_at = 0
+
+    def _epoch_step(self) -> int:
+        return global_step(self.model) - self.record["epochs_done"] * self.steps_per_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._saved_at = self._epoch_step()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        step = global_step(self.model) - self.record["epochs_done"] * self.steps_per_epoch
+        # With `steps_per_execution > 1` this runs once per execution, so save at the
+        # first call past each multiple of `save_every`.
+        step = self._epoch_step()
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
             self.diverged = True  # the NaN stop ends the fit; nothing after this is saved
         if self.diverged or not self.save_every or step >= self.steps_per_epoch:
             return
-        if step % self.save_every == 0:
+        if step // self.save_every > self._saved_at // self.save_every:
             self.backup.save(self.record)
+            self._saved_at = step
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.diverged:
@@ -278,7 +290,7 @@ class BackupCallback(keras.callbacks.Callback):
 
     def save_now(self) -> bool:
         """Saves the current position if it lies inside an epoch (on Ctrl-C); returns whether it did."""
-        step = global_step(self.model) - self.record["epochs_done"] * self.steps_per_epoch
+        step = self._epoch_step()
         if self.diverged or not 0 < step < self.steps_per_epoch:
             return False
         self.backup.save(self.record)
@@ -299,10 +311,13 @@ def fit_resumable(
 ) -> None:
     """Runs `model.fit` from the position in `record` (restored by `TrainingBackup`) to `epochs`.
 
-    An epoch interrupted after `k` of its steps is finished first, by a `fit` of
-    one epoch over its pipeline with the first `k` batches skipped; the other
-    epochs run in one `fit` over their pipelines one after the other
-    (`steps_per_epoch` each).
+    One `fit` per epoch, over that epoch's own pipeline: Keras ends a
+    multi-step execution (`steps_per_execution > 1`) early only where the data
+    ends, so an epoch's end must be its pipeline's end (with `steps_per_epoch`
+    over one long pipeline, Keras 3.15 runs whole executions past the epoch's
+    last step). An epoch interrupted after `k` of its steps is finished with its
+    first `k` batches skipped. The early-stopping state carries over from one
+    `fit` to the next; the best epoch's weights are restored once, at the end.
 
     Args:
         model: the compiled model, with the restored state.
@@ -315,25 +330,18 @@ def fit_resumable(
         early_stopping: the early-stopping callback among `callbacks`, if any.
         verbose: as in `fit`.
     """
-    done = record["epochs_done"]
     fit = dict(validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False)
-    if not record.get("stopped") and done < epochs:
-        step = global_step(model) - done * steps_per_epoch
-        if step:
-            if early_stopping is not None:
-                early_stopping.restore_at_train_end = False
-            model.fit(epoch_dataset(done).skip(step), initial_epoch=done, epochs=done + 1, **fit)
-            if early_stopping is not None:
-                early_stopping.restore_at_train_end = True
-            done += 1
-        if done < epochs and not (step and model.stop_training):
-            pipelines = [epoch_dataset(epoch) for epoch in range(done, epochs)]
-            data = pipelines[0]
-            for pipeline in pipelines[1:]:
-                data = data.concatenate(pipeline)
-            model.fit(
-                data, initial_epoch=done, epochs=epochs, steps_per_epoch=steps_per_epoch, **fit
-            )
-            return
     if early_stopping is not None:
+        early_stopping.restore_at_train_end = False
+    if not record.get("stopped"):
+        for epoch in range(record["epochs_done"], epochs):
+            data = epoch_dataset(epoch)
+            step = global_step(model) - epoch * steps_per_epoch
+            if step:
+                data = data.skip(step)
+            model.fit(data, initial_epoch=epoch, epochs=epoch + 1, **fit)
+            if model.stop_training:
+                break
+    if early_stopping is not None:
+        early_stopping.restore_at_train_end = True
         early_stopping.on_train_end()  # the best epoch's weights, as after an uninterrupted fit

@@ -179,6 +179,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         model=args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        steps_per_execution=args.steps_per_execution,
         logdir=args.logdir,
         seed=args.seed,
         validation_fraction=args.validation_fraction,
@@ -491,6 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"most epochs (default {TrainConfig.epochs}; early stopping usually ends sooner)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
+    p.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=TrainConfig.steps_per_execution,
+        metavar="STEPS",
+        help="training steps per call into TensorFlow; callbacks run between calls "
+        f"(default {TrainConfig.steps_per_execution})",
+    )
     p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument(

@@ -222,26 +222,23 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
         index = self._get_variable_index(variable)
         accumulator_var, linear_var = self._accumulators[index], self._linears[index]
 
-        weights = self._sparse_rows(variable, indices)
-        accumulator = self._sparse_rows(accumulator_var, indices)
-        linear = self._sparse_rows(linear_var, indices)
-
-        # The operations and their order mirror keras.optimizers.Ftrl.update_step.
-        lr_power = self.learning_rate_power
-        l2_reg = self.l2_regularization_strength + self.beta / (2.0 * lr)
-        grad_to_use = grad + 2 * self.l2_shrinkage_regularization_strength * weights
-        new_accumulator = accumulator + tf.square(grad)
-        new_power = tf.pow(new_accumulator, tf.cast(-lr_power, dtype))
-        old_power = tf.pow(accumulator, tf.cast(-lr_power, dtype))
-        linear = linear + (grad_to_use - ((new_power - old_power) / lr) * weights)
-        quadratic = new_power / lr + 2 * l2_reg
-        l1 = self.l1_regularization_strength
-        linear_clipped = tf.clip_by_value(linear, tf.cast(-l1, dtype), tf.cast(l1, dtype))
-        weights = (linear_clipped - linear) / quadratic
-
-        self._scatter(linear_var, linear, indices)
-        self._scatter(variable, weights, indices)
-        self._scatter(accumulator_var, new_accumulator, indices)
+        # TensorFlow's fused kernel runs, per unique row, the operations of
+        # keras.optimizers.Ftrl.update_step in the same order (beta folded into l2, as
+        # in tf-keras), reading and writing the variable and both slots in place.
+        tf.raw_ops.ResourceSparseApplyFtrlV2(
+            var=self._as_tf_variable(variable).handle,
+            accum=self._as_tf_variable(accumulator_var).handle,
+            linear=self._as_tf_variable(linear_var).handle,
+            grad=grad,
+            indices=indices,
+            lr=lr,
+            l1=tf.cast(self.l1_regularization_strength, dtype),
+            l2=tf.cast(self.l2_regularization_strength, dtype)
+            + tf.cast(self.beta, dtype) / (2 * lr),
+            l2_shrinkage=tf.cast(self.l2_shrinkage_regularization_strength, dtype),
+            lr_power=tf.cast(self.learning_rate_power, dtype),
+            use_locking=False,
+        )
 
 
 @keras.saving.register_keras_serializable(package="widedeep")

@@ -925,6 +925,31 @@ def _parser(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | No
     return parse
 
 
+_COMPILED_PARSERS: dict[tuple[int, tuple[str, ...]], tuple[Schema, Any]] = {}
+
+
+def _compiled_parser(schema: Schema, names: tuple[str, ...]) -> Any:
+    """`_parser` as one `tf.function`, traced once per `Schema` object and columns.
+
+    `Dataset.map` traces the Python function it is given every time; the parser of
+    a real schema is a few thousand graph operations (seconds), and `widedeep train`
+    builds one pipeline per epoch. Mapping a traced `tf.function` instead only adds
+    a call to it. The cache holds the schema itself, so its key (the object's id)
+    cannot be reused by another schema while the entry lives.
+    """
+    key = (id(schema), names)
+    cached = _COMPILED_PARSERS.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    parse = tf.function(
+        _parser(schema, list(names)), input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    if len(_COMPILED_PARSERS) >= 16:
+        _COMPILED_PARSERS.pop(next(iter(_COMPILED_PARSERS)))
+    _COMPILED_PARSERS[key] = (schema, parse)
+    return parse
+
+
 def _records(
     files: list[str], shuffle: bool, seed: int | None, parallel: int | None, deterministic: bool
 ):
@@ -955,17 +980,36 @@ def _row_range(ds: tf.data.Dataset, start: int, stop: int) -> tf.data.Dataset:
     def offsets(offset: tf.Tensor, columns: dict[str, tf.Tensor]):
         return offset + count(columns), (offset, columns)
 
-    def cut(offset: tf.Tensor, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        lo = tf.maximum(start - offset, 0)
-        hi = tf.minimum(stop - offset, count(columns))
-        return {name: values[lo:hi] for name, values in columns.items()}
-
+    start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
     return (
         ds.scan(tf.constant(0, tf.int64), offsets)
         .take_while(lambda offset, columns: offset < stop)
         .filter(lambda offset, columns: offset + count(columns) > start)
-        .map(cut)
+        .map(lambda offset, columns: _cut_rows(offset, columns, start_t, stop_t))
     )
+
+
+# The per-column steps below are module-level `tf.function`s: traced once per column
+# layout, so that every later pipeline over the same columns (one per training epoch)
+# only adds a call to them instead of re-creating their operations.
+@tf.function
+def _cut_rows(
+    offset: tf.Tensor, columns: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """Rows `start - offset <= i < stop - offset` of one group that begins at row `offset`."""
+    count = tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
+    lo = tf.maximum(start - offset, 0)
+    hi = tf.minimum(stop - offset, count)
+    return {name: values[lo:hi] for name, values in columns.items()}
+
+
+@tf.function
+def _permute_rows(columns: dict[str, tf.Tensor], group_seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The rows of one group in the random order of `group_seed`."""
+    rows = tf.shape(next(iter(columns.values())))[0]
+    stateless_seed = tf.stack([group_seed, tf.constant(0, tf.int64)])
+    order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=stateless_seed)
+    return {name: tf.gather(values, order) for name, values in columns.items()}
 
 
 def _shuffled_rows(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
@@ -977,14 +1021,7 @@ def _shuffled_rows(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
     reproducible while every epoch (every new iterator) is reshuffled.
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-    def permute(columns: dict[str, tf.Tensor], group_seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        rows = tf.shape(next(iter(columns.values())))[0]
-        stateless_seed = tf.stack([group_seed, tf.constant(0, tf.int64)])
-        order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=stateless_seed)
-        return {name: tf.gather(values, order) for name, values in columns.items()}
-
-    return tf.data.Dataset.zip(ds, seeds).map(permute)
+    return tf.data.Dataset.zip(ds, seeds).map(_permute_rows)
 
 
 def make_dataset(
@@ -1074,7 +1111,7 @@ def make_dataset(
 
     inputs = list(schema.input_signature())
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
-    parse = _parser(schema, list(dict.fromkeys(names)))
+    parse = _compiled_parser(schema, tuple(dict.fromkeys(names)))
     label_name, feedback_name = schema.label, schema.feedback
 
     def to_example(parsed: dict[str, tf.Tensor]):
