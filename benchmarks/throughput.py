@@ -404,13 +404,14 @@ class BatchClock(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.times: list[float] = []
+        self.times: list[tuple[int, float]] = []
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.times = []
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.times.append(time.perf_counter())
+        # With steps_per_execution > 1 this runs once per execution, `batch` its last step.
+        self.times.append((batch, time.perf_counter()))
 
 
 @dataclasses.dataclass
@@ -425,19 +426,20 @@ class Epoch:
     cpu_seconds: float | None = None
 
 
-def steady_batch_seconds(times: list[float], full_batches: int) -> float | None:
-    """Mean seconds per batch between batch `STEADY_SKIP` and the last full batch."""
-    last = min(full_batches, len(times)) - 1
-    if last - STEADY_SKIP < 5:
+def steady_batch_seconds(times: list[tuple[int, float]], full_batches: int) -> float | None:
+    """Mean seconds per batch from the first clock tick at or after batch `STEADY_SKIP` to the
+    last one within the full batches; `times` holds `(batch index, time)` ticks."""
+    ticks = [(b, t) for b, t in times if STEADY_SKIP <= b < full_batches]
+    if len(ticks) < 2 or ticks[-1][0] - ticks[0][0] < 5:
         return None
-    return (times[last] - times[STEADY_SKIP]) / (last - STEADY_SKIP)
+    return (ticks[-1][1] - ticks[0][1]) / (ticks[-1][0] - ticks[0][0])
 
 
 def epoch_of(
     examples: int,
     start: float,
     end: float,
-    times: list[float],
+    times: list[tuple[int, float]],
     full_batches: int,
     cpu_seconds: float | None = None,
 ) -> Epoch:
@@ -445,8 +447,8 @@ def epoch_of(
         examples,
         end - start,
         steady_batch_seconds(times, full_batches),
-        times[0] - start if times else None,
-        end - times[-1] if times else None,
+        times[0][1] - start if times else None,
+        end - times[-1][1] if times else None,
         cpu_seconds,
     )
 
@@ -512,9 +514,9 @@ def mlp_floor_runner(width: int, examples: int, seed: int = 0) -> Callable[[], E
         times = []
         cpu, start = time.process_time(), time.perf_counter()
         loss = None
-        for features, target in batches:
+        for batch, (features, target) in enumerate(batches):
             loss = step(features, target)
-            times.append(time.perf_counter())
+            times.append((batch, time.perf_counter()))
         float(loss)
         end = time.perf_counter()
         cpu = time.process_time() - cpu

@@ -186,26 +186,32 @@ def test_transformer_poolings_agree_with_each_other():
     np.testing.assert_allclose(outputs["max"][2], outputs["mean"][2], rtol=1e-6)
 
 
-def test_target_pooling_is_the_output_at_the_target_position():
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_target_pooling_is_the_output_at_the_target_position(norm_first):
+    # The layer runs the target's query alone; the oracle runs every position's.
     rng = np.random.default_rng(4)
     target = rng.normal(size=(3, 8)).astype("float32")
     sequence, mask = random_sequence(rng, 3, 5, 8, [5, 2, 0])
     keras.utils.set_random_seed(7)
-    layer = FeedbackTransformer(num_heads=2, pooling="target", norm_first=True)
+    layer = FeedbackTransformer(num_heads=2, pooling="target", norm_first=norm_first)
     out = layer(target, sequence, sequence_mask=mask).numpy()
-    # By hand: pre-norm attention + feed-forward sub-layers on [t; x], row 0 only.
+    # By hand: attention + feed-forward sub-layers on all rows of [t; x], then row 0.
     hidden = np.concatenate([target[:, None], np.where(mask[..., None], sequence, 0)], axis=1)
     valid = np.concatenate([np.ones((3, 1), bool), mask], axis=1)
     attention_mask = np.broadcast_to(valid[:, None, :], (3, 6, 6))
-    x = (
-        hidden
-        + layer.attention(
-            layer.attention_norm(hidden),
-            layer.attention_norm(hidden),
-            attention_mask=attention_mask,
-        ).numpy()
-    )
-    x = x + layer.ffn_outer(layer.ffn_inner(layer.ffn_norm(x))).numpy()
+
+    def attend(x):
+        return layer.attention(x, x, attention_mask=attention_mask).numpy()
+
+    def feed_forward(x):
+        return layer.ffn_outer(layer.ffn_inner(x)).numpy()
+
+    if norm_first:
+        x = hidden + attend(layer.attention_norm(hidden).numpy())
+        x = x + feed_forward(layer.ffn_norm(x).numpy())
+    else:
+        x = layer.attention_norm(hidden + attend(hidden)).numpy()
+        x = layer.ffn_norm(x + feed_forward(x)).numpy()
     np.testing.assert_allclose(out, x[:, 0], rtol=1e-5, atol=1e-5)
 
 

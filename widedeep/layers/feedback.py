@@ -226,23 +226,28 @@ class FeedbackTransformer(keras.layers.Layer):
         sequence = _zero_padding(sequence, mask)
         hidden = ops.concatenate([ops.expand_dims(target, 1), sequence], axis=1)  # [B, L+1, d]
         valid = ops.concatenate([ops.ones_like(mask[:, :1]), mask], axis=1)  # [B, L+1]
-        # Key mask [B, L+1 (queries), L+1 (keys)]: every query sees only the valid keys.
+        # With target pooling only the target's row of the output is read, and in one
+        # layer that row depends on the other rows only as keys and values: attention,
+        # layer norms and the feed-forward network run for the target's query alone
+        # (the same output, 1 query instead of L + 1).
+        queries = 1 if self.pooling == "target" else None
+        # Key mask [B, queries, L+1 (keys)]: every query sees only the valid keys.
         attention_mask = ops.logical_and(
-            ops.expand_dims(valid, 1), ops.ones_like(ops.expand_dims(valid, 2))
+            ops.expand_dims(valid, 1), ops.ones_like(ops.expand_dims(valid[:, :queries], 2))
         )
 
         def attend(x: Any) -> Any:
-            x = self.attention(x, x, attention_mask=attention_mask, training=training)
+            x = self.attention(x[:, :queries], x, attention_mask=attention_mask, training=training)
             return self.dropout_layer(x, training=training)
 
         def feed_forward(x: Any) -> Any:
             return self.dropout_layer(self.ffn_outer(self.ffn_inner(x)), training=training)
 
         if self.norm_first:
-            hidden = hidden + attend(self.attention_norm(hidden))
+            hidden = hidden[:, :queries] + attend(self.attention_norm(hidden))
             hidden = hidden + feed_forward(self.ffn_norm(hidden))
         else:
-            hidden = self.attention_norm(hidden + attend(hidden))
+            hidden = self.attention_norm(hidden[:, :queries] + attend(hidden))
             hidden = self.ffn_norm(hidden + feed_forward(hidden))
         return self._pool(hidden, valid)
 
