@@ -664,13 +664,11 @@ class FeedbackInteraction(keras.layers.Layer):
         """`[x_i; p_i] W_s` for every position, zero at padded positions: `[B, L, d]`."""
         items = _zero_padding(items, mask)
         table = ops.cast(self.position_embeddings[sequence], items.dtype)
-        batch, length = ops.shape(items)[0], ops.shape(items)[1]
-        positions = ops.broadcast_to(
-            ops.expand_dims(table, 0), (batch, length, ops.shape(table)[1])
-        )
-        projected = ops.matmul(
-            ops.concatenate([items, positions], axis=-1), self.projections[sequence]
-        )
+        weights = self.projections[sequence]
+        # [x_i; p_i] W = x_i W_items + p_i W_positions: the positions' part is computed
+        # once per position, not once per row and position.
+        positions = ops.matmul(table, weights[self.item_dim :])  # [L, d]
+        projected = ops.matmul(items, weights[: self.item_dim]) + positions
         return _zero_padding(projected, mask)
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
