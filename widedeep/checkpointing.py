@@ -297,6 +297,22 @@ class BackupCallback(keras.callbacks.Callback):
         return True
 
 
+class _EndFitAfterOneEpoch(keras.callbacks.Callback):
+    """Ends a `fit` after its first epoch; remembers whether another callback had stopped it.
+
+    Put it last: at the epoch's end the earlier callbacks (early stopping, the NaN stop)
+    have already decided (Keras ends an epoch stopped inside it with `on_epoch_end` too).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_by_others = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stopped_by_others = bool(self.model.stop_training)
+        self.model.stop_training = True
+
+
 def fit_resumable(
     model: keras.Model,
     epoch_dataset: Any,
@@ -330,7 +346,13 @@ def fit_resumable(
         early_stopping: the early-stopping callback among `callbacks`, if any.
         verbose: as in `fit`.
     """
-    fit = dict(validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False)
+    one_epoch = _EndFitAfterOneEpoch()
+    fit = dict(
+        validation_data=validation_data,
+        callbacks=[*callbacks, one_epoch],
+        verbose=verbose,
+        shuffle=False,
+    )
     if early_stopping is not None:
         early_stopping.restore_at_train_end = False
     if not record.get("stopped"):
@@ -339,8 +361,10 @@ def fit_resumable(
             step = global_step(model) - epoch * steps_per_epoch
             if step:
                 data = data.skip(step)
-            model.fit(data, initial_epoch=epoch, epochs=epoch + 1, **fit)
-            if model.stop_training:
+            # `epochs=epochs` so that the progress bar reads "Epoch 3/10"; the callback
+            # ends the fit after this one epoch.
+            model.fit(data, initial_epoch=epoch, epochs=epochs, **fit)
+            if one_epoch.stopped_by_others:
                 break
     if early_stopping is not None:
         early_stopping.restore_at_train_end = True
