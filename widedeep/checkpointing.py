@@ -158,11 +158,17 @@ class TrainingBackup:
         return record
 
     def load_best_weights(self, path: str) -> list[np.ndarray]:
-        """The weights saved by `save_best_weights` at `path` (the model keeps its own)."""
-        current = self.model.get_weights()
+        """The weights saved by `save_best_weights` at `path` (the model keeps its own).
+
+        The checkpoint holds every variable, the dropout layers' seed-generator states
+        included, which `get_weights` / `set_weights` do not cover: all of them are put
+        back, or a resumed run would replay the best epoch's dropout masks.
+        """
+        current = [v.numpy() for v in self.model.variables]
         self._best_checkpoint.read(path).assert_existing_objects_matched()
         best = self.model.get_weights()
-        self.model.set_weights(current)
+        for variable, value in zip(self.model.variables, current, strict=True):
+            variable.assign(value)
         return best
 
     def restore_last_finite(self) -> dict[str, Any] | None:
