@@ -39,6 +39,9 @@ table, crosses precomputed, numerics standardised, in-memory arrays through `tf.
 (`from_tensor_slices`, `batch`, `prefetch`), no preprocessing in the model (`peer_arrays`).
 Ours and the stock graphs build the workload's MLP without dropout, as the peers do.
 
+Group `executions` (not in the default set) runs ours on the cached batches at each
+`steps_per_execution` of `EXECUTION_SIZES`, with the ratios to 1.
+
 Each timed unit is one `fit(epochs=1)` over the whole training split. Printed per variant:
 `examples_per_sec` (median over timed epochs, end to end: iterator start-up included),
 `steady_examples_per_sec` (median over epochs of the rate between the 5th and the last full
@@ -46,7 +49,7 @@ batch, from a batch-end callback), `step_ms` (median steady milliseconds per bat
 per-epoch rates. Ratios compare medians of the same run.
 
 Usage:
-    python benchmarks/throughput.py [--groups standard,small,simulated] [--train-rows 200000]
+    python benchmarks/throughput.py [--groups standard,small,simulated,executions] [--train-rows 200000]
         [--rounds 5] [--sim-impressions 50000] [--workdir DIR]
 """
 
@@ -640,6 +643,30 @@ def run_standard(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> 
     }
 
 
+EXECUTION_SIZES = (1, 4, 16, 64)
+
+
+def run_executions(data_dir: str, rounds: int) -> dict[str, Any]:
+    """Group `executions`: ours on cached batches at each `steps_per_execution` in `EXECUTION_SIZES`."""
+    schema, meta = load_dataset_dir(data_dir)
+    n = int(meta["splits"]["train"]["examples"])
+    cached = cached_batches(data_dir, schema)
+    runners = {}
+    for size in EXECUTION_SIZES:
+        model = _standard_wide_deep(schema)
+        model.compile(steps_per_execution=size)
+        runners[f"steps_per_execution_{size}"] = fit_runner(model, n, x=cached)
+    results = {name: summarise(e, BATCH_SIZE) for name, e in interleave(runners, rounds).items()}
+    return {
+        "rows": n,
+        "variants": results,
+        "ratios_to_1": {
+            name: ratio(results, name, "steps_per_execution_1", "examples_per_sec")
+            for name in results
+        },
+    }
+
+
 def run_small(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> dict[str, Any]:
     schema = standard_schema(cross_buckets=SMALL_CROSS_BUCKETS)
     _, meta = load_dataset_dir(data_dir)
@@ -748,7 +775,7 @@ def tf_keras_status() -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", default="standard,small,simulated")
+    parser.add_argument("--groups", default="standard,small,simulated", help="also: executions")
     parser.add_argument("--train-rows", type=int, default=200_000)
     parser.add_argument(
         "--rounds", type=int, default=5, help="epochs per variant, first is warm-up"
@@ -759,7 +786,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     groups = [g for g in args.groups.split(",") if g]
-    unknown = sorted(set(groups) - {"standard", "small", "simulated"})
+    unknown = sorted(set(groups) - {"standard", "small", "simulated", "executions"})
     if unknown:
         parser.error(f"unknown groups {unknown}")
     keras.utils.set_random_seed(args.seed)
@@ -782,7 +809,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="widedeep-throughput-") as tmp:
         workdir = args.workdir or tmp
-        if {"standard", "small"} & set(groups):
+        if {"standard", "small", "executions"} & set(groups):
             data_dir = os.path.join(workdir, "standard")
             start = time.perf_counter()
             _, columns = write_standard_dataset(data_dir, args.train_rows, args.seed)
@@ -791,6 +818,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["standard"] = run_standard(data_dir, columns, args.rounds)
             if "small" in groups:
                 results["small_tables"] = run_small(data_dir, columns, args.rounds)
+            if "executions" in groups:
+                results["executions"] = run_executions(data_dir, args.rounds)
         if "simulated" in groups:
             results["simulated"] = run_simulated(
                 workdir, args.sim_impressions, args.sim_batch_size, args.rounds, args.seed

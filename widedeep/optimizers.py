@@ -3,9 +3,9 @@
 The stock Keras 3 optimizers update every row of a variable on every step, even when the gradient is a
 `tf.IndexedSlices` that names a few thousand rows of a 10^7-row wide table. The optimizers here keep the
 stock constructors, configs and dense formulas, and add a sparse path: repeated ids are summed first
-(`tf.unique` + `tf.math.unsorted_segment_sum`), the variable and its slots are gathered at those rows, the
-stock formula runs on the gathered rows, and the results are scattered back. Step time then depends on
-the batch, not on the table size.
+(`tf.unique` + `tf.math.unsorted_segment_sum`), then the stock formula runs on those rows only (FTRL through
+TensorFlow's fused `ResourceSparseApplyFtrlV2` kernel, Adagrad as a gather, the formula and two scatters).
+Step time then depends on the batch, not on the table size.
 
 Everything that runs between `apply()` and `update_step()` is kept sparse as well: gradients are
 de-duplicated before clipping (so `clipnorm`, `clipvalue` and `global_clipnorm` see the same numbers as on
@@ -138,7 +138,8 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
     A drop-in for `keras.optimizers.Ftrl`: same arguments, defaults, slots (`accumulator`, `linear`) and
     config. A dense gradient takes the stock update. A `tf.IndexedSlices` gradient (an embedding or a
     wide table read with a gather, e.g. `widedeep.layers.Embedding`) is de-duplicated, and the stock
-    formula is applied to the gathered rows of the variable and both slots, which are scattered back:
+    formula is applied to those rows of the variable and both slots, in place, by TensorFlow's fused
+    `ResourceSparseApplyFtrlV2` kernel (the same operations in the same order per row):
 
     ```python
     g = g + 2 * l2_shrinkage * w

@@ -133,8 +133,8 @@ class TrainConfig:
     batch_size: int = 512
     steps_per_execution: int = 16
     """Training steps per call into TensorFlow (`keras.Model.compile`): one Python round
-    trip and one round of callbacks per 16 steps instead of per step (+17% examples/s
-    on the standard Wide & Deep workload, `benchmarks/throughput.py`). Callbacks, the
+    trip and one round of callbacks per 16 steps instead of per step (+21% examples/s
+    on the standard Wide & Deep workload, `benchmarks/throughput.py --groups executions`). Callbacks, the
     NaN stop and mid-epoch backups then act at those boundaries."""
     logdir: str | None = "logs"
     seed: int = 0
