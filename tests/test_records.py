@@ -228,6 +228,46 @@ def test_shuffle_is_seeded_and_a_permutation(tmp_path):
     assert sum(1 for _ in ds.take(7)) == 7
 
 
+def test_reshuffle_each_iteration_false_repeats_the_first_order(tmp_path):
+    from widedeep.cli import main
+
+    data = str(tmp_path / "sim")
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                data,
+                "--seed",
+                "1",
+                "--num-users",
+                "30",
+                "--num-items",
+                "20",
+                "--num-impressions",
+                "600",
+                "--max-length",
+                "3",
+            ]
+        )
+        == 0
+    )
+
+    def orders(**kwargs):
+        ds = make_dataset(
+            data, "train", batch_size=32, shuffle=True, seed=5, shuffle_buffer=64, **kwargs
+        )
+        return [collect(ds)[0]["user_id"].tolist() for _ in range(2)]
+
+    # Keras restarts a dataset's iterator under a distribution strategy: a per-epoch
+    # pipeline must give the restarted iterator the same rows in the same order.
+    fixed = orders(reshuffle_each_iteration=False)
+    assert fixed[0] == fixed[1]
+    again = orders(reshuffle_each_iteration=True)
+    assert again[0] != again[1]  # the default reshuffles every iteration ...
+    assert sorted(again[0]) == sorted(again[1]) == sorted(fixed[0])  # ... the same rows
+
+
 def test_missing_column_is_named(tmp_path):
     rows = {k: v for k, v in ROWS.items() if k != "item_id"}
     writer = DatasetWriter(tmp_path, {"train": 1})

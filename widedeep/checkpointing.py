@@ -93,12 +93,21 @@ class TrainingBackup:
             backup written under another one.
         max_to_keep: checkpoints kept (older ones are the fallback when the newest
             holds non-finite weights).
+        save_directory: where `save` writes, if not `directory`: a worker other than
+            the chief saves (every worker must take part in a save) to a directory of
+            its own, and restores from the chief's `directory`.
     """
 
     def __init__(
-        self, directory: str, model: keras.Model, fingerprint: str, max_to_keep: int = 3
+        self,
+        directory: str,
+        model: keras.Model,
+        fingerprint: str,
+        max_to_keep: int = 3,
+        save_directory: str | None = None,
     ) -> None:
         self.directory = directory
+        self.save_directory = save_directory or directory
         self.model = model
         self.fingerprint = fingerprint
         model.build_optimizers()
@@ -110,7 +119,16 @@ class TrainingBackup:
             record=self._record,
         )
         self._manager = tf.train.CheckpointManager(
-            self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="state"
+            self._checkpoint, self.save_directory, max_to_keep=max_to_keep, checkpoint_name="state"
+        )
+        # A manager lists the checkpoints it found at creation and those it saved since: the
+        # process that saves must restore through the same one.
+        self._restore_manager = (
+            self._manager
+            if self.save_directory == directory
+            else tf.train.CheckpointManager(
+                self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="state"
+            )
         )
         self._best_checkpoint = tf.train.Checkpoint(variables=list(model.variables))
 
@@ -123,11 +141,11 @@ class TrainingBackup:
 
     def save_best_weights(self, epoch: int) -> str:
         """Writes the model's weights as the best epoch's (0-based `epoch`); returns the path."""
-        return self._best_checkpoint.write(os.path.join(self.directory, f"best-epoch-{epoch}"))
+        return self._best_checkpoint.write(os.path.join(self.save_directory, f"best-epoch-{epoch}"))
 
     def remove_best_weights(self, keep: str | None) -> None:
         """Deletes best-epoch weight files other than `keep` (once a newer record names `keep`)."""
-        for path in glob.glob(os.path.join(self.directory, "best-epoch-*")):
+        for path in glob.glob(os.path.join(self.save_directory, "best-epoch-*")):
             if keep is None or not path.startswith(keep + "."):
                 os.remove(path)
 
@@ -142,7 +160,7 @@ class TrainingBackup:
         Raises:
             BackupMismatchError: if the checkpoint was written under another fingerprint.
         """
-        latest = self._manager.latest_checkpoint
+        latest = self._restore_manager.latest_checkpoint
         if latest is None:
             return None
         return self._restore(latest)
@@ -173,15 +191,15 @@ class TrainingBackup:
 
     def restore_last_finite(self) -> dict[str, Any] | None:
         """Restores the newest checkpoint whose weights are all finite; returns its record (or None)."""
-        for path in reversed(self._manager.checkpoints):
+        for path in reversed(self._restore_manager.checkpoints):
             record = self._restore(path)
             if all(np.isfinite(w).all() for w in self.model.get_weights()):
                 return record
         return None
 
     def delete(self) -> None:
-        """Removes the backup directory (after the run has written its results)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Removes the directory `save` writes to (after the run has written its results)."""
+        shutil.rmtree(self.save_directory, ignore_errors=True)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -163,7 +163,10 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from widedeep.distribute import get_strategy
     from widedeep.optimizers import OptimizerConfig
+
+    get_strategy(args.strategy)  # multi_worker must exist before TensorFlow runs any op
     from widedeep.training import TrainConfig, TrainingDivergedError, train
 
     optimizer = OptimizerConfig(
@@ -191,6 +194,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         backup_every=args.backup_every,
         deterministic=args.deterministic,
         warm_start=args.warm_start,
+        strategy=args.strategy,
     )
     if args.warm_start and not os.path.isfile(args.warm_start):
         raise UsageError(f"--warm-start: no such model file: {args.warm_start}")
@@ -206,6 +210,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     except TrainingDivergedError as e:
         print(f"widedeep: training diverged: {e}", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
+    if not metrics:  # a worker other than the chief of a multi-worker cluster
+        print("widedeep: training done; the chief worker writes the model and the metrics")
+        return
     _print_json(metrics)
 
 
@@ -427,6 +434,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from widedeep.distribute import STRATEGIES
     from widedeep.training import MODELS, TrainConfig
 
     parser = _Parser(prog="widedeep", description="Wide & Deep and DFN for CTR prediction.")
@@ -542,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OLD/model.keras",
         help="start from an earlier model: rows of known keys keep their weights and "
         "optimizer slots, new keys start fresh (same --model and hyper-parameters)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=TrainConfig.strategy,
+        help="tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (see README)",
     )
     _add_model_flags(p)
     p.set_defaults(func=_cmd_train)

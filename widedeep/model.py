@@ -17,6 +17,14 @@ WIDE_BRANCH = "wide"
 """Name of the layer holding the wide (linear) branch; its variables go to the wide optimizer."""
 
 
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` is a MultiWorkerMirroredStrategy over more than one worker."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker")) > 1
+
+
 def _tree_first(x: Any) -> Any:
     return next(i for i in tf.nest.flatten(x) if i is not None)
 
@@ -196,6 +204,14 @@ class WideDeepModel(keras.Model):
                 sample_weight=tf.shape(_tree_first(x))[0],
             )
         gradients = tape.gradient(loss, wide_variables + deep_variables)
+        if self.distribute_strategy.num_replicas_in_sync > 1:
+            # TensorFlow all-gathers `IndexedSlices` of different lengths per replica with
+            # collectives inside a `cond` that fail (or mis-pair) under Keras' step
+            # function; dense gradients all-reduce exactly. Rows a replica's batch did not
+            # touch get a zero gradient, which leaves FTRL's and Adagrad's state unchanged.
+            gradients = [
+                tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients
+            ]
         wide_gradients = gradients[: len(wide_variables)]
         deep_gradients = gradients[len(wide_variables) :]
         if wide_variables:
@@ -204,4 +220,17 @@ class WideDeepModel(keras.Model):
             self.deep_optimizer.apply_gradients(zip(deep_gradients, deep_variables))
         if not (wide_variables or deep_variables):
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._reducible_logs(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        return self._reducible_logs(super().test_step(data))
+
+    def _reducible_logs(self, logs: dict[str, Any]) -> dict[str, Any]:
+        # Keras (3.15) reduces a step's logs across the workers of a multi-worker
+        # MultiWorkerMirroredStrategy with `strategy.reduce("MEAN", value, axis=0)`, which
+        # fails on the scalar metric results ("Invalid reduction dimension 0 for input with
+        # 0 dimensions"). As `[1]` tensors they reduce to the scalar mean over the
+        # replicas, which is what Keras computes for the other strategies.
+        if not _multi_worker(self.distribute_strategy):
+            return logs
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)

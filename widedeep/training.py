@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from widedeep import checkpointing
+from widedeep import checkpointing, distribute
 from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
 from widedeep.io import atomic_path, check_writable_dir, write_json
 from widedeep.layers.calibration import fit_logit_offset
@@ -149,6 +150,7 @@ class TrainConfig:
     deterministic: bool = False
     warm_start: str | None = None
     """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
+    strategy: str = "default"
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
@@ -304,7 +306,12 @@ def fit_dataset(
     seed: int,
     feedback_weights: tuple[float, float, float] | None,
 ) -> tf.data.Dataset:
-    """The shuffled (with `seed`) training pipeline over `rows` of the train split."""
+    """One epoch's training pipeline over `rows` of the train split, shuffled with `seed`.
+
+    Every iterator yields the same order: under a distribution strategy Keras
+    iterates once to build the model and again to train, and a resumed epoch
+    must see the batches of the interrupted one.
+    """
     return make_dataset(
         data_dir,
         "train",
@@ -314,6 +321,7 @@ def fit_dataset(
         seed=seed,
         feedback_weights=feedback_weights,
         rows=rows,
+        reshuffle_each_iteration=False,
     )
 
 
@@ -350,8 +358,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     (the last `validation_fraction` of the training period), both optimizers'
     learning rates, and weight histograms.
 
+    Under `config.strategy="multi_worker"` every worker trains; only the chief
+    evaluates and writes files.
+
     Returns:
-        The test metrics written to `metrics.json`.
+        The test metrics written to `metrics.json`; `{}` on a worker other than the
+        chief.
     """
     if config.steps_per_execution < 1:
         raise ValueError(
@@ -370,11 +382,26 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # CPU kernels used here are, several GPU ones (scatter-adds, segment sums) are not.
         tf.config.experimental.enable_op_determinism()
     schema, meta = load_dataset_dir(config.data)
-    model = compile_model(
-        build_model(schema, config.model, **config.hyperparameters),
-        config.optimizer,
-        config.steps_per_execution,
-    )
+    strategy = distribute.get_strategy(config.strategy)
+    chief = distribute.is_chief(strategy)
+    steps_per_execution = config.steps_per_execution
+    if strategy.num_replicas_in_sync > 1 and steps_per_execution > 1:
+        # Keras' multi-step loop fails with more than one replica ("You must feed a value
+        # for placeholder tensor ... while/cond") on TensorFlow 2.21 / Keras 3.15.
+        print(
+            f"--strategy {config.strategy}: {strategy.num_replicas_in_sync} replicas run one "
+            f"step per execution (--steps-per-execution {steps_per_execution} is for one replica)",
+            file=sys.stderr,
+            flush=True,
+        )
+        steps_per_execution = 1
+    with strategy.scope():
+        model = compile_model(
+            build_model(schema, config.model, **config.hyperparameters),
+            config.optimizer,
+            steps_per_execution,
+        )
+        model.build_optimizers()
     warm_started = None
     if config.warm_start:
         from widedeep.warm_start import warm_start
@@ -389,29 +416,38 @@ def train(config: TrainConfig) -> dict[str, Any]:
         weights = normalize_feedback_weights(weights, counts)
 
     def epoch_dataset(epoch: int) -> tf.data.Dataset:
-        return fit_dataset(
-            config.data,
-            schema,
-            (0, fit_rows),
-            batch_size=config.batch_size,
-            seed=checkpointing.epoch_seed(config.seed, epoch),
-            feedback_weights=weights,
+        return distribute.shard_by_batch(
+            fit_dataset(
+                config.data,
+                schema,
+                (0, fit_rows),
+                batch_size=config.batch_size,
+                seed=checkpointing.epoch_seed(config.seed, epoch),
+                feedback_weights=weights,
+            )
         )
 
     valid_ds = validation_dataset(
         config.data, schema, (fit_rows, total_rows), feedback_weights=weights
     )
+    if valid_ds is not None:
+        valid_ds = distribute.shard_by_batch(valid_ds)
     steps_per_epoch = -(-fit_rows // config.batch_size)
 
     check_writable_dir(config.out, "--out")
+    backup_dir = config.resolved_backup_dir()
+    task_type, task_id = distribute.worker_id(strategy)
     backup = checkpointing.TrainingBackup(
-        config.resolved_backup_dir(), model, fingerprint=_fingerprint(config)
+        backup_dir,
+        model,
+        fingerprint=_fingerprint(config),
+        save_directory=None if chief else f"{backup_dir}-{task_type}-{task_id}",
     )
     record = backup.restore() or {"epochs_done": 0, "history": {}}
     divergence = StopOnNonFiniteLoss()
     callbacks: list[keras.callbacks.Callback] = [divergence]
     run_logdir = None
-    if config.logdir:
+    if config.logdir and chief:
         run_name = f"{os.path.basename(os.path.normpath(config.out))}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_logdir = record.setdefault("logdir_run", os.path.join(config.logdir, run_name))
         callbacks += [
@@ -457,7 +493,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if divergence.diverged_at is not None:
         epoch = record["epochs_done"] + 1
         step = checkpointing.global_step(model) - record["epochs_done"] * steps_per_epoch
-        _write_last_good_model(config, backup, record, (epoch, step), weights)
+        _write_last_good_model(config, backup, record, (epoch, step), weights, chief)
+    if not chief:
+        backup.delete()
+        return {}
+    if task_type is not None:  # one of several workers
+        model = _local_copy(model, config.out)
 
     offset = 0.0
     if weights is not None and len(set(weights)) > 1:
@@ -500,6 +541,21 @@ def save_model(model: keras.Model, path: str) -> None:
         model.save(tmp)
 
 
+def _local_copy(model: keras.Model, directory: str) -> keras.Model:
+    """The trained model on this process alone, for evaluation outside the cluster's strategy.
+
+    Under `MultiWorkerMirroredStrategy` a `predict` would split the rows across the
+    workers; the chief scores every row itself on a copy made through a `.keras` file.
+    """
+    path = os.path.join(directory, f".model-{os.getpid()}.keras")
+    try:
+        model.save(path)
+        return keras.models.load_model(path)
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def _fingerprint(config: TrainConfig) -> str:
     """The settings a backup must share with the run resuming it (not where files go)."""
     settings = dataclasses.asdict(config)
@@ -514,8 +570,12 @@ def _write_last_good_model(
     record: dict[str, Any],
     diverged_at: tuple[int, int],
     weights: tuple[float, float, float] | None,
+    chief: bool,
 ) -> None:
-    """Saves the newest finite checkpoint as `model.keras`, records the divergence, and raises."""
+    """Saves the newest finite checkpoint as `model.keras`, records the divergence, and raises.
+
+    Other workers than the chief write nothing.
+    """
     epoch, step = diverged_at
     message = (
         f"the training loss became NaN or infinite at epoch {epoch}, step {step}: lower the "
@@ -523,6 +583,9 @@ def _write_last_good_model(
         f"--deep-learning-rate {config.optimizer.deep_learning_rate}) or the loss weights "
         f"(--loss-weights, now {weights})"
     )
+    if not chief:
+        backup.delete()
+        raise TrainingDivergedError(message)
     good = backup.restore_last_finite()
     diverged: dict[str, Any] = {"epoch": epoch, "step": step, "message": message}
     if good is not None:

@@ -951,7 +951,12 @@ def _compiled_parser(schema: Schema, names: tuple[str, ...]) -> Any:
 
 
 def _records(
-    files: list[str], shuffle: bool, seed: int | None, parallel: int | None, deterministic: bool
+    files: list[str],
+    shuffle: bool,
+    seed: int | None,
+    parallel: int | None,
+    deterministic: bool,
+    reshuffle: bool = True,
 ):
     """Records of `files` interleaved one at a time, which restores write order when not shuffled.
 
@@ -961,7 +966,7 @@ def _records(
     """
     file_ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
-        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
     return file_ds.interleave(
         tf.data.TFRecordDataset,
         cycle_length=len(files),
@@ -1012,15 +1017,15 @@ def _permute_rows(columns: dict[str, tf.Tensor], group_seed: tf.Tensor) -> dict[
     return {name: tf.gather(values, order) for name, values in columns.items()}
 
 
-def _shuffled_rows(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
+def _shuffled_rows(ds: tf.data.Dataset, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
     """Randomly permutes the rows of each `{column: [rows, ...]}` group.
 
     One in-tensor permutation per group of parsed records replaces a streaming
     `Dataset.shuffle` buffer, which moves every row through the buffer one element at a
     time. Each group gets its own seed from `Dataset.random`, so a `seed` makes the order
-    reproducible while every epoch (every new iterator) is reshuffled.
+    reproducible while, with `reshuffle`, every epoch (every new iterator) is reshuffled.
     """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
     return tf.data.Dataset.zip(ds, seeds).map(_permute_rows)
 
 
@@ -1039,6 +1044,7 @@ def make_dataset(
     shuffle_buffer: int = 10_000,
     num_parallel_reads: int | None = None,
     rows: tuple[int, int] | None = None,
+    reshuffle_each_iteration: bool = True,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline over one split of a dataset directory.
 
@@ -1080,6 +1086,12 @@ def make_dataset(
             order, e.g. the last tenth of the training period as a validation
             set. The shards are then read in file order and only the rows
             are shuffled (when `shuffle`).
+        reshuffle_each_iteration: with `shuffle`, whether every new iterator (a
+            new epoch of a dataset iterated several times, or of `repeat`) gets a
+            new order. False gives every iterator the order of the first: for a
+            dataset built per epoch with its own `seed`, as `widedeep train` does,
+            whose iterator may be restarted (Keras starts one to build the model
+            under a distribution strategy, then another to train).
 
     Returns:
         A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
@@ -1140,10 +1152,12 @@ def make_dataset(
         ds = ds.batch(group).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = _row_range(ds, start, stop)
     else:
-        ds = _records(files, shuffle, seed, parallel, deterministic).batch(group)
+        ds = _records(
+            files, shuffle, seed, parallel, deterministic, reshuffle_each_iteration
+        ).batch(group)
         ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if shuffle:
-        ds = _shuffled_rows(ds, seed)
+        ds = _shuffled_rows(ds, seed, reshuffle_each_iteration)
     if repeat:
         ds = ds.repeat()
     # rebatch(n) == unbatch().batch(n), without per-row elements.
