@@ -109,7 +109,7 @@ def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
             "metrics.json",
             "model.keras",
         ]
-        assert os.listdir(f"{outs[1]}/{name}") == []
+        assert os.listdir(f"{outs[1]}/{name}") == []  # not even an empty backup directory
 
 
 def test_multi_worker_without_tf_config_is_one_line(monkeypatch):

@@ -28,6 +28,7 @@ state = backup.restore()  # None on a fresh start
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -198,8 +199,16 @@ class TrainingBackup:
         return None
 
     def delete(self) -> None:
-        """Removes the directory `save` writes to (after the run has written its results)."""
+        """Removes the directory `save` writes to (after the run has written its results).
+
+        A worker that saves elsewhere also removes the chief's `directory` if it left it
+        empty (creating its restoring manager made it; on shared storage the chief's
+        own files stay).
+        """
         shutil.rmtree(self.save_directory, ignore_errors=True)
+        if self.save_directory != self.directory:
+            with contextlib.suppress(OSError):  # absent, or holding the chief's checkpoints
+                os.rmdir(self.directory)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
