@@ -136,7 +136,8 @@ class TrainConfig:
     """Training steps per call into TensorFlow (`keras.Model.compile`): one Python round
     trip and one round of callbacks per 16 steps instead of per step (+21% examples/s
     on the standard Wide & Deep workload, `benchmarks/throughput.py --groups executions`). Callbacks, the
-    NaN stop and mid-epoch backups then act at those boundaries."""
+    NaN stop and mid-epoch backups then act at those boundaries. With more than one
+    replica (`strategy`) Keras' multi-step loop fails, and `train` uses 1."""
     logdir: str | None = "logs"
     seed: int = 0
     validation_fraction: float = 0.1
@@ -151,6 +152,10 @@ class TrainConfig:
     warm_start: str | None = None
     """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
     strategy: str = "default"
+    """One of `widedeep.distribute.STRATEGIES`: `"mirrored"` trains on this machine's
+    devices, `"multi_worker"` on the cluster of `TF_CONFIG` (only the chief writes
+    files). With more than one replica, steps run one per execution and sparse
+    gradients are all-reduced dense (see the README)."""
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
