@@ -7,7 +7,8 @@
   command on every worker.
 
 Every worker keeps a full copy of the variables (embedding tables included) and
-the gradients are all-reduced each step (sparse ones all-gathered), so the global
+the gradients are all-reduced each step (`WideDeepModel.train_step` makes the
+sparse ones dense first when there is more than one replica), so the global
 batch (`--batch-size`) is split across all replicas and the weights stay
 identical everywhere. Each worker reads every shard and keeps its part of each
 global batch (`tf.data` auto-shard policy `DATA`): step `k` of a cluster trains on

@@ -205,10 +205,11 @@ class WideDeepModel(keras.Model):
             )
         gradients = tape.gradient(loss, wide_variables + deep_variables)
         if self.distribute_strategy.num_replicas_in_sync > 1:
-            # TensorFlow all-gathers `IndexedSlices` of different lengths per replica with
-            # collectives inside a `cond` that fail (or mis-pair) under Keras' step
-            # function; dense gradients all-reduce exactly. Rows a replica's batch did not
-            # touch get a zero gradient, which leaves FTRL's and Adagrad's state unchanged.
+            # TensorFlow's all-gather of `IndexedSlices` (collectives inside a `cond` that
+            # pads unequal lengths) failed with a collective shape mismatch in this step
+            # when the replicas touched different numbers of rows (TF 2.21, Keras 3.15);
+            # dense gradients all-reduce exactly. Rows a replica's batch did not touch get
+            # a zero gradient, which leaves FTRL's and Adagrad's state unchanged.
             gradients = [
                 tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients
             ]
