@@ -168,6 +168,9 @@ class FeedbackTransformer(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
+        self.attention_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="attention_dropout"
+        )
         # Created in `build`, once the model width is known.
         self.attention: keras.layers.MultiHeadAttention | None = None
         self.ffn_inner: keras.layers.Dense | None = None
@@ -231,13 +234,14 @@ class FeedbackTransformer(keras.layers.Layer):
         # layer norms and the feed-forward network run for the target's query alone
         # (the same output, 1 query instead of L + 1).
         queries = 1 if self.pooling == "target" else None
-        # Key mask [B, queries, L+1 (keys)]: every query sees only the valid keys.
-        attention_mask = ops.logical_and(
-            ops.expand_dims(valid, 1), ops.ones_like(ops.expand_dims(valid[:, :queries], 2))
-        )
+        # Key mask [B, L+1 (queries), L+1 (keys)]: every query sees only the valid keys.
+        attention_mask = ops.logical_and(ops.expand_dims(valid, 1), ops.expand_dims(valid, 2))
 
         def attend(x: Any) -> Any:
-            x = self.attention(x[:, :queries], x, attention_mask=attention_mask, training=training)
+            if queries == 1:
+                x = self._attend_one_query(x, valid, training)
+            else:
+                x = self.attention(x, x, attention_mask=attention_mask, training=training)
             return self.dropout_layer(x, training=training)
 
         def feed_forward(x: Any) -> Any:
@@ -250,6 +254,27 @@ class FeedbackTransformer(keras.layers.Layer):
             hidden = self.attention_norm(hidden[:, :queries] + attend(hidden))
             hidden = self.ffn_norm(hidden + feed_forward(hidden))
         return self._pool(hidden, valid)
+
+    def _attend_one_query(self, x: Any, valid: Any, training: bool | None) -> Any:
+        """`self.attention(x[:, :1], x, ...)` for the target's query alone: `[B, 1, d]`.
+
+        The same weights and formula as `keras.layers.MultiHeadAttention` (scaled dot
+        product, masked softmax over the keys, dropout on the weights, output
+        projection), with one query written as products and sums over `[B, L+1, heads,
+        key_dim]`: Keras' batched matrix products of one row by `L + 1` columns cost far
+        more than the arithmetic, above all in the backward pass.
+        """
+        attention = self.attention
+        key_dim = attention.key_dim
+        query = attention.query_dense(x[:, :1])  # [B, 1, heads, key_dim]
+        key = attention.key_dense(x)  # [B, L+1, heads, key_dim]
+        value = attention.value_dense(x)
+        scores = ops.sum(query * key, axis=-1) / ops.cast(ops.sqrt(key_dim), x.dtype)
+        floor = ops.full_like(scores, _large_negative(scores.dtype))
+        scores = ops.where(ops.expand_dims(valid, -1), scores, floor)  # [B, L+1, heads]
+        weights = self.attention_dropout(ops.softmax(scores, axis=1), training=training)
+        context = ops.sum(ops.expand_dims(weights, -1) * value, axis=1, keepdims=True)
+        return attention.output_dense(context)  # [B, 1, d]
 
     def _pool(self, hidden: Any, valid: Any) -> Any:
         if self.pooling == "target":
@@ -384,11 +409,22 @@ class ClickAwareAttention(keras.layers.Layer):
     ) -> Any:
         mask = _as_bool_mask(values_mask, values)
         values = _zero_padding(values, mask)
-        queries = ops.broadcast_to(ops.expand_dims(query, 1), ops.shape(values))
-        features = ops.concatenate(
-            [queries, values, queries * values, queries - values], axis=-1
-        )  # [B, L, 4d]
-        scores = ops.squeeze(self.scorer(features, training=training), axis=-1)  # [B, L]
+        # W1 [q; x; q * x; q - x] = q (W_q + W_s) + x (W_x - W_s) + (q * x) W_m, with W1's
+        # row blocks W_q, W_x, W_m, W_s: the query's part once per row, not once per item,
+        # and no [B, L, 4d] concatenation (the same product, summed in another order).
+        first = self.scorer.hidden_layers[0]
+        w_q, w_x, w_m, w_s = ops.split(ops.cast(first.kernel, values.dtype), 4, axis=0)
+        query_part = ops.matmul(query, w_q + w_s)
+        if first.use_bias:
+            query_part = query_part + ops.cast(first.bias, values.dtype)
+        product = (
+            ops.matmul(values, w_x - w_s)
+            + ops.matmul(ops.expand_dims(query, 1) * values, w_m)
+            + ops.expand_dims(query_part, 1)
+        )  # [B, L, h]
+        scores = ops.squeeze(
+            self.scorer.call_after_first_product(product, training=training), axis=-1
+        )  # [B, L]
         scores = ops.where(mask, scores, ops.full_like(scores, _large_negative(scores.dtype)))
         weights = ops.softmax(scores, axis=-1)
         # A row without valid positions gets a uniform softmax over its padding; zero those

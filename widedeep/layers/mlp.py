@@ -159,9 +159,23 @@ class MLP(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = inputs
+        if not self.hidden_layers:
+            return self.output_layer(inputs)
+        return self.call_after_first_product(self.hidden_layers[0](inputs), training=training)
+
+    def call_after_first_product(self, product: Any, training: bool | None = None) -> Any:
+        """Runs the MLP from the output of its first hidden `Dense` (`x @ kernel + bias`) on.
+
+        For callers that compute that product faster from its parts than from the
+        concatenated input (`ClickAwareAttention` does): `call(x)` equals
+        `call_after_first_product(mlp.hidden_layers[0](x))`. Needs a hidden layer.
+        """
+        if not self.hidden_layers:
+            raise ValueError("call_after_first_product needs an MLP with hidden layers")
+        x = product
         for i, dense in enumerate(self.hidden_layers):
-            x = dense(x)
+            if i:
+                x = dense(x)
             if self.use_batch_norm:
                 x = self.batch_norms[i](x, training=training)
             x = self.activation(x)
