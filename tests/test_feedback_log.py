@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import math
 import re
 
 import numpy as np
+import polars as pl
 import pytest
 
 from widedeep.data.feedback_log import (
@@ -19,10 +21,10 @@ from widedeep.data.feedback_log import (
     categorical_feature,
     num_test,
     parse_int,
-    parse_optional_int,
     read_csv_with_header,
     read_delimited,
 )
+from widedeep.data.prepare import parse_columns
 from widedeep.data.records import DatasetError
 
 
@@ -83,11 +85,34 @@ def test_parse_int():
     assert parse_int("12") == 12 and parse_int("12.0") == 12
     with pytest.raises(ValueError):
         parse_int("1.5")
-    assert (
-        parse_optional_int("") == -1
-        and parse_optional_int("nan") == -1
-        and parse_optional_int(" 3.0") == 3
+
+
+def test_parse_columns_by_kind_names_the_first_bad_column():
+    frame = pl.DataFrame(
+        {
+            "_line": [2, 3, 4, 5],
+            "n": ["", "nan", " 3.0", "7"],
+            "x": ["1.5", "", " 2e3", "abc"],
+            "s": [" a ", "b", "", "c"],
+            "d": ["2022-04-25", "", "2022-04-26 10:00:00", "2022-13-01"],
+        },
+        schema_overrides={"_line": pl.Int64},
     )
+    kinds = {"n": "optional_int", "x": "optional_float", "s": "string", "d": "date"}
+    good, bad = parse_columns(frame, kinds)
+    assert good["_line"].to_list() == [2, 3, 4]
+    assert good["n"].to_list() == [-1, -1, 3]
+    x = good["x"].to_list()
+    assert x[0] == 1.5 and math.isnan(x[1]) and x[2] == 2000.0
+    assert good["s"].to_list() == ["a", "b", ""]
+    d = good["d"].to_list()
+    assert d[0] == datetime.date(2022, 4, 25).toordinal() and math.isnan(d[1])
+    assert d[2] == datetime.date(2022, 4, 26).toordinal()
+    # Row 5 fails in x and in d: the first column of `kinds` is named.
+    assert bad == [(5, "unreadable value: x is not a number: 'abc'")]
+    _, bad = parse_columns(frame.with_columns(n=pl.lit("1.5")), {"n": "optional_int"})
+    assert [line for line, _ in bad] == [2, 3, 4, 5]
+    assert bad[0][1] == "unreadable value: n is not an integer: '1.5'"
 
 
 def test_feature_table_missing_row_and_median_imputation():

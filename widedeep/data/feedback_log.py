@@ -252,20 +252,6 @@ def parse_int(text: str) -> int:
         return int(value)
 
 
-def parse_optional_int(text: str) -> int:
-    """Like `parse_int`, with an empty or `nan` cell read as `MISSING_INT`."""
-    text = text.strip()
-    if not text or text.lower() == "nan":
-        return MISSING_INT
-    return parse_int(text)
-
-
-def parse_optional_float(text: str) -> float:
-    """Parse a float; an empty cell is `nan` (a missing numeric value)."""
-    text = text.strip()
-    return float(text) if text else math.nan
-
-
 # ---------------------------------------------------------------------- feature tables
 
 

@@ -47,10 +47,11 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from widedeep.data.feedback_log import (
     CLICK,
@@ -66,12 +67,15 @@ from widedeep.data.feedback_log import (
     cross_feature,
     feedback_sequences,
     numeric_feature,
-    parse_int,
-    parse_optional_float,
-    parse_optional_int,
-    read_csv_with_header,
 )
-from widedeep.data.prepare import Impressions, prepare_source, read_log, report_bad_rows
+from widedeep.data.prepare import (
+    Impressions,
+    first_rows,
+    parse_columns,
+    prepare_source,
+    read_log,
+    report_bad_rows,
+)
 from widedeep.schema import Schema
 
 __all__ = ["prepare_kuairand", "KuaiRandSource", "LOG_COLUMNS", "USER_COLUMNS", "VIDEO_COLUMNS"]
@@ -140,13 +144,6 @@ def _day_ordinals(dates: np.ndarray) -> np.ndarray:
     return days[inverse.ravel()]
 
 
-def _iso_date_ordinal(text: str) -> float:
-    text = text.strip()
-    if not text:
-        return math.nan
-    return float(datetime.date.fromisoformat(text[:10]).toordinal())
-
-
 class KuaiRandSource(FeedbackSource):
     """KuaiRand logs and side features as a `FeedbackSource`.
 
@@ -182,107 +179,77 @@ class KuaiRandSource(FeedbackSource):
 
     # ------------------------------------------------------------------ side tables
     @staticmethod
+    def _read_table(
+        path: str,
+        key: str,
+        what: str,
+        kinds: dict[str, str],
+        policy: ErrorPolicy,
+        transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    ) -> pl.DataFrame:
+        """A side table's good rows, parsed by `kinds`; bad and repeated rows go to `policy`.
+
+        `transform` rewrites the string columns before they are parsed.
+        """
+        frame, bad = read_log(path, (key, *kinds), [key], infer_types=False)
+        if transform is not None:
+            frame = transform(frame)
+        frame, unparsed = parse_columns(frame, kinds)
+        frame, repeated = first_rows(frame, key, what)
+        problems = [(line, "malformed_feature_rows", m) for line, m in bad + unparsed]
+        problems += [(line, "duplicate_feature_rows", m) for line, m in repeated]
+        for line, kind, message in sorted(problems):
+            policy.reject(kind, path, line, message)
+        return frame
+
+    @staticmethod
     def _read_users(path: str, policy: ErrorPolicy) -> FeatureTable:
-        keys: list[int] = []
-        columns: dict[str, list[Any]] = {c: [] for c in USER_COLUMNS[1:]}
-        seen: set[int] = set()
-        for index, line, fields in read_csv_with_header(path, USER_COLUMNS):
-            if len(fields) != len(index):
-                policy.reject(
-                    "malformed_feature_rows",
-                    path,
-                    line,
-                    f"expected {len(index)} fields, found {len(fields)}",
-                )
-                continue
-            try:
-                user = parse_int(fields[index["user_id"]])
-                row: dict[str, Any] = {c: fields[index[c]].strip() for c in USER_CATEGORICAL_STRING}
-                for c in USER_CATEGORICAL_INT:
-                    row[c] = parse_optional_int(fields[index[c]])
-                for c in USER_LOG_NUMERIC:
-                    x = parse_optional_float(fields[index[c]])
-                    row[c] = math.log1p(max(x, 0.0)) if not math.isnan(x) else x
-            except ValueError as e:
-                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
-                continue
-            if user in seen:
-                policy.reject(
-                    "duplicate_feature_rows",
-                    path,
-                    line,
-                    f"user {user} listed again (first row kept)",
-                )
-                continue
-            seen.add(user)
-            keys.append(user)
-            for c, v in row.items():
-                columns[c].append(v)
-        dtypes = {c: "string" for c in USER_CATEGORICAL_STRING}
-        dtypes.update({c: "int64" for c in USER_CATEGORICAL_INT})
-        numeric = {c: f"log_{c}" for c in USER_LOG_NUMERIC}
-        dtypes.update({numeric[c]: "float32" for c in USER_LOG_NUMERIC})
-        columns = {numeric.get(c, c): v for c, v in columns.items()}
-        return FeatureTable("users", path, keys, columns, dtypes)
+        kinds = {c: "string" for c in USER_CATEGORICAL_STRING}
+        kinds.update({c: "optional_int" for c in USER_CATEGORICAL_INT})
+        kinds.update({c: "optional_float" for c in USER_LOG_NUMERIC})
+        frame = KuaiRandSource._read_table(path, "user_id", "user", kinds, policy)
+        columns: dict[str, np.ndarray] = {}
+        dtypes: dict[str, str] = {}
+        for c in USER_CATEGORICAL_STRING:
+            columns[c], dtypes[c] = frame[c].to_numpy().astype(object), "string"
+        for c in USER_CATEGORICAL_INT:
+            columns[c], dtypes[c] = frame[c].to_numpy(), "int64"
+        for c in USER_LOG_NUMERIC:
+            x = frame[c].to_numpy()
+            columns[f"log_{c}"] = np.log1p(np.maximum(x, 0.0))  # nan stays nan
+            dtypes[f"log_{c}"] = "float32"
+        return FeatureTable("users", path, frame["user_id"].to_numpy(), columns, dtypes)
 
     @staticmethod
     def _read_videos(path: str, policy: ErrorPolicy) -> tuple[FeatureTable, np.ndarray]:
-        keys: list[int] = []
-        columns: dict[str, list[Any]] = {
-            c: []
-            for c in (
-                "video_id",
-                "author_id",
-                "tag",
-                "video_type",
-                "upload_type",
-                "music_type",
-                "log_duration",
-            )
+        kinds = {
+            "video_duration": "optional_float",
+            "author_id": "optional_int",
+            "tag": "optional_int",
+            "music_type": "optional_int",
+            "video_type": "string",
+            "upload_type": "string",
+            "upload_dt": "date",
         }
-        uploads: list[float] = []
-        seen: set[int] = set()
-        for index, line, fields in read_csv_with_header(path, VIDEO_COLUMNS):
-            if len(fields) != len(index):
-                policy.reject(
-                    "malformed_feature_rows",
-                    path,
-                    line,
-                    f"expected {len(index)} fields, found {len(fields)}",
-                )
-                continue
-            try:
-                video = parse_int(fields[index["video_id"]])
-                tags = fields[index["tag"]].strip().strip('"').split(",")
-                duration_ms = parse_optional_float(fields[index["video_duration"]])
-                row = {
-                    "video_id": video,
-                    "author_id": parse_optional_int(fields[index["author_id"]]),
-                    "tag": parse_optional_int(tags[0]),
-                    "video_type": fields[index["video_type"]].strip(),
-                    "upload_type": fields[index["upload_type"]].strip(),
-                    "music_type": parse_optional_int(fields[index["music_type"]]),
-                    "log_duration": math.log1p(max(duration_ms, 0.0) / 1000.0)
-                    if not math.isnan(duration_ms)
-                    else duration_ms,
-                }
-                upload = _iso_date_ordinal(fields[index["upload_dt"]])
-            except ValueError as e:
-                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
-                continue
-            if video in seen:
-                policy.reject(
-                    "duplicate_feature_rows",
-                    path,
-                    line,
-                    f"video {video} listed again (first row kept)",
-                )
-                continue
-            seen.add(video)
-            keys.append(video)
-            uploads.append(upload)
-            for c, v in row.items():
-                columns[c].append(v)
+        # A list of tags, `"12,7"` (quoted, or not): the first one is the video's tag.
+        first_tag = pl.col("tag").str.strip_chars().str.strip_chars('"').str.split(",").list.first()
+        frame = KuaiRandSource._read_table(
+            path,
+            "video_id",
+            "video",
+            kinds,
+            policy,
+            lambda f: f.with_columns(tag=first_tag),
+        )
+        columns = {
+            "video_id": frame["video_id"].to_numpy(),
+            "author_id": frame["author_id"].to_numpy(),
+            "tag": frame["tag"].to_numpy(),
+            "video_type": frame["video_type"].to_numpy().astype(object),
+            "upload_type": frame["upload_type"].to_numpy().astype(object),
+            "music_type": frame["music_type"].to_numpy(),
+            "log_duration": np.log1p(np.maximum(frame["video_duration"].to_numpy(), 0.0) / 1000.0),
+        }
         dtypes = {
             "video_id": "int64",
             "author_id": "int64",
@@ -292,10 +259,11 @@ class KuaiRandSource(FeedbackSource):
             "music_type": "int64",
             "log_duration": "float32",
         }
-        known = sorted(u for u in uploads if not math.isnan(u))
-        fill = known[len(known) // 2] if known else math.nan
-        upload_by_row = np.array([fill if math.isnan(u) else u for u in uploads], dtype=np.float64)
-        table = FeatureTable("videos", path, keys, columns, dtypes)
+        uploads = frame["upload_dt"].to_numpy()
+        known = np.sort(uploads[~np.isnan(uploads)])
+        fill = known[len(known) // 2] if len(known) else math.nan
+        upload_by_row = np.where(np.isnan(uploads), fill, uploads)
+        table = FeatureTable("videos", path, frame["video_id"].to_numpy(), columns, dtypes)
         if len(known) < len(uploads):
             table.imputed["upload_dt"] = len(uploads) - len(known)
         return table, upload_by_row

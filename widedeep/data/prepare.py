@@ -49,11 +49,13 @@ from widedeep.data.feedback_log import (
     TrainStatistics,
     read_csv_with_header,
 )
+from widedeep.schema import MISSING_INT
 
 __all__ = [
     "Impressions",
     "prepare_impressions",
     "prepare_source",
+    "parse_columns",
     "parse_integer_columns",
     "read_log",
     "report_bad_rows",
@@ -61,6 +63,9 @@ __all__ = [
 ]
 
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+
+_EPOCH_ORDINAL = 719_163
+"""`datetime.date(1970, 1, 1).toordinal()`: Polars dates count days from 1970-01-01."""
 
 CHUNK_ROWS = 8192
 """Rows per chunk handed to the writer (the engine's unit of working memory)."""
@@ -137,7 +142,7 @@ class _NeedsExactRead(Exception):
 
 
 def read_log(
-    path: str, required: Sequence[str], integers: Sequence[str]
+    path: str, required: Sequence[str], integers: Sequence[str], *, infer_types: bool = True
 ) -> tuple[pl.DataFrame, BadRows]:
     """Read a CSV (with a header) or Parquet log into a frame, validating it.
 
@@ -145,6 +150,8 @@ def read_log(
         path: the file (`.parquet` / `.pq` is read as Parquet, anything else as CSV).
         required: columns that must be present (`FeedbackLogError` names the missing).
         integers: columns read as int64; a row whose value is not an integer is malformed.
+        infer_types: infer the other CSV columns' types; `False` reads them as strings
+            (empty cells as `""`), for the caller to parse (`parse_columns`).
 
     Returns:
         `(frame, bad)`: every column of the file plus `_line` (1-based line of the
@@ -157,20 +164,55 @@ def read_log(
     next(rows, None)
     rows.close()
     try:
-        frame = pl.read_csv(
-            path,
-            schema_overrides={c: pl.Int64 for c in integers},
-            infer_schema_length=10_000,
-            try_parse_dates=False,
-        ).with_row_index("_line", offset=2)
+        if infer_types:
+            frame = pl.read_csv(
+                path,
+                schema_overrides={c: pl.Int64 for c in integers},
+                infer_schema_length=10_000,
+                try_parse_dates=False,
+            )
+        else:
+            frame = pl.read_csv(path, infer_schema=False)
+        frame = frame.with_row_index("_line", offset=2)
         columns = [c for c in frame.columns if c != "_line"]
         frame = frame.filter(~pl.all_horizontal(pl.col(c).is_null() for c in columns))
+        if not infer_types:
+            if _field_counts_differ(path, len(columns), frame.height):
+                raise _NeedsExactRead  # Polars pads a short row with empty strings
+            frame = frame.with_columns(
+                pl.col(c).fill_null("") for c in columns if c not in integers
+            )
+            frame, unparsed = parse_integer_columns(frame, integers)
+            if unparsed:
+                raise _NeedsExactRead
         if frame.select(pl.any_horizontal(pl.col(c).is_null().any() for c in integers)).item():
             raise _NeedsExactRead
     except (pl.exceptions.PolarsError, _NeedsExactRead):
         return _read_csv_exactly(path, required, integers)
     frame = frame.with_columns(_line=pl.col("_line").cast(pl.Int64), _key=pl.struct(columns).hash())
     return frame, []
+
+
+def _field_counts_differ(path: str, num_columns: int, num_rows: int) -> bool:
+    """Whether a CSV file has a row of another field count than its header, or blank lines.
+
+    Counts the separators outside double-quoted fields of each raw line; a file
+    whose rows Polars would not map one-to-one onto its non-blank lines counts as
+    differing too (the exact reader then names every bad row).
+    """
+    lines = pl.read_csv(
+        path,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        infer_schema=False,
+        new_columns=["line"],
+    )["line"]
+    lines = lines.slice(1).str.strip_chars_end("\r")
+    if lines.null_count() or (lines == "").any() or len(lines) != num_rows:
+        return True
+    fields = lines.str.replace_all('"[^"]*"', "").str.count_matches(",") + 1
+    return bool((fields != num_columns).any())
 
 
 def _read_parquet(
@@ -232,34 +274,91 @@ def parse_integer_columns(
         `(frame, bad)`: the good rows with `integers` as int64, and the bad rows'
         `(line, message)` naming the first column that is not an integer.
     """
+    return parse_columns(frame, {name: "int" for name in integers})
+
+
+def _whole_number(text: pl.Expr) -> pl.Expr:
+    """`text` (stripped) as int64 when it is an integer written as `"12"` or `"12.0"`, else null."""
+    as_int = text.cast(pl.Int64, strict=False)
+    as_float = text.cast(pl.Float64, strict=False)
+    whole = as_float.is_finite() & (as_float == as_float.floor())
+    return pl.when(as_int.is_not_null()).then(as_int).when(whole).then(as_float.cast(pl.Int64))
+
+
+def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFrame, BadRows]:
+    """Parse columns by kind; a row where one does not parse is bad.
+
+    Kinds: `"int"` (int64, `"12"` or `"12.0"`); `"optional_int"` (the same, an empty
+    or `nan` cell is `MISSING_INT`); `"optional_float"` (float64, an empty cell is nan);
+    `"string"` (stripped of surrounding whitespace); `"date"` (`YYYY-MM-DD`, anything
+    after the 10th character ignored, as the day's `datetime.date.toordinal()` in
+    float64; an empty cell is nan).
+
+    Args:
+        frame: with an int64 `_line` column; the columns to parse as strings (or, for
+            `"int"`, any type castable to int64).
+        kinds: `{column: kind}`, in the order their problems are reported.
+
+    Returns:
+        `(frame, bad)`: the good rows with the columns parsed, and the bad rows'
+        `(line, message)` naming the first column that does not parse.
+    """
     parsed = {}
-    bad_any = pl.lit(False)
-    reason = pl.lit(None, dtype=pl.String)
-    for name in integers:
+    messages = []
+    for name, kind in kinds.items():
         col = pl.col(name)
-        if frame.schema[name] == pl.String:
-            text = col.str.strip_chars()
-            as_int = text.cast(pl.Int64, strict=False)
-            as_float = text.cast(pl.Float64, strict=False)
-            whole = as_float.is_finite() & (as_float == as_float.floor())
+        string = frame.schema[name] == pl.String
+        text = col.str.strip_chars() if string else col
+        if kind == "int":
+            value = _whole_number(text) if string else col.cast(pl.Int64, strict=False)
+            bad, wanted = value.is_null(), "an integer"
+        elif kind == "optional_int":
+            empty = (text == "") | (text.str.to_lowercase() == "nan")
+            value = pl.when(empty).then(pl.lit(MISSING_INT)).otherwise(_whole_number(text))
+            bad, wanted = value.is_null(), "an integer"
+        elif kind == "string":
+            value, bad, wanted = text, pl.lit(False), ""
+        elif kind == "date":
+            day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+            ordinal = day.cast(pl.Int32).cast(pl.Float64) + float(_EPOCH_ORDINAL)
+            value = pl.when(text == "").then(float("nan")).otherwise(ordinal)
+            bad, wanted = value.is_null(), "a YYYY-MM-DD date"
+        elif kind == "optional_float":
             value = (
-                pl.when(as_int.is_not_null()).then(as_int).when(whole).then(as_float.cast(pl.Int64))
+                pl.when(text == "")
+                .then(float("nan"))
+                .otherwise(text.cast(pl.Float64, strict=False))
             )
+            bad, wanted = value.is_null(), "a number"
         else:
-            value = col.cast(pl.Int64, strict=False)
-        bad = value.is_null()
+            raise ValueError(f"unknown column kind {kind!r} for {name!r}")
         shown = col.cast(pl.String).fill_null("")
-        reason = (
-            pl.when(reason.is_null() & bad)
-            .then(pl.format("unreadable value: {} is not an integer: '{}'", pl.lit(name), shown))
-            .otherwise(reason)
+        message = pl.format(
+            "unreadable value: {} is not {}: '{}'", pl.lit(name), pl.lit(wanted), shown
         )
-        bad_any = bad_any | bad
+        messages.append(pl.when(bad).then(message))
         parsed[name] = value
-    frame = frame.with_columns(_reason=reason, **parsed)
+    # One flat coalesce: the first column whose value does not parse (a chain of nested
+    # when/otherwise over many columns made Polars' planner take minutes).
+    reason = pl.coalesce(messages) if messages else pl.lit(None, dtype=pl.String)
+    frame = frame.with_columns(_reason=reason).with_columns(**parsed)
     bad_frame = frame.filter(pl.col("_reason").is_not_null())
     bad = list(zip(bad_frame["_line"].to_list(), bad_frame["_reason"].to_list(), strict=True))
     return frame.filter(pl.col("_reason").is_null()).drop("_reason"), bad
+
+
+def first_rows(frame: pl.DataFrame, key: str, what: str) -> tuple[pl.DataFrame, BadRows]:
+    """The first row of each `key` value (file order); the later rows are bad: `(line, message)`.
+
+    `what` names a key value in the message (`"user 7 listed again (first row kept)"`).
+    """
+    first = pl.col(key).is_first_distinct()
+    again = frame.filter(~first)
+    bad = [
+        (line, f"{what} {value} listed again (first row kept)")
+        for line, value in zip(again["_line"].to_list(), again[key].to_list(), strict=True)
+    ]
+    return frame.filter(first), bad
 
 
 def report_bad_rows(

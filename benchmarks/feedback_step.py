@@ -1,0 +1,101 @@
+"""Forward + backward time of DFN's feedback module alone (`FeedbackInteraction`).
+
+One step = the module on a batch of random target and click / unclick / dislike item vectors
+(random valid lengths), a weighted sum of its output as the loss, and the gradients of every
+weight and of the target, all inside one `tf.function`, at `DFN_DEFAULTS`' settings (model width
+16, 2 heads, target pooling, pre-norm). With `--xla` a second variant compiles the same step
+with `jit_compile=True`. Prints JSON: the median and minimum milliseconds per step.
+
+Usage:
+    python benchmarks/feedback_step.py [--batch 512] [--length 30] [--item-dim 24] [--steps 30] [--xla]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from widedeep.layers.feedback import FEEDBACK_SEQUENCES, FeedbackInteraction  # noqa: E402
+from widedeep.models.dfn import DFN_DEFAULTS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--length", type=int, default=30)
+    parser.add_argument("--item-dim", type=int, default=24, help="3 item fields x 8 (the default)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--xla", action="store_true", help="also time the step under XLA")
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inputs = {"target": tf.constant(rng.normal(size=(args.batch, args.item_dim)), tf.float32)}
+    for name in FEEDBACK_SEQUENCES:
+        shape = (args.batch, args.length, args.item_dim)
+        inputs[name] = tf.constant(rng.normal(size=shape), tf.float32)
+        lengths = rng.integers(0, args.length + 1, size=args.batch)
+        inputs[f"{name}_mask"] = tf.constant(np.arange(args.length)[None] < lengths[:, None])
+    module = FeedbackInteraction(
+        model_dim=DFN_DEFAULTS["model_dim"],
+        num_heads=DFN_DEFAULTS["num_heads"],
+        ffn_multiplier=DFN_DEFAULTS["ffn_multiplier"],
+        pooling=DFN_DEFAULTS["pooling"],
+        norm_first=DFN_DEFAULTS["norm_first"],
+        attention_hidden_units=DFN_DEFAULTS["attention_hidden_units"],
+    )
+    module(inputs)
+    weights = tf.constant(rng.normal(size=(args.batch, module.output_dim)), tf.float32)
+
+    def step(batch: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(batch["target"])
+            loss = tf.reduce_sum(module(batch, training=True) * weights)
+        return tape.gradient(loss, [*module.trainable_variables, batch["target"]])
+
+    variants = {"graph": tf.function(step)}
+    if args.xla:
+        variants["xla"] = tf.function(step, jit_compile=True)
+    results = {}
+    for name, fn in variants.items():
+        for _ in range(args.warmup):
+            fn(inputs)
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            fn(inputs)[0].numpy()
+            times.append(1000 * (time.perf_counter() - start))
+        results[name] = {
+            "median_ms": round(float(np.median(times)), 2),
+            "min_ms": round(float(np.min(times)), 2),
+        }
+    print(
+        json.dumps(
+            {
+                "batch": args.batch,
+                "length": args.length,
+                "item_dim": args.item_dim,
+                "steps": args.steps,
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "variants": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
