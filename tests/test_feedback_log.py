@@ -24,7 +24,7 @@ from widedeep.data.feedback_log import (
     read_csv_with_header,
     read_delimited,
 )
-from widedeep.data.prepare import parse_columns
+from widedeep.data.prepare import parse_columns, read_log
 from widedeep.data.records import DatasetError
 
 
@@ -198,3 +198,20 @@ def test_train_statistics_weighted_by_train_impressions():
     assert stats.boundaries("duration", 3) == [
         2.0
     ]  # tertiles of x: 1.0 (dropped: the minimum), 2.0
+
+
+def test_read_log_as_strings_sends_a_ragged_file_to_the_exact_reader(tmp_path):
+    # Polars pads a short row with empty strings; the separator count outside quotes catches it.
+    clean = tmp_path / "clean.csv"
+    clean.write_text('id,tag,name\n1,"3,4",a\n2,5,\n')
+    frame, bad = read_log(str(clean), ["id", "tag"], ["id"], infer_types=False)
+    assert (
+        bad == []
+        and frame["tag"].to_list() == ["3,4", "5"]
+        and frame["name"].to_list() == ["a", ""]
+    )
+    short = tmp_path / "short.csv"
+    short.write_text('id,tag,name\n1,"3,4",a\n2,5\n3,6,c\n')
+    frame, bad = read_log(str(short), ["id", "tag"], ["id"], infer_types=False)
+    assert bad == [(3, "expected 3 fields, found 2")]
+    assert frame["id"].to_list() == [1, 3] and frame["_line"].to_list() == [2, 4]
