@@ -301,7 +301,7 @@ class FeatureTable:
                 raise ValueError(f"column {col!r} has {len(values)} values for {self.size} keys")
             dtype = self.dtypes[col]
             if dtype == "int64":
-                self.columns[col] = np.array([*values, MISSING_INT], dtype=np.int64)
+                self.columns[col] = np.append(np.asarray(values, dtype=np.int64), MISSING_INT)
             elif dtype == "float32":
                 array = np.array(values, dtype=np.float64)
                 missing = np.isnan(array)
@@ -310,7 +310,7 @@ class FeatureTable:
                     array[missing] = np.median(array[~missing]) if not missing.all() else 0.0
                 self.columns[col] = np.append(array, math.nan).astype(np.float32)
             elif dtype == "string":
-                self.columns[col] = np.array([*values, MISSING_STRING], dtype=object)
+                self.columns[col] = np.append(np.asarray(values, dtype=object), MISSING_STRING)
             else:
                 raise ValueError(f"column {col!r}: unknown dtype {dtype!r}")
 

@@ -56,6 +56,7 @@ from widedeep.data.feedback_log import (
 from widedeep.data.prepare import (
     PARQUET_SUFFIXES,
     Impressions,
+    first_rows,
     prepare_source,
     read_log,
     report_bad_rows,
@@ -193,18 +194,9 @@ def _side_table(
         raise FeedbackLogError(
             f"{path}: key column '{key}' must hold integers, found {frame.schema[key]}"
         )
-    frame = frame.with_row_index("_line", offset=2)
-    repeated = frame.filter(pl.col(key).is_duplicated() & ~pl.col(key).is_first_distinct())
-    report_bad_rows(
-        policy,
-        path,
-        [
-            (line, f"{name} key {k} listed again (first row kept)")
-            for line, k in repeated.select("_line", key).iter_rows()
-        ],
-        "duplicate_feature_rows",
-    )
-    frame = frame.filter(pl.col(key).is_first_distinct()).drop("_line")
+    frame, repeated = first_rows(frame.with_row_index("_line", offset=2), key, f"{name} key")
+    report_bad_rows(policy, path, repeated, "duplicate_feature_rows")
+    frame = frame.drop("_line")
     dtypes = {c: _dtype_of(frame.schema[c]) for c in frame.columns if c != key}
     columns = {c: _column_values(frame[c], d) for c, d in dtypes.items()}
     return FeatureTable(name, path, frame[key].to_list(), columns, dtypes)
