@@ -125,6 +125,13 @@ def test_feature_table_missing_row_and_median_imputation():
     )
     assert table.lookup(9) == 1 and table.lookup(4) is None
     assert table.imputed == {"duration": 1}
+    # Both ways of finding rows (a dense array for compact ids, binary search for sparse
+    # ones): the first row of a repeated key, -1 for an absent one, below or above the range.
+    for keys in ([5, 9, 7, 9, 12], [5, 9, 7, 9, 10**15]):
+        keyed = FeatureTable("t", "t.csv", keys, {}, {})
+        queries = np.array([9, 7, 5, keys[-1], 4, 6, 10**15 + 1, -3])
+        np.testing.assert_array_equal(keyed.indices(queries), [1, 2, 0, 4, -1, -1, -1, -1])
+    assert FeatureTable("t", "t.csv", [], {}, {}).indices(np.array([1])).tolist() == [-1]
     got = table.gather(np.array([[0, table.missing_index], [2, 1]]))
     np.testing.assert_array_equal(got["tag"], [[1, -1], [3, -1]])
     assert got["kind"].tolist() == [["a", ""], ["b", ""]]

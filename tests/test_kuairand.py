@@ -489,7 +489,10 @@ def test_skip_policy_counts_every_skipped_row(tmp_path, capsys):
 
 
 def _shards(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.glob("*/*.tfrecord"))}
+    """Every record and table file of a dataset directory, by path."""
+    files = [*out.glob("*/*.tfrecord"), *out.glob("tables/*/*.npy")]
+    assert any(p.suffix == ".npy" for p in files)  # the side features and sequences are tables
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(files)}
 
 
 def test_a_shuffled_log_gives_the_dataset_of_the_sorted_log(tmp_path):

@@ -142,7 +142,7 @@ def test_padded_2d_input_and_streaming_chunks_preserve_order(tmp_path):
 
 def test_records_are_blocks_of_consecutive_rows_dealt_round_robin(tmp_path):
     meta = write_tiny(tmp_path, num_shards={"train": 2, "test": 1}, rows_per_record=2)
-    assert meta["format"] == "widedeep-blocks/1" and meta["rows_per_record"] == 2
+    assert meta["format"] == "widedeep-blocks/2" and meta["rows_per_record"] == 2
     shards = sorted((tmp_path / "train").iterdir())
     records = [
         [

@@ -53,6 +53,19 @@ def _check_name(kind: str, name: Any) -> None:
         )
 
 
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` for the schema's values: lists of scalars are copied flat."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (str, int, float, bool)) or v is None for v in value):
+            return list(value)
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 @dataclass
 class CategoricalFeature:
     """A scalar categorical feature: a vocabulary lookup or a hash into buckets.
@@ -392,7 +405,8 @@ class Schema:
 
     # ----------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The schema as plain JSON values (`dataclasses.asdict`, without deep-copying vocabularies)."""
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> Schema:

@@ -288,11 +288,9 @@ class FeatureTable:
     ) -> None:
         self.name = name
         self.path = str(path)
-        self.index: dict[int, int] = {}
-        for i, key in enumerate(keys):
-            self.index.setdefault(key, i)
         self.size = len(keys)
         self.keys = np.array(keys, dtype=np.int64)
+        self._rows: np.ndarray | None = None  # built by `indices`
         self.dtypes = dict(dtypes)
         self.columns: dict[str, np.ndarray] = {}
         self.imputed: dict[str, int] = {}
@@ -322,16 +320,30 @@ class FeatureTable:
         return self.size
 
     def lookup(self, key: int) -> int | None:
-        return self.index.get(key)
+        """The row of `key` (the first row listing it), None if absent."""
+        row = int(self.indices(np.array([key]))[0])
+        return None if row < 0 else row
 
     def indices(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each of `keys` (the first row listing it), `-1` where it is absent."""
+        """Row of each of `keys` (the first row listing it), `-1` where it is absent.
+
+        Ids in a compact range (at most 4 slots per row, plus a million) are looked
+        up in a dense array of rows, others by binary search.
+        """
         keys = np.asarray(keys, dtype=np.int64)
+        if not self.size:
+            return np.full(keys.shape, -1, dtype=np.int64)
+        low, high = int(self.keys.min()), int(self.keys.max())
+        if high - low < 4 * self.size + 1_000_000:
+            if self._rows is None:
+                unique, first = np.unique(self.keys, return_index=True)
+                self._rows = np.full(high - low + 2, -1, dtype=np.int64)  # last slot: absent
+                self._rows[unique - low] = first
+            at = keys - low
+            return self._rows[np.where((at < 0) | (at > high - low), high - low + 1, at)]
         order = np.argsort(self.keys, kind="stable")
         sorted_keys = self.keys[order]
-        at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(order) - 1, 0))
-        if not len(order):
-            return np.full(keys.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(order) - 1)
         return np.where(sorted_keys[at] == keys, order[at], -1).astype(np.int64)
 
     def gather(

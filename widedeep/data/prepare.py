@@ -49,6 +49,7 @@ from widedeep.data.feedback_log import (
     TrainStatistics,
     read_csv_with_header,
 )
+from widedeep.data.tables import EVENT_ROW, Lookup
 from widedeep.schema import MISSING_INT
 
 __all__ = [
@@ -69,6 +70,12 @@ _EPOCH_ORDINAL = 719_163
 
 CHUNK_ROWS = 8192
 """Rows per chunk handed to the writer (the engine's unit of working memory)."""
+
+USER_TABLE, ITEM_TABLE = "users", "items"
+"""The dataset tables of the side features (see `widedeep.data.tables`)."""
+
+USER_ROW, ITEM_ROW = "@user", "@item"
+"""The record columns with each impression's row in the user and the item table."""
 
 
 @dataclass
@@ -563,36 +570,54 @@ def prepare_impressions(
             "line": int(log.line[n_train]),
         }
 
-    # Where each impression's sequences are (the items themselves are gathered per chunk).
+    # Where each impression's sequences are: the records hold positions in per-type event
+    # tables, which the reader gathers (see `widedeep.data.tables`).
     positions = [
         sequence_positions(user_index, log.feedback, FEEDBACK_TYPES.index(name), by_user)
         for name in SEQUENCE_NAMES
     ]
-    offsets = np.arange(L)
 
     dtypes = source.column_dtypes()
     categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
     numeric = [n for n, d in dtypes.items() if d == "float32"]
     stats = TrainStatistics(categorical, numeric)
     writer = DatasetWriter(out_dir, options.num_shards, overwrite=options.overwrite)
-    pad = items.missing_index
     progress = Progress(f"{source.name}: write", options.progress)
 
-    user_columns, item_columns = _encoded(users.columns), _encoded(items.columns)
+    # Side features and sequences are lookups: tables written once, rows in the records.
+    lookups: dict[str, Lookup] = {}
+    for table, row, columns in (
+        (USER_TABLE, USER_ROW, users.columns),
+        (ITEM_TABLE, ITEM_ROW, items.columns),
+    ):
+        if columns:
+            writer.write_table(table, _encoded(columns))
+            lookups.update({name: Lookup(table, name, row=row) for name in columns})
+    for name, (events, _, _) in zip(SEQUENCE_NAMES, positions, strict=True):
+        writer.write_table(f"{name}_events", {EVENT_ROW: item_index[events]})
+        lookups.update(
+            {
+                f"{name}_{f}": Lookup(
+                    ITEM_TABLE,
+                    f,
+                    events=f"{name}_events",
+                    end=f"@{name}_end",
+                    count=f"@{name}_count",
+                )
+                for f in source.item_features
+            }
+        )
 
     def chunk_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
-        u, i = user_index[rows], item_index[rows]
         columns: dict[str, np.ndarray] = {source.user_column: log.user[rows]}
-        columns.update({name: values[u] for name, values in user_columns.items()})
-        columns.update({name: values[i] for name, values in item_columns.items()})
+        if users.columns:
+            columns[USER_ROW] = user_index[rows]
+        columns[ITEM_ROW] = item_index[rows]
         for name in source.context_columns:
             columns[name] = log.context[name][rows]
-        for name, (events, end, count) in zip(SEQUENCE_NAMES, positions, strict=True):
-            taken = offsets < np.minimum(count[rows], L)[:, None]
-            at = np.where(taken, end[rows][:, None] - 1 - offsets, 0)
-            seq = np.where(taken, item_index[events[at]] if events.size else pad, pad)
-            for f in source.item_features:
-                columns[f"{name}_{f}"] = item_columns[f][seq]
+        for name, (_, end, count) in zip(SEQUENCE_NAMES, positions, strict=True):
+            columns[f"@{name}_end"] = end[rows]
+            columns[f"@{name}_count"] = np.minimum(count[rows], L)
         columns["label"] = log.label[rows]
         columns["feedback"] = log.feedback[rows]
         return columns
@@ -601,14 +626,13 @@ def prepare_impressions(
     for split, rows in (("train", train_rows), ("test", np.flatnonzero(is_test))):
         for start in range(0, len(rows), chunk_rows):
             chunk = rows[start : start + chunk_rows]
-            columns = chunk_columns(chunk)
-            if split == "train":
-                stats.update({name: columns[name] for name in source.context_columns})
-            writer.write(split, _encoded(columns))
+            writer.write(split, _encoded(chunk_columns(chunk)))
             progress.update(len(chunk))
     progress.done()
 
-    # Side-table columns count once per user / item, weighted by its train impressions.
+    # The log's own columns over all train rows at once (the same statistics as chunk by
+    # chunk); side-table columns once per user / item, weighted by its train impressions.
+    stats.update({name: log.context[name][train_rows] for name in source.context_columns})
     train_users = np.bincount(user_index[train_rows], minlength=len(users))
     train_items = np.bincount(item_index[train_rows], minlength=len(items))
     stats.update(
@@ -647,7 +671,7 @@ def prepare_impressions(
         "on_error": options.on_error,
         **source.report(schema),
     }
-    return writer.close(schema, meta)
+    return writer.close(schema, meta, lookups)
 
 
 def _encoded(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

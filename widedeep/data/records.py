@@ -9,13 +9,18 @@ DIR/meta.json                              {"source": ..., "format": "widedeep-b
                                              {"examples": N, "files": [...], "columns": {...}}}}
 DIR/train/part-00000-of-00008.tfrecord     tf.train.Example records (blocks of rows)
 DIR/test/part-00000-of-00002.tfrecord
+DIR/tables/users/age.npy                   optional tables (`widedeep.data.tables`)
 ```
 
 Each row is one impression. Its columns are every raw input of
 `schema.input_signature()`, the label, the feedback code (an index into
 `widedeep.schema.FEEDBACK_TYPES`), the group key (the user id) and any extra
 column the writer's caller chose to keep (e.g. the simulator's
-`true_probability`). `meta.json` is written last, so a directory whose writer
+`true_probability`). A column may instead be a *lookup* (`meta.json`'s
+`"lookups"`): read from a table at rows that the records hold, e.g. a user's side
+features at the user's row, or a feedback sequence from the user's events (see
+`widedeep.data.tables`); readers materialise lookups, so they yield the same
+columns either way. `meta.json` is written last, so a directory whose writer
 died mid-way has no `meta.json` and is rejected by `load_dataset_dir`.
 
 Records are *blocks* of consecutive rows (`rows_per_record`, 256 by default; the
@@ -49,6 +54,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from widedeep.data.tables import (
+    Lookup,
+    load_tables,
+    lookup_values,
+    lookups_of,
+    table_files,
+    write_table,
+)
 from widedeep.schema import (
     FEEDBACK_TYPES,
     MISSING_INT,
@@ -76,8 +89,11 @@ DEFAULT_NUM_SHARDS: dict[str, int] = {"train": 8, "test": 2}
 SCHEMA_FILE = "schema.json"
 META_FILE = "meta.json"
 
-FORMAT = "widedeep-blocks/1"
-"""`meta.json`'s `"format"`: records are blocks of rows (see the module docstring)."""
+FORMAT = "widedeep-blocks/2"
+"""`meta.json`'s `"format"`: records are blocks of rows, with optional tables (see above)."""
+
+READABLE_FORMATS: tuple[str, ...] = ("widedeep-blocks/1", FORMAT)
+"""Formats this version reads (`/1` is `/2` without tables)."""
 
 DEFAULT_ROWS_PER_RECORD = 256
 """Rows per record (block) used when `DatasetWriter` is given no `rows_per_record`."""
@@ -544,6 +560,7 @@ class DatasetWriter:
         self._rows: dict[str, int] = {split: 0 for split in shards}
         self._records: dict[str, int] = {split: 0 for split in shards}
         self._columns: dict[str, dict[str, str]] = {}
+        self._tables: dict[str, dict[str, Any]] = {}
         self._closed = False
 
     def _existing_files(self) -> list[str]:
@@ -562,7 +579,7 @@ class DatasetWriter:
                     for name in os.listdir(split_dir)
                     if name.startswith("part-") and name.endswith(".tfrecord")
                 )
-        return found
+        return found + table_files(self.out_dir)
 
     def _open(self, split: str) -> list[Any]:
         if split not in self._writers:
@@ -636,18 +653,57 @@ class DatasetWriter:
         self._records[split] = first + len(ends)
         self._rows[split] += num_rows
 
+    def write_table(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
+        """Writes a table that lookup columns read (see `widedeep.data.tables`).
+
+        Args:
+            name: the table's name (an identifier), e.g. `"users"`.
+            columns: `{column: 1-D array}`, all of one length: integers, floats or
+                fixed-width bytes strings. An events table has one `row` column.
+        """
+        if self._closed:
+            raise DatasetError(f"{self.out_dir}: the writer is closed")
+        if name in self._tables:
+            raise DatasetError(f"{self.out_dir}: table '{name}' was already written")
+        self._tables[name] = write_table(self.out_dir, name, columns)
+
+    def _check_lookups(self, lookups: Mapping[str, Lookup], expected: Mapping) -> list[str]:
+        problems = []
+        for name, lookup in lookups.items():
+            table = self._tables.get(lookup.table, {}).get("columns", {})
+            if lookup.column not in table:
+                problems.append(f"{name}: no column '{lookup.column}' in table '{lookup.table}'")
+            elif name in expected:
+                kind, scalar = expected[name]
+                if table[lookup.column] != kind or scalar == lookup.is_sequence:
+                    problems.append(
+                        f"{name}: expected {kind if scalar else kind + '[]'}, looks up "
+                        f"{table[lookup.column]}{'[]' if lookup.is_sequence else ''}"
+                    )
+            if lookup.is_sequence and lookup.events not in self._tables:
+                problems.append(f"{name}: no events table '{lookup.events}'")
+        return problems
+
     def _close_files(self) -> None:
         for writers in self._writers.values():
             for writer in writers:
                 writer.close()
 
-    def close(self, schema: Schema, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def close(
+        self,
+        schema: Schema,
+        meta: Mapping[str, Any] | None = None,
+        lookups: Mapping[str, Lookup] | None = None,
+    ) -> dict[str, Any]:
         """Finishes the dataset: closes the shards, writes `schema.json` and `meta.json`.
 
         Args:
             schema: the dataset's schema (with statistics of the training split).
             meta: anything the caller wants to record (e.g. `"source"`, settings,
                 oracle metrics); must be JSON serialisable (numpy scalars are fine).
+            lookups: `{column: Lookup}` for the columns read from the tables written
+                with `write_table` instead of stored in the records; the records
+                must then hold each lookup's row (or end and count) columns.
 
         Returns:
             The full meta as written: `meta` plus `"splits"`, holding per split
@@ -659,7 +715,15 @@ class DatasetWriter:
         """
         if self._closed:
             raise DatasetError(f"{self.out_dir}: the writer is already closed")
+        lookups = dict(lookups or {})
         expected = _expected_columns(schema)
+        wrong_lookups = self._check_lookups(lookups, expected)
+        if wrong_lookups:
+            self._close_files()
+            self._closed = True
+            raise DatasetError(f"{self.out_dir}: lookups that do not match: {wrong_lookups}")
+        sources = {s: (_INT64, True) for lookup in lookups.values() for s in lookup.sources}
+        expected = {n: v for n, v in expected.items() if n not in lookups} | sources
         for split, written in self._columns.items():
             if self._rows[split] == 0:
                 continue
@@ -693,6 +757,9 @@ class DatasetWriter:
             }
             for split, count in self.num_shards.items()
         }
+        if self._tables:
+            full_meta["tables"] = dict(sorted(self._tables.items()))
+            full_meta["lookups"] = {name: lookups[name].to_json() for name in sorted(lookups)}
         schema.save(os.path.join(self.out_dir, SCHEMA_FILE))
         text = json.dumps(full_meta, indent=2, default=_json_default)
         with open(os.path.join(self.out_dir, META_FILE), "w") as f:
@@ -745,10 +812,10 @@ def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any
             meta = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise DatasetError(f"dataset {data_dir}: cannot read {meta_path}: {e}") from None
-    if isinstance(meta, dict) and meta.get("format") != FORMAT:
+    if isinstance(meta, dict) and meta.get("format") not in READABLE_FORMATS:
         raise DatasetError(
             f"dataset {data_dir}: {meta_path} has format {meta.get('format')!r}, this widedeep "
-            f"reads {FORMAT!r}: the directory was written by another version; write it again "
+            f"reads {' and '.join(map(repr, READABLE_FORMATS))}: the directory was written by another version; write it again "
             "(widedeep simulate / prepare)"
         )
     splits = meta.get("splits") if isinstance(meta, dict) else None
@@ -769,6 +836,18 @@ def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any
             if not os.path.isfile(os.path.join(data_dir, rel)):
                 raise DatasetError(
                     f"dataset {data_dir}: split '{split}': missing shard file {os.path.join(data_dir, rel)}"
+                )
+    tables = meta.get("tables", {})
+    try:
+        lookups = lookups_of(meta)
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"dataset {data_dir}: {meta_path}: invalid 'lookups': {e}") from None
+    for name, lookup in lookups.items():
+        for table, column in ((lookup.table, lookup.column), (lookup.events, "row")):
+            if table is not None and column not in tables.get(table, {}).get("columns", {}):
+                raise DatasetError(
+                    f"dataset {data_dir}: {meta_path}: column '{name}' looks up "
+                    f"{table}.{column}, which is not among its tables"
                 )
     return schema, meta
 
@@ -820,8 +899,18 @@ def check_columns(data_dir: str | os.PathLike, split: str, schema: Schema | None
     path, example = _first_example(data_dir, split, files)
     stored = _stored_kinds(example)
     expected = _expected_columns(schema)
+    lookups = lookups_of(meta)
+    tables = meta.get("tables", {})
+    wrong_lookups = []
+    for name, lookup in lookups.items():
+        if name in expected:
+            kind, scalar = expected.pop(name)
+            found = tables[lookup.table]["columns"][lookup.column]
+            if found != kind or scalar == lookup.is_sequence:
+                wrong_lookups.append(f"{name} (expected {kind}, looks up {found})")
+        expected.update({source: (_INT64, True) for source in lookup.sources})
     missing = [name for name in expected if name not in stored]
-    wrong = [
+    wrong = wrong_lookups + [
         f"{name} (expected {kind}, found {stored[name]})"
         for name, (kind, _) in expected.items()
         if name in stored and stored[name] not in (kind, "empty")
@@ -846,9 +935,18 @@ def _missing_value(feature: CategoricalFeature) -> int | bytes:
     return feature.missing_value.encode() if feature.dtype == "string" else MISSING_INT
 
 
-def _parse_spec(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | None = None):
-    """`(parse_example spec, {sequence input: (missing value, max_length)})` for `names`."""
+def _parse_spec(
+    schema: Schema,
+    names: Sequence[str],
+    stored: Mapping[str, str] | None = None,
+    lookups: Mapping[str, Lookup] | None = None,
+):
+    """`(parse_example spec, {sequence input: (missing value, max_length)})` for `names`.
+
+    A lookup column adds its record columns (row, or end and count) to the spec.
+    """
     spec: dict[str, Any] = {}
+    lookups = lookups or {}
     padded: dict[str, tuple[Any, int]] = {}
     scalars = schema.features
     sequence_inputs = {
@@ -861,7 +959,13 @@ def _parse_spec(schema: Schema, names: Sequence[str], stored: Mapping[str, str] 
         return tf.io.RaggedFeature(dtype=dtype, row_splits_dtype=tf.int64)
 
     for name in names:
-        if name in sequence_inputs:
+        if name in lookups:
+            for source in lookups[name].sources:
+                spec[source] = ragged(tf.int64)
+            if name in sequence_inputs:
+                feature, length = sequence_inputs[name]
+                padded[name] = (_missing_value(feature), length)
+        elif name in sequence_inputs:
             feature, length = sequence_inputs[name]
             spec[name] = ragged(tf.string if feature.dtype == "string" else tf.int64)
             spec[name + LENGTH_SUFFIX] = ragged(tf.int64)
@@ -881,13 +985,24 @@ def _parse_spec(schema: Schema, names: Sequence[str], stored: Mapping[str, str] 
     return spec, padded
 
 
-def _parser(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | None = None):
+def _parser(
+    schema: Schema,
+    names: Sequence[str],
+    stored: Mapping[str, str] | None = None,
+    lookups: Mapping[str, Lookup] | None = None,
+    tables: Mapping[str, Mapping[str, tf.Tensor]] | None = None,
+):
     """A function from a vector of serialised records to `{column: [rows, ...]}` tensors.
 
     Rows come in record order; sequences are right-padded with the missing value
-    (and truncated) to `[rows, max_length]`.
+    (and truncated) to `[rows, max_length]`. Lookup columns are read from `tables`
+    (`widedeep.data.tables.load_tables`).
     """
-    spec, padded = _parse_spec(schema, names, stored)
+    lookups = {name: lookups[name] for name in names if name in (lookups or {})}
+    spec, padded = _parse_spec(schema, names, stored, lookups)
+    record_names = [n for n in names if n not in lookups]
+    record_names += [s for n in names if n in lookups for s in lookups[n].sources]
+    record_names = list(dict.fromkeys(record_names))
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(serialized, spec)
@@ -895,9 +1010,9 @@ def _parser(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | No
         # Every record holds every column for all of its rows (the writer guarantees it);
         # a record that does not (written by other code, or damaged) must not shift rows
         # between columns, so the row counts are checked against the first column's.
-        first = names[0]
+        first = record_names[0]
         rows = tf.size(parsed[first + LENGTH_SUFFIX if first in padded else first].flat_values)
-        for name in names:
+        for name in record_names:
             values = parsed[name].flat_values
             count = values
             if name in padded:
@@ -920,29 +1035,53 @@ def _parser(schema: Schema, names: Sequence[str], stored: Mapping[str, str] | No
                 "by widedeep.data.records.DatasetWriter",
             )
             out[name] = values
-        return out
+        for name, lookup in lookups.items():
+            missing, length = padded.get(name, (None, None))
+            out[name] = lookup_values(
+                lookup, out, tables, name=name, length=length, missing=missing
+            )
+        return {name: out[name] for name in names}
 
     return parse
 
 
-_COMPILED_PARSERS: dict[tuple[int, tuple[str, ...]], tuple[Schema, Any]] = {}
+_COMPILED_PARSERS: dict[tuple[Any, ...], tuple[Schema, Any]] = {}
 
 
-def _compiled_parser(schema: Schema, names: tuple[str, ...]) -> Any:
-    """`_parser` as one `tf.function`, traced once per `Schema` object and columns.
+def _dir_parser(
+    data_dir: str,
+    meta: Mapping[str, Any],
+    schema: Schema,
+    names: Sequence[str],
+    stored: Mapping[str, str] | None = None,
+):
+    """`_parser` for the records of `data_dir`, its lookup columns read from its tables."""
+    lookups = {n: v for n, v in lookups_of(meta).items() if n in names}
+    tables = load_tables(data_dir, meta) if lookups else {}
+    return _parser(schema, names, stored, lookups, tables)
+
+
+def _compiled_parser(
+    data_dir: str, meta: Mapping[str, Any], schema: Schema, names: tuple[str, ...]
+) -> Any:
+    """`_dir_parser` as one `tf.function`, traced once per `Schema` object, directory and columns.
 
     `Dataset.map` traces the Python function it is given every time; the parser of
     a real schema is a few thousand graph operations (seconds), and `widedeep train`
     builds one pipeline per epoch. Mapping a traced `tf.function` instead only adds
-    a call to it. The cache holds the schema itself, so its key (the object's id)
-    cannot be reused by another schema while the entry lives.
+    a call to it (and its tables are loaded once). The cache holds the schema
+    itself, so its key (the object's id) cannot be reused by another schema while
+    the entry lives; the key has the time `meta.json` was written, so a directory
+    written again gets a new parser.
     """
-    key = (id(schema), names)
+    meta_time = os.stat(os.path.join(data_dir, META_FILE)).st_mtime_ns
+    key = (id(schema), names, os.path.realpath(data_dir), meta_time)
     cached = _COMPILED_PARSERS.get(key)
     if cached is not None and cached[0] is schema:
         return cached[1]
     parse = tf.function(
-        _parser(schema, list(names)), input_signature=[tf.TensorSpec([None], tf.string)]
+        _dir_parser(data_dir, meta, schema, list(names)),
+        input_signature=[tf.TensorSpec([None], tf.string)],
     )
     if len(_COMPILED_PARSERS) >= 16:
         _COMPILED_PARSERS.pop(next(iter(_COMPILED_PARSERS)))
@@ -1123,7 +1262,7 @@ def make_dataset(
 
     inputs = list(schema.input_signature())
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
-    parse = _compiled_parser(schema, tuple(dict.fromkeys(names)))
+    parse = _compiled_parser(data_dir, meta, schema, tuple(dict.fromkeys(names)))
     label_name, feedback_name = schema.label, schema.feedback
 
     def to_example(parsed: dict[str, tf.Tensor]):
@@ -1202,10 +1341,18 @@ def read_columns(
     _split_files(data_dir, meta, split)  # names a missing split
     columns = list(dict.fromkeys(columns))
     if not meta["splits"][split].get("examples", 1):
-        spec, padded = _parse_spec(schema, [c for c in columns if c in _expected_columns(schema)])
+        lookups = lookups_of(meta)
+        known = [c for c in columns if c in _expected_columns(schema) and c not in lookups]
+        spec, padded = _parse_spec(schema, known)
         empty: dict[str, np.ndarray] = {}
         for name in columns:
-            if name not in spec:
+            if name in lookups:
+                lookup = lookups[name]
+                kind = meta["tables"][lookup.table]["columns"][lookup.column]
+                dtype = object if kind == _BYTES else _tf_dtype(kind).as_numpy_dtype
+                shape = schema.input_signature()[name][0] if lookup.is_sequence else ()
+                empty[name] = np.zeros((0, *shape), dtype=dtype)
+            elif name not in spec:
                 empty[name] = np.zeros(0)
             else:
                 dtype = spec[name].dtype.as_numpy_dtype
@@ -1246,13 +1393,18 @@ def column_batches(
     columns = list(dict.fromkeys(columns))
     path, example = _first_example(data_dir, split, files)
     stored = _stored_kinds(example)
-    absent = [c for c in columns if c not in stored]
+    lookups = lookups_of(meta)
+    absent = [
+        c
+        for c in columns
+        if not (c in stored or (c in lookups and set(lookups[c].sources) <= set(stored)))
+    ]
     if absent:
         raise DatasetError(
             f"dataset {data_dir}: split '{split}': no columns {absent} in the records "
             f"(first record of {path} has {sorted(stored)})"
         )
-    parse = _parser(schema, columns, stored)
+    parse = _dir_parser(data_dir, meta, schema, columns, stored)
     group = max(1, rows // int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD)))
     ds = _records(files, False, None, tf.data.AUTOTUNE, True).batch(group)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
