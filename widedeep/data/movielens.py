@@ -63,6 +63,7 @@ from widedeep.data.prepare import (
     parse_integer_columns,
     prepare_source,
     report_bad_rows,
+    row_hash,
 )
 from widedeep.schema import MISSING_STRING, Schema
 
@@ -308,7 +309,7 @@ class MovieLensSource(FeedbackSource):
             label=(rating >= 4).astype(np.int64),
             file_index=np.zeros(len(frame), dtype=np.int64),
             line=frame["_line"].to_numpy(),
-            row_key=frame.select(pl.struct(names).hash()).to_series().to_numpy(),
+            row_key=frame.select(row_hash(names)).to_series().to_numpy(),
             paths=[path],
         )
 

@@ -60,6 +60,7 @@ __all__ = [
     "parse_integer_columns",
     "read_log",
     "report_bad_rows",
+    "row_hash",
     "sequence_positions",
 ]
 
@@ -68,7 +69,7 @@ PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 _EPOCH_ORDINAL = 719_163
 """`datetime.date(1970, 1, 1).toordinal()`: Polars dates count days from 1970-01-01."""
 
-CHUNK_ROWS = 8192
+CHUNK_ROWS = 65536
 """Rows per chunk handed to the writer (the engine's unit of working memory)."""
 
 USER_TABLE, ITEM_TABLE = "users", "items"
@@ -196,8 +197,18 @@ def read_log(
             raise _NeedsExactRead
     except (pl.exceptions.PolarsError, _NeedsExactRead):
         return _read_csv_exactly(path, required, integers)
-    frame = frame.with_columns(_line=pl.col("_line").cast(pl.Int64), _key=pl.struct(columns).hash())
+    frame = frame.with_columns(_line=pl.col("_line").cast(pl.Int64), _key=row_hash(columns))
     return frame, []
+
+
+def row_hash(columns: Sequence[str]) -> pl.Expr:
+    """A uint64 hash of each row's `columns` (exact-duplicate detection).
+
+    The sum, wrapping, of each column's own hash (seeded by its place in name order,
+    so a file's column order does not matter): a third of the cost of hashing the
+    row as one struct.
+    """
+    return pl.sum_horizontal(pl.col(c).hash(seed=i) for i, c in enumerate(sorted(columns)))
 
 
 def _field_counts_differ(path: str, num_columns: int, num_rows: int) -> bool:
@@ -238,7 +249,7 @@ def _read_parquet(
         )
     columns = list(frame.columns)
     frame = frame.with_row_index("_line", offset=1).with_columns(
-        _line=pl.col("_line").cast(pl.Int64), _key=pl.struct(columns).hash()
+        _line=pl.col("_line").cast(pl.Int64), _key=row_hash(columns)
     )
     return parse_integer_columns(frame, integers)
 
@@ -262,7 +273,7 @@ def _read_csv_exactly(
     data = {name: [row[j] for row in kept] for j, name in enumerate(header)}
     frame = pl.DataFrame(data, schema={name: pl.String for name in header})
     frame = frame.with_columns(
-        _line=pl.Series(lines, dtype=pl.Int64), _key=pl.struct(header).hash()
+        _line=pl.Series(lines, dtype=pl.Int64), _key=row_hash(header)
     )
     frame, unparsed = parse_integer_columns(frame, integers)
     return frame, sorted(bad + unparsed)
