@@ -20,9 +20,14 @@ taken under the same machine load. Target: pipeline >= 5x training.
 Prints, per dataset: `pipeline_examples_per_sec` (median), each model's
 `train_examples_per_sec` (median) and `pipeline_over_training` ratios, plus raw per-round rates.
 
+With `--data DIR` (repeatable), the dataset directories given instead (batch 512, DFN and
+W&D at their defaults), every runner of every directory interleaved in the same rounds: e.g.
+one log prepared by two versions, side by side.
+
 Usage:
     python benchmarks/pipeline.py [--standard-rows 200000] [--sim-impressions 250000]
         [--train-rows 40000] [--rounds 4] [--workdir DIR]
+    python benchmarks/pipeline.py --data DIR_A --data DIR_B [--train-rows 40000] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -99,14 +104,19 @@ def interleave(runners: dict[str, Callable[[], float]], rounds: int) -> dict[str
     return rates
 
 
-def measure(
-    data_dir: str, batch_size: int, models: dict[str, keras.Model], train_rows: int, rounds: int
-) -> dict[str, Any]:
+def _runners(
+    data_dir: str, batch_size: int, models: dict[str, keras.Model], train_rows: int
+) -> dict[str, Callable[[], float]]:
     runners = {"pipeline": pipeline_runner(data_dir, batch_size)}
     for name, model in models.items():
         model.compile()
         runners[f"train_{name}"] = training_runner(model, data_dir, batch_size, train_rows)
-    rates = interleave(runners, rounds)
+    return runners
+
+
+def _summary(
+    data_dir: str, batch_size: int, models: dict[str, keras.Model], rates: dict[str, list[float]]
+) -> dict[str, Any]:
     medians = {name: float(np.median(values)) for name, values in rates.items()}
     pipeline = medians["pipeline"]
     result: dict[str, Any] = {
@@ -121,6 +131,34 @@ def measure(
     return result
 
 
+def measure(
+    data_dir: str, batch_size: int, models: dict[str, keras.Model], train_rows: int, rounds: int
+) -> dict[str, Any]:
+    rates = interleave(_runners(data_dir, batch_size, models, train_rows), rounds)
+    return _summary(data_dir, batch_size, models, rates)
+
+
+def measure_dirs(data_dirs: list[str], train_rows: int, rounds: int) -> dict[str, Any]:
+    """`measure` for several directories, all their runners interleaved in the same rounds."""
+    runners: dict[str, Callable[[], float]] = {}
+    models: dict[str, dict[str, keras.Model]] = {}
+    for i, data_dir in enumerate(data_dirs):
+        schema, _ = load_dataset_dir(data_dir)
+        models[data_dir] = {"dfn": build_dfn(schema), "wide_deep": build_wide_deep(schema)}
+        for name, run in _runners(data_dir, 512, models[data_dir], train_rows).items():
+            runners[f"{i}:{name}"] = run
+    rates = interleave(runners, rounds)
+    return {
+        data_dir: _summary(
+            data_dir,
+            512,
+            models[data_dir],
+            {k.split(":", 1)[1]: v for k, v in rates.items() if k.startswith(f"{i}:")},
+        )
+        for i, data_dir in enumerate(data_dirs)
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="standard,simulated")
@@ -132,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=4, help="passes per runner, first is warm-up")
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", action="append", help="a dataset directory (repeatable)")
     args = parser.parse_args(argv)
     datasets = [d for d in args.datasets.split(",") if d]
     keras.utils.set_random_seed(args.seed)
@@ -145,6 +184,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
         }
     }
+    if args.data:
+        results["data"] = measure_dirs(args.data, args.train_rows, args.rounds)
+        datasets = []
     with tempfile.TemporaryDirectory(prefix="widedeep-pipeline-") as tmp:
         workdir = args.workdir or tmp
         if "standard" in datasets:

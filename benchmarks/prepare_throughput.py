@@ -49,7 +49,8 @@ meta = prepare_kuairand(
 seconds = time.perf_counter() - start
 size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(out, "**", "*.*"), recursive=True)
            if p.endswith((".tfrecord", ".npy")))
-print(json.dumps({"seconds": seconds, "impressions": meta["impressions"], "bytes": size,
+import widedeep
+print(json.dumps({"package": os.path.dirname(widedeep.__file__), "seconds": seconds, "impressions": meta["impressions"], "bytes": size,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -57,11 +58,18 @@ print(json.dumps({"seconds": seconds, "impressions": meta["impressions"], "bytes
 def _run(tree: str, data: str, out: str) -> dict:
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, data, out], env=env, capture_output=True, text=True
+        [sys.executable, "-c", _CHILD, data, out],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tree,  # `python -c` puts the working directory first on sys.path: it must be `tree`
     )
     if done.returncode:
         raise SystemExit(f"prepare failed in {tree}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if os.path.realpath(os.path.dirname(result.pop("package"))) != os.path.realpath(tree):
+        raise SystemExit(f"the run meant for {tree} imported widedeep from elsewhere")
+    return result
 
 
 def _same_columns(a: str, b: str) -> bool:

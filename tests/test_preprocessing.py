@@ -56,3 +56,20 @@ def test_standardize_uses_the_given_statistics():
     assert keras.ops.shape(out) == (3, 1)
     with pytest.raises(ValueError, match="std"):
         Standardize(std=0.0)
+
+
+def test_sequence_position_with_one_missing_item_feature_stays_valid(tiny_schema, tiny_batch):
+    from widedeep.features import FeatureGraph
+
+    graph = FeatureGraph(tiny_schema)
+    vectors, mask = graph.sequence_vectors("click")
+    model = keras.Model(graph.inputs, [vectors, mask])
+    x = {k: v[:2].copy() for k, v in tiny_batch[0].items()}
+    x["click_item_id"][:] = [[3, 4, -1, -1, -1], [5, -1, -1, -1, -1]]
+    x["click_category"][:] = [[-1, 2, -1, -1, -1], [1, -1, -1, -1, -1]]  # item 3 has no category
+    got_vectors, got_mask = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(got_mask, [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
+    # The missing category takes the category's OOV vector, the one an unknown target category gets.
+    table = graph.embedding_table("category").get_weights()[0]
+    oov = graph._lookup_layer(tiny_schema.feature("category"))(np.array([-1])).numpy()[0]
+    np.testing.assert_allclose(got_vectors[0, 0, 4:], table[oov], rtol=1e-6)

@@ -212,14 +212,20 @@ class FeatureGraph:
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="target_item")(parts)
 
     def sequence_vectors(self, sequence: str) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-        """Item vectors `[B, L, D]` of a sequence (shared tables) and its mask `[B, L]`."""
+        """Item vectors `[B, L, D]` of a sequence (shared tables) and its mask `[B, L]`.
+
+        A position is valid when any of its item features is present: padding has
+        every feature missing, while an item with one missing feature (a video
+        without a tag) stays in the sequence and that feature takes its OOV
+        vector, as it does for the target item.
+        """
         seq = self.schema.sequence(sequence)
         parts = []
         mask = None
         for item_feature in seq.item_features:
             ids, item_mask = self.sequence_index(sequence, item_feature)
             parts.append(self.embedding_table(item_feature)(ids))
-            mask = item_mask if mask is None else keras.ops.logical_and(mask, item_mask)
+            mask = item_mask if mask is None else keras.ops.logical_or(mask, item_mask)
         vectors = (
             parts[0]
             if len(parts) == 1

@@ -17,14 +17,17 @@ column, read by Polars: CSV or Parquet, several files) and its side tables into
 4. the causal feedback sequences: for an impression, the user's last `max_length`
    clicked / unclicked / disliked items among the impressions *before* it in that
    order (so a same-timestamp row earlier in the file counts as before; the
-   impression itself and everything after it never does), most recent first;
-5. records written chunk by chunk (`chunk_rows` rows at a time, which bounds the
-   working memory of the sequences and the encoder), train-only vocabularies and
-   quantile boundaries, the schema and `meta.json`.
+   impression itself and everything after it never does), most recent first,
+   kept as positions in per-type event tables;
+5. the dataset: the side tables and the event tables written once as dataset
+   tables (`widedeep.data.tables`), and per impression only its user and item
+   rows, its context columns, label, feedback and each sequence's end and count,
+   as records chunk by chunk (`chunk_rows` rows at a time); train-only
+   vocabularies and quantile boundaries, the schema and `meta.json`. Readers
+   gather the side features and sequences back as they parse.
 
-Memory: the log's sorted key columns (about 100 bytes per impression) plus the
-side tables plus one chunk; the sequences are never materialised for the whole
-log.
+Memory: the whole log's key columns, sorted in memory (not out of core), plus the
+side tables plus one chunk; the sequences are never materialised.
 """
 
 from __future__ import annotations
@@ -272,9 +275,7 @@ def _read_csv_exactly(
         kept.append(fields)
     data = {name: [row[j] for row in kept] for j, name in enumerate(header)}
     frame = pl.DataFrame(data, schema={name: pl.String for name in header})
-    frame = frame.with_columns(
-        _line=pl.Series(lines, dtype=pl.Int64), _key=row_hash(header)
-    )
+    frame = frame.with_columns(_line=pl.Series(lines, dtype=pl.Int64), _key=row_hash(header))
     frame, unparsed = parse_integer_columns(frame, integers)
     return frame, sorted(bad + unparsed)
 
