@@ -56,8 +56,8 @@ import tensorflow as tf
 
 from widedeep.data.tables import (
     Lookup,
+    LookupGather,
     load_tables,
-    lookup_values,
     lookups_of,
     table_files,
     write_table,
@@ -990,7 +990,7 @@ def _parser(
     names: Sequence[str],
     stored: Mapping[str, str] | None = None,
     lookups: Mapping[str, Lookup] | None = None,
-    tables: Mapping[str, Mapping[str, tf.Tensor]] | None = None,
+    tables: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ):
     """A function from a vector of serialised records to `{column: [rows, ...]}` tensors.
 
@@ -1003,6 +1003,7 @@ def _parser(
     record_names = [n for n in names if n not in lookups]
     record_names += [s for n in names if n in lookups for s in lookups[n].sources]
     record_names = list(dict.fromkeys(record_names))
+    gather = LookupGather(lookups, tables or {}, padded)
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(serialized, spec)
@@ -1035,11 +1036,7 @@ def _parser(
                 "by widedeep.data.records.DatasetWriter",
             )
             out[name] = values
-        for name, lookup in lookups.items():
-            missing, length = padded.get(name, (None, None))
-            out[name] = lookup_values(
-                lookup, out, tables, name=name, length=length, missing=missing
-            )
+        out.update(gather(out))
         return {name: out[name] for name in names}
 
     return parse

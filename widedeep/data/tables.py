@@ -43,8 +43,8 @@ __all__ = [
     "TABLES_DIR",
     "Lookup",
     "TableError",
+    "LookupGather",
     "load_tables",
-    "lookup_values",
     "lookups_of",
     "write_table",
 ]
@@ -165,17 +165,15 @@ def lookups_of(meta: Mapping[str, Any]) -> dict[str, Lookup]:
     return {name: Lookup.from_json(value) for name, value in meta.get("lookups", {}).items()}
 
 
-def load_tables(data_dir: str, meta: Mapping[str, Any]) -> dict[str, dict[str, tf.Tensor]]:
-    """The tables of a dataset directory as constant tensors: `{table: {column: tensor}}`.
+def load_tables(data_dir: str, meta: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """The tables of a dataset directory as arrays: `{table: {column: array}}`.
 
-    An events table gets one extra entry (row 0) at its end, so that the
-    positions past a row's events can be gathered safely before they are masked.
-    Its rows are checked against the table they index.
+    An events table's rows are checked against the table they index.
     """
     events = {
         lookup.events: lookup.table for lookup in lookups_of(meta).values() if lookup.is_sequence
     }
-    tables: dict[str, dict[str, tf.Tensor]] = {}
+    tables: dict[str, dict[str, np.ndarray]] = {}
     for name, info in meta.get("tables", {}).items():
         columns = {}
         for col in info["columns"]:
@@ -198,63 +196,117 @@ def load_tables(data_dir: str, meta: Mapping[str, Any]) -> dict[str, dict[str, t
                         f"dataset {data_dir}: table file {path} holds rows outside table "
                         f"'{events[name]}' (0..{size - 1}): found {values.min()}..{values.max()}"
                     )
-                values = np.append(values, np.zeros(1, values.dtype))
-            columns[col] = tf.constant(values)
+            columns[col] = values
         tables[name] = columns
     return tables
 
 
-def lookup_values(
-    lookup: Lookup,
-    parsed: Mapping[str, tf.Tensor],
-    tables: Mapping[str, Mapping[str, tf.Tensor]],
-    *,
-    name: str,
-    length: int | None = None,
-    missing: Any = None,
-) -> tf.Tensor:
-    """The values of lookup column `name` for a group of parsed rows.
+def _dtype_key(values: np.ndarray) -> str:
+    return "bytes" if values.dtype.kind in "SU" else values.dtype.str
+
+
+def _stacked(columns: list[np.ndarray]) -> np.ndarray:
+    """`[rows, k]` of `k` equal-dtype columns (bytes columns widen to the longest)."""
+    return np.stack(columns, axis=1)
+
+
+class LookupGather:
+    """Materialises a parser's lookup columns from the tables, in few TensorFlow operations.
+
+    Lookups that share their record columns share the work: the scalar lookups
+    through one row column gather one `[rows, k]` matrix per dtype (the side
+    table's columns stacked once, here), and the sequence lookups of one
+    sequence compute their event positions once and gather the item table's
+    stacked columns once per dtype, from a copy of the table with one extra row
+    that holds each column's missing value, where the positions past a row's
+    events point. Same values as reading each column alone, a few operations
+    instead of a few per column.
 
     Args:
-        lookup: the lookup.
-        parsed: the group's record columns (`[rows]` each), holding `lookup.sources`.
-        tables: `load_tables`' tensors.
-        name: the column's name (for error messages).
-        length: a sequence lookup's padded length (the schema's `max_length`).
-        missing: a sequence lookup's padding value.
-
-    Returns:
-        `[rows]` for a scalar lookup, `[rows, length]` for a sequence lookup.
+        lookups: `{column: Lookup}`, the columns to materialise.
+        tables: `load_tables`' arrays.
+        padded: `{sequence column: (missing value, length)}` for the sequence lookups.
     """
-    values = tables[lookup.table][lookup.column]
-    size = tf.shape(values, out_type=tf.int64)[0]
-    if not lookup.is_sequence:
-        rows = parsed[lookup.row]
-        tf.debugging.assert_less(
-            rows,
-            size,
-            message=f"dataset records: column '{lookup.row}' for '{name}' "
-            f"points past the end of table '{lookup.table}'",
-        )
-        return tf.gather(values, rows)
-    events = tables[lookup.events][EVENT_ROW]
-    end, count = parsed[lookup.end], parsed[lookup.count]
-    tf.debugging.assert_less_equal(
-        end,
-        tf.shape(events, out_type=tf.int64)[0] - 1,
-        message=f"dataset records: column '{lookup.end}' for '{name}' points past the end of "
-        f"table '{lookup.events}'",
-    )
-    tf.debugging.assert_less_equal(
-        count,
-        end,
-        message=f"dataset records: column '{lookup.count}' for '{name}' counts "
-        f"more events than '{lookup.end}' leaves",
-    )
-    offsets = tf.range(length, dtype=tf.int64)
-    taken = offsets[None, :] < count[:, None]
-    at = tf.where(
-        taken, end[:, None] - 1 - offsets[None, :], tf.shape(events, out_type=tf.int64)[0] - 1
-    )
-    gathered = tf.gather(values, tf.gather(events, at))
-    return tf.where(taken, gathered, tf.constant(missing, values.dtype))
+
+    def __init__(
+        self,
+        lookups: Mapping[str, Lookup],
+        tables: Mapping[str, Mapping[str, np.ndarray]],
+        padded: Mapping[str, tuple[Any, int]],
+    ) -> None:
+        scalar: dict[tuple[str, str], dict[str, list[str]]] = {}
+        sequence: dict[tuple[str, str, str, str, int], dict[str, list[str]]] = {}
+        for name, lookup in lookups.items():
+            values = tables[lookup.table][lookup.column]
+            if lookup.is_sequence:
+                key = (lookup.table, lookup.events, lookup.end, lookup.count, padded[name][1])
+                groups = sequence.setdefault(key, {})
+            else:
+                groups = scalar.setdefault((lookup.table, lookup.row), {})
+            groups.setdefault(_dtype_key(values), []).append(name)
+        self._scalar = [
+            (
+                table,
+                row,
+                len(next(iter(tables[table].values()))),
+                self._parts(groups, lookups, tables),
+            )
+            for (table, row), groups in scalar.items()
+        ]
+        self._sequence = []
+        for (table, events, end, count, length), groups in sequence.items():
+            parts = []
+            for names in groups.values():
+                columns = [tables[table][lookups[n].column] for n in names]
+                missing = [np.asarray(padded[n][0], dtype=c.dtype) for n, c in zip(names, columns)]
+                stack = np.concatenate([_stacked(columns), np.stack(missing)[None]], axis=0)
+                parts.append((names, tf.constant(stack)))
+            rows = tables[events][EVENT_ROW]
+            pad_row = len(next(iter(tables[table].values())))  # the missing values' row
+            padded_events = tf.constant(np.append(rows, np.int64(pad_row)).astype(np.int64))
+            self._sequence.append((events, end, count, length, len(rows), padded_events, parts))
+
+    @staticmethod
+    def _parts(groups, lookups, tables) -> list[tuple[list[str], tf.Tensor]]:
+        return [
+            (
+                names,
+                tf.constant(_stacked([tables[lookups[n].table][lookups[n].column] for n in names])),
+            )
+            for names in groups.values()
+        ]
+
+    def __call__(self, parsed: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """`{column: values}` for parsed record columns `{name: [rows]}`: `[rows]` or `[rows, L]`."""
+        out: dict[str, tf.Tensor] = {}
+        for table, row, size, parts in self._scalar:
+            rows = parsed[row]
+            tf.debugging.assert_less(
+                rows,
+                tf.constant(size, tf.int64),
+                message=f"dataset records: column '{row}' points past the end of table '{table}'",
+            )
+            for names, stack in parts:
+                out.update(zip(names, tf.unstack(tf.gather(stack, rows), len(names), axis=1)))
+        for events, end_name, count_name, length, size, padded_events, parts in self._sequence:
+            end, count = parsed[end_name], parsed[count_name]
+            tf.debugging.assert_less_equal(
+                end,
+                tf.constant(size, tf.int64),
+                message=f"dataset records: column '{end_name}' points past the end of table "
+                f"'{events}'",
+            )
+            tf.debugging.assert_less_equal(
+                count,
+                end,
+                message=f"dataset records: column '{count_name}' counts more events than "
+                f"'{end_name}' leaves",
+            )
+            offsets = tf.range(length, dtype=tf.int64)[None, :]
+            at = tf.where(offsets < count[:, None], end[:, None] - 1 - offsets, size)
+            rows = tf.gather(
+                padded_events, at
+            )  # [n, L]: item rows, the missing row past the events
+            for names, stack in parts:
+                out.update(zip(names, tf.unstack(tf.gather(stack, rows), len(names), axis=2)))
+        return out
