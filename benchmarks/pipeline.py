@@ -138,20 +138,22 @@ def measure(
     return _summary(data_dir, batch_size, models, rates)
 
 
-def measure_dirs(data_dirs: list[str], train_rows: int, rounds: int) -> dict[str, Any]:
+def measure_dirs(
+    data_dirs: list[str], train_rows: int, rounds: int, batch_size: int = 512
+) -> dict[str, Any]:
     """`measure` for several directories, all their runners interleaved in the same rounds."""
     runners: dict[str, Callable[[], float]] = {}
     models: dict[str, dict[str, keras.Model]] = {}
     for i, data_dir in enumerate(data_dirs):
         schema, _ = load_dataset_dir(data_dir)
         models[data_dir] = {"dfn": build_dfn(schema), "wide_deep": build_wide_deep(schema)}
-        for name, run in _runners(data_dir, 512, models[data_dir], train_rows).items():
+        for name, run in _runners(data_dir, batch_size, models[data_dir], train_rows).items():
             runners[f"{i}:{name}"] = run
     rates = interleave(runners, rounds)
     return {
         data_dir: _summary(
             data_dir,
-            512,
+            batch_size,
             models[data_dir],
             {k.split(":", 1)[1]: v for k, v in rates.items() if k.startswith(f"{i}:")},
         )

@@ -63,13 +63,13 @@ def test_sequence_position_with_one_missing_item_feature_stays_valid(tiny_schema
 
     graph = FeatureGraph(tiny_schema)
     vectors, mask = graph.sequence_vectors("click")
-    model = keras.Model(graph.inputs, [vectors, mask])
+    model = keras.Model(graph.inputs, [vectors, mask, graph.embedding("category")])
     x = {k: v[:2].copy() for k, v in tiny_batch[0].items()}
     x["click_item_id"][:] = [[3, 4, -1, -1, -1], [5, -1, -1, -1, -1]]
     x["click_category"][:] = [[-1, 2, -1, -1, -1], [1, -1, -1, -1, -1]]  # item 3 has no category
-    got_vectors, got_mask = model.predict(x, verbose=0)
+    x["category"][:] = -1  # a target item without a category
+    got_vectors, got_mask, target_category = model.predict(x, verbose=0)
     np.testing.assert_array_equal(got_mask, [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0]])
-    # The missing category takes the category's OOV vector, the one an unknown target category gets.
-    table = graph.embedding_table("category").get_weights()[0]
-    oov = graph._lookup_layer(tiny_schema.feature("category"))(np.array([-1])).numpy()[0]
-    np.testing.assert_allclose(got_vectors[0, 0, 4:], table[oov], rtol=1e-6)
+    # The missing category takes the vector a target item without a category gets.
+    np.testing.assert_allclose(got_vectors[0, 0, 4:], target_category[0], rtol=1e-6)
+    assert not np.allclose(got_vectors[0, 1, 4:], target_category[0])  # category 2's own vector

@@ -205,11 +205,6 @@ def _dtype_key(values: np.ndarray) -> str:
     return "bytes" if values.dtype.kind in "SU" else values.dtype.str
 
 
-def _stacked(columns: list[np.ndarray]) -> np.ndarray:
-    """`[rows, k]` of `k` equal-dtype columns (bytes columns widen to the longest)."""
-    return np.stack(columns, axis=1)
-
-
 class LookupGather:
     """Materialises a parser's lookup columns from the tables, in few TensorFlow operations.
 
@@ -244,37 +239,32 @@ class LookupGather:
             else:
                 groups = scalar.setdefault((lookup.table, lookup.row), {})
             groups.setdefault(_dtype_key(values), []).append(name)
+
+        def rows_of(table: str) -> int:
+            return len(next(iter(tables[table].values())))
+
+        def stacked(names: list[str], extra: list[Any] | None = None) -> tf.Tensor:
+            """The columns of `names` as one `[rows (+ 1), k]` constant (bytes widen to the longest)."""
+            columns = [tables[lookups[n].table][lookups[n].column] for n in names]
+            stack = np.stack(columns, axis=1)
+            if extra is not None:
+                row = [np.asarray(v, dtype=c.dtype) for v, c in zip(extra, columns, strict=True)]
+                stack = np.concatenate([stack, np.stack(row)[None]], axis=0)
+            return tf.constant(stack)
+
         self._scalar = [
-            (
-                table,
-                row,
-                len(next(iter(tables[table].values()))),
-                self._parts(groups, lookups, tables),
-            )
+            (table, row, rows_of(table), [(names, stacked(names)) for names in groups.values()])
             for (table, row), groups in scalar.items()
         ]
         self._sequence = []
         for (table, events, end, count, length), groups in sequence.items():
-            parts = []
-            for names in groups.values():
-                columns = [tables[table][lookups[n].column] for n in names]
-                missing = [np.asarray(padded[n][0], dtype=c.dtype) for n, c in zip(names, columns)]
-                stack = np.concatenate([_stacked(columns), np.stack(missing)[None]], axis=0)
-                parts.append((names, tf.constant(stack)))
-            rows = tables[events][EVENT_ROW]
-            pad_row = len(next(iter(tables[table].values())))  # the missing values' row
-            padded_events = tf.constant(np.append(rows, np.int64(pad_row)).astype(np.int64))
+            # The stacks get one more row, each column's missing value: the padding's row.
+            parts = [
+                (names, stacked(names, [padded[n][0] for n in names])) for names in groups.values()
+            ]
+            rows = tables[events][EVENT_ROW].astype(np.int64)
+            padded_events = tf.constant(np.append(rows, np.int64(rows_of(table))))
             self._sequence.append((events, end, count, length, len(rows), padded_events, parts))
-
-    @staticmethod
-    def _parts(groups, lookups, tables) -> list[tuple[list[str], tf.Tensor]]:
-        return [
-            (
-                names,
-                tf.constant(_stacked([tables[lookups[n].table][lookups[n].column] for n in names])),
-            )
-            for names in groups.values()
-        ]
 
     def __call__(self, parsed: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """`{column: values}` for parsed record columns `{name: [rows]}`: `[rows]` or `[rows, L]`."""
@@ -304,9 +294,8 @@ class LookupGather:
             )
             offsets = tf.range(length, dtype=tf.int64)[None, :]
             at = tf.where(offsets < count[:, None], end[:, None] - 1 - offsets, size)
-            rows = tf.gather(
-                padded_events, at
-            )  # [n, L]: item rows, the missing row past the events
+            # [n, L] item rows; past a row's events, the missing values' row.
+            rows = tf.gather(padded_events, at)
             for names, stack in parts:
                 out.update(zip(names, tf.unstack(tf.gather(stack, rows), len(names), axis=2)))
         return out
