@@ -7,24 +7,48 @@ import polars as pl
 import pytest
 
 from widedeep.data.feedback_log import ErrorPolicy, FeatureTable, FeedbackLogError
-from widedeep.data.prepare import read_log, report_bad_rows, sequence_positions
+from widedeep.data.prepare import RowStore, read_log, report_bad_rows, running_counts
 
 
-def test_sequence_positions_match_a_per_row_history():
+@pytest.mark.parametrize("chunk", [1, 7, 300])
+def test_running_counts_chunk_by_chunk_match_a_per_row_count(chunk):
     rng = np.random.default_rng(0)
     group = rng.integers(0, 4, 300)
-    feedback = rng.integers(0, 3, 300)
-    for code in range(3):
-        events, end, count = sequence_positions(group, feedback, code)
-        for r in range(len(group)):
-            earlier = [q for q in range(r) if group[q] == group[r] and feedback[q] == code]
-            got = [int(events[end[r] - 1 - j]) for j in range(count[r])]
-            assert got == earlier[::-1]  # most recent first, strictly before row r
+    flag = rng.random(300) < 0.4
+    carried = np.zeros(4, dtype=np.int64)
+    counts = np.concatenate(
+        [
+            running_counts(group[s : s + chunk], flag[s : s + chunk], carried)
+            for s in range(0, 300, chunk)
+        ]
+    )
+    expected = [sum(flag[q] for q in range(r) if group[q] == group[r]) for r in range(300)]
+    np.testing.assert_array_equal(counts, expected)  # strictly before row r, earlier chunks too
+    np.testing.assert_array_equal(carried, np.bincount(group[flag], minlength=4))
 
 
-def test_sequence_positions_of_an_empty_log():
-    events, end, count = sequence_positions(np.zeros(0, int), np.zeros(0, int), 1)
-    assert events.size == end.size == count.size == 0
+def test_running_counts_of_an_empty_chunk():
+    carried = np.array([2, 5])
+    assert running_counts(np.zeros(0, int), np.zeros(0, bool), carried).size == 0
+    np.testing.assert_array_equal(carried, [2, 5])
+
+
+@pytest.mark.parametrize("spilled", [False, True])
+def test_row_store_reads_back_any_range(tmp_path, spilled):
+    store = RowStore()
+    rows = np.arange(50)
+    for start in range(0, 50, 7):
+        chunk = rows[start : start + 7]
+        store.append({"a": chunk, "b": (chunk * 0.5).astype(np.float32)})
+        if spilled and start == 7:
+            store.spill(str(tmp_path / "rows"))  # the rows so far move to files, later ones too
+    assert len(store) == 50 and (store.folder is not None) == spilled
+    for start, stop in [(0, 50), (3, 4), (6, 22), (49, 80), (50, 60)]:
+        got = store.read(start, stop)
+        np.testing.assert_array_equal(got["a"], rows[start:stop])
+        np.testing.assert_array_equal(got["b"], (rows[start:stop] * 0.5).astype(np.float32))
+        assert got["b"].dtype == np.float32
+        np.testing.assert_array_equal(store.column("a", start, stop), rows[start:stop])
 
 
 def test_feature_table_indices_are_first_rows_or_minus_one():

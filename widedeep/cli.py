@@ -46,6 +46,7 @@ def _int_at_least(minimum: int, what: str) -> Any:
 
 _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
+_memory_limit = _int_at_least(16, "a number of MiB >= 16")
 
 
 def _fraction(text: str) -> float:
@@ -315,6 +316,8 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         "on_error": args.on_error,
         "progress": True,
         "overwrite": args.overwrite,
+        "memory_limit": args.memory_limit,
+        "temp_dir": args.temp_dir,
     }
     if args.source == "kuairand":
         from widedeep.data.kuairand import prepare_kuairand
@@ -434,6 +437,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from widedeep.data.feedback_log import PrepareOptions
     from widedeep.distribute import STRATEGIES
     from widedeep.training import MODELS, TrainConfig
 
@@ -486,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--on-error", choices=("skip", "stop"), default="skip")
         q.add_argument(
             "--overwrite", action="store_true", help="replace an existing dataset in --out"
+        )
+        q.add_argument(
+            "--memory-limit",
+            type=_memory_limit,
+            default=PrepareOptions.memory_limit,
+            metavar="MIB",
+            help="MiB for the log's rows held at once; a longer log is sorted out of core "
+            f"(default {PrepareOptions.memory_limit})",
+        )
+        q.add_argument(
+            "--temp-dir", help="scratch folder for an out-of-core sort (default: beside --out)"
         )
         q.set_defaults(func=_cmd_prepare)
 

@@ -96,6 +96,11 @@ class PrepareOptions:
         on_error: `"skip"` (skip and count bad rows) or `"stop"` (raise at the first one).
         num_shards: shards per split for the dataset writer; `None` keeps its default.
         overwrite: replace a dataset already in the output directory.
+        memory_limit: MiB for the log's rows held at once while sorting and writing
+            (side tables and per-user counters come on top); a log that does not fit
+            is sorted out of core through a scratch folder.
+        temp_dir: where that scratch folder goes (default: beside the output
+            directory, which has room for the dataset; deleted at the end).
     """
 
     max_length: int = 30
@@ -105,8 +110,18 @@ class PrepareOptions:
     on_error: str = "skip"
     num_shards: dict[str, int] | None = None
     overwrite: bool = False
+    memory_limit: int = 1024
+    temp_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.memory_limit, bool)
+            or not isinstance(self.memory_limit, int)
+            or self.memory_limit < 16
+        ):
+            raise ValueError(
+                f"`memory_limit` must be an int >= 16 (MiB). Received: memory_limit={self.memory_limit!r}"
+            )
         if (
             isinstance(self.max_length, bool)
             or not isinstance(self.max_length, int)
@@ -549,6 +564,7 @@ class FeedbackSource(abc.ABC):
         item_features: item-table columns describing an item, in the order the
             schema's `target_item_features` and every sequence use.
         context_columns: `{name: dtype}` of the per-impression `Impressions.context` columns.
+        logs: the log files, in the order given (`Impressions.file_index` points here).
     """
 
     name: str
@@ -558,9 +574,23 @@ class FeedbackSource(abc.ABC):
     item_features: Sequence[str]
     context_columns: dict[str, str]
 
+    logs: list[str]
+
     @abc.abstractmethod
-    def impressions(self, policy: ErrorPolicy) -> Impressions:
-        """The log's impressions in file order, malformed rows sent to `policy`."""
+    def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:
+        """The log's impressions in file order, in batches of about `batch_rows` rows.
+
+        Malformed rows go to `policy`. `users` and `items` are complete once the
+        batches are: a source may build a table from the ids it reads.
+        """
+
+    def context_values(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Context column `name` as written, from its values in `Impressions.context`.
+
+        `Impressions.context` holds numbers only; a source with a string column keeps
+        codes there and turns them back into strings here.
+        """
+        return values
 
     @abc.abstractmethod
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,7 @@ from widedeep.data.prepare import (
     parse_columns,
     prepare_source,
     read_log,
+    read_log_batches,
     report_bad_rows,
 )
 from widedeep.schema import Schema
@@ -269,12 +270,16 @@ class KuaiRandSource(FeedbackSource):
         return table, upload_by_row
 
     # ------------------------------------------------------------------------ events
-    def impressions(self, policy: ErrorPolicy) -> Impressions:
-        parts = [self._file_impressions(path, i, policy) for i, path in enumerate(self.logs)]
-        return Impressions.concat(parts, self.logs)
+    def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:
+        for file_index, path in enumerate(self.logs):
+            for frame, bad in read_log_batches(
+                path, LOG_COLUMNS, LOG_COLUMNS, batch_rows=batch_rows
+            ):
+                yield self._batch_impressions(frame, bad, path, file_index, policy)
 
-    def _file_impressions(self, path: str, file_index: int, policy: ErrorPolicy) -> Impressions:
-        frame, bad = read_log(path, LOG_COLUMNS, LOG_COLUMNS)
+    def _batch_impressions(
+        self, frame: pl.DataFrame, bad: list, path: str, file_index: int, policy: ErrorPolicy
+    ) -> Impressions:
         v = {c: frame[c].to_numpy() for c in (*LOG_COLUMNS, "_line")}
         line = v["_line"]
         click, hate, hourmin = v["is_click"], v["is_hate"], v["hourmin"]
@@ -312,7 +317,6 @@ class KuaiRandSource(FeedbackSource):
             file_index=np.full(int(keep.sum()), file_index, dtype=np.int64),
             line=line[keep],
             row_key=frame["_key"].to_numpy()[keep],
-            paths=self.logs,
             context={
                 "hour": hour[keep],
                 "tab": v["tab"][keep],
@@ -378,6 +382,8 @@ def prepare_kuairand(
     on_error: str = "skip",
     num_shards: dict[str, int] | None = None,
     overwrite: bool = False,
+    memory_limit: int = PrepareOptions.memory_limit,
+    temp_dir: str | None = None,
 ) -> dict[str, Any]:
     """Writes a KuaiRand dataset directory (schema, meta and TFRecord shards).
 
@@ -395,6 +401,9 @@ def prepare_kuairand(
             `"stop"` (raise `FeedbackLogError` naming the file and line).
         num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
         overwrite: replace an existing dataset in `out_dir`.
+        memory_limit: MiB for the log's rows held at once (a longer log is sorted
+            out of core through a scratch folder; see `PrepareOptions`).
+        temp_dir: where that scratch folder goes (default: beside `out_dir`).
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -420,6 +429,8 @@ def prepare_kuairand(
         on_error=on_error,
         num_shards=num_shards,
         overwrite=overwrite,
+        memory_limit=memory_limit,
+        temp_dir=temp_dir,
     )
     return prepare_source(
         lambda policy: KuaiRandSource(logs, users, videos, policy), out_dir, options

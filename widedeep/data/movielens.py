@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -166,6 +167,7 @@ class MovieLensSource(FeedbackSource):
             role: os.path.join(self.path, files[role]) for role in ("ratings", "users", "items")
         }
         self.separator = files["separator"]
+        self.logs = [self.files["ratings"]]
         self.users = self._read_users(policy)
         self.items = self._read_items(policy)
 
@@ -272,7 +274,8 @@ class MovieLensSource(FeedbackSource):
         return FeatureTable("movies", path, keys, columns, dtypes)
 
     # ------------------------------------------------------------------------ events
-    def impressions(self, policy: ErrorPolicy) -> Impressions:
+    def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:
+        """The ratings file's impressions (read whole: a MovieLens file is at most 25M rows)."""
         path, sep = self.files["ratings"], self.separator
         names = ("user", "item", "rating", "time")
         lines = pl.read_lines(path, row_index_name="_line", row_index_offset=1).filter(
@@ -301,7 +304,7 @@ class MovieLensSource(FeedbackSource):
         report_bad_rows(policy, path, bad)
         frame = frame.filter(pl.col("rating").is_between(1, 5))
         rating = frame["rating"].to_numpy()
-        return Impressions(
+        yield Impressions(
             time=frame["time"].to_numpy(),
             user=frame["user"].to_numpy(),
             item=frame["item"].to_numpy(),
@@ -310,7 +313,6 @@ class MovieLensSource(FeedbackSource):
             file_index=np.zeros(len(frame), dtype=np.int64),
             line=frame["_line"].to_numpy(),
             row_key=frame.select(row_hash(names)).to_series().to_numpy(),
-            paths=[path],
         )
 
     # ------------------------------------------------------------------------ schema
@@ -361,6 +363,8 @@ def prepare_movielens(
     on_error: str = "skip",
     num_shards: dict[str, int] | None = None,
     overwrite: bool = False,
+    memory_limit: int = PrepareOptions.memory_limit,
+    temp_dir: str | None = None,
 ) -> dict[str, Any]:
     """Writes a MovieLens (100K or 1M, auto-detected) dataset directory.
 
@@ -376,6 +380,9 @@ def prepare_movielens(
             `"stop"` (raise `FeedbackLogError` naming the file and line).
         num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
         overwrite: replace an existing dataset in `out_dir`.
+        memory_limit: MiB for the log's rows held at once (a longer log is sorted
+            out of core through a scratch folder; see `PrepareOptions`).
+        temp_dir: where that scratch folder goes (default: beside `out_dir`).
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -398,5 +405,7 @@ def prepare_movielens(
         on_error=on_error,
         num_shards=num_shards,
         overwrite=overwrite,
+        memory_limit=memory_limit,
+        temp_dir=temp_dir,
     )
     return prepare_source(lambda policy: MovieLensSource(path, policy), out_dir, options)

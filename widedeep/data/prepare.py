@@ -26,15 +26,24 @@ column, read by Polars: CSV or Parquet, several files) and its side tables into
    vocabularies and quantile boundaries, the schema and `meta.json`. Readers
    gather the side features and sequences back as they parse.
 
-Memory: the whole log's key columns, sorted in memory (not out of core), plus the
-side tables plus one chunk; the sequences are never materialised.
+Memory is bounded by `PrepareOptions.memory_limit`, not by the log's length: the
+sources yield the log in batches; the engine sorts them into runs of at most the
+rows that fit the limit. A log that fits in one run stays in memory; a longer one
+is an external sort: the runs are written to a scratch folder (`temp_dir`, by
+default beside the output), merged range by range of timestamps, and the sorted
+log, the event tables and the split are built from that folder in chunks, with
+per-user counters (`running_counts`) instead of whole-log sorts. Side tables and
+per-user counters come on top (they grow with the users and items, not the log).
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +54,7 @@ from widedeep.data.feedback_log import (
     FEEDBACK_TYPES,
     SEQUENCE_NAMES,
     ErrorPolicy,
+    FeatureTable,
     FeedbackLogError,
     FeedbackSource,
     PrepareOptions,
@@ -52,7 +62,7 @@ from widedeep.data.feedback_log import (
     TrainStatistics,
     read_csv_with_header,
 )
-from widedeep.data.tables import EVENT_ROW, Lookup
+from widedeep.data.tables import EVENT_ROW, ColumnChunks, Lookup
 from widedeep.schema import MISSING_INT
 
 __all__ = [
@@ -62,9 +72,12 @@ __all__ = [
     "parse_columns",
     "parse_integer_columns",
     "read_log",
+    "read_log_batches",
+    "log_schema",
     "report_bad_rows",
     "row_hash",
-    "sequence_positions",
+    "RowStore",
+    "running_counts",
 ]
 
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
@@ -84,7 +97,7 @@ USER_ROW, ITEM_ROW = "@user", "@item"
 
 @dataclass
 class Impressions:
-    """A log as columns, one entry per row in file order (the engine sorts it).
+    """A batch of a log as columns, one entry per row in file order (the engine sorts it).
 
     Attributes:
         time: timestamps (any monotone integer unit), int64.
@@ -92,10 +105,9 @@ class Impressions:
         item: raw item ids, int64.
         feedback: index into `FEEDBACK_TYPES` per row.
         label: 1 if clicked, else 0.
-        file_index: position of each row's file in `paths` (tie-break).
+        file_index: position of each row's file in the source's `logs` (tie-break).
         line: 1-based line of each row in its file (tie-break and messages).
         row_key: uint64 hash of each row's raw fields (exact-duplicate detection).
-        paths: the files, in the order given.
         context: `{name: values}` of per-impression features (e.g. hour of day).
     """
 
@@ -107,41 +119,10 @@ class Impressions:
     file_index: np.ndarray
     line: np.ndarray
     row_key: np.ndarray
-    paths: list[str]
     context: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.time)
-
-    def take(self, rows: np.ndarray) -> Impressions:
-        """The rows at `rows` (indices or a boolean mask), in that order."""
-        return Impressions(
-            **{
-                name: getattr(self, name)[rows]
-                for name in ("time", "user", "item", "feedback", "label", "file_index", "line")
-            },
-            row_key=self.row_key[rows],
-            paths=self.paths,
-            context={name: values[rows] for name, values in self.context.items()},
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[Impressions], paths: list[str]) -> Impressions:
-        """One table from per-file tables (their `file_index` already set)."""
-        context_names = list(parts[0].context) if parts else []
-
-        def cat(values: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.concatenate(values) if values else np.zeros(0, dtype=dtype)
-
-        return Impressions(
-            **{
-                name: cat([getattr(p, name) for p in parts], np.int64)
-                for name in ("time", "user", "item", "feedback", "label", "file_index", "line")
-            },
-            row_key=cat([p.row_key for p in parts], np.uint64),
-            paths=paths,
-            context={n: cat([p.context[n] for p in parts], np.float32) for n in context_names},
-        )
 
 
 BadRows = list[tuple[int, str]]
@@ -155,7 +136,10 @@ class _NeedsExactRead(Exception):
 def read_log(
     path: str, required: Sequence[str], integers: Sequence[str], *, infer_types: bool = True
 ) -> tuple[pl.DataFrame, BadRows]:
-    """Read a CSV (with a header) or Parquet log into a frame, validating it.
+    """Read a whole CSV (with a header) or Parquet file into a frame, validating it.
+
+    Logs are read in batches (`read_log_batches`); this reads a file at once (side
+    tables, which grow with the users or items, not with the log).
 
     Args:
         path: the file (`.parquet` / `.pq` is read as Parquet, anything else as CSV).
@@ -169,39 +153,132 @@ def read_log(
         row; for Parquet, the row number) and `_key` (a uint64 hash of the row's
         raw fields), malformed rows left out and listed in `bad` (line order).
     """
-    if path.lower().endswith(PARQUET_SUFFIXES):
-        return _read_parquet(path, required, integers)
-    rows = read_csv_with_header(path, required)  # checks the header; names missing columns
-    next(rows, None)
-    rows.close()
+    if infer_types or path.lower().endswith(PARQUET_SUFFIXES):
+        return _whole(read_log_batches(path, required, integers), path)
+    _check_header(path, required)
     try:
-        if infer_types:
-            frame = pl.read_csv(
-                path,
-                schema_overrides={c: pl.Int64 for c in integers},
-                infer_schema_length=10_000,
-                try_parse_dates=False,
-            )
-        else:
-            frame = pl.read_csv(path, infer_schema=False)
-        frame = frame.with_row_index("_line", offset=2)
+        frame = pl.read_csv(path, infer_schema=False).with_row_index("_line", offset=2)
         columns = [c for c in frame.columns if c != "_line"]
         frame = frame.filter(~pl.all_horizontal(pl.col(c).is_null() for c in columns))
-        if not infer_types:
-            if _field_counts_differ(path, len(columns), frame.height):
-                raise _NeedsExactRead  # Polars pads a short row with empty strings
-            frame = frame.with_columns(
-                pl.col(c).fill_null("") for c in columns if c not in integers
-            )
-            frame, unparsed = parse_integer_columns(frame, integers)
-            if unparsed:
-                raise _NeedsExactRead
-        if frame.select(pl.any_horizontal(pl.col(c).is_null().any() for c in integers)).item():
+        if _field_counts_differ(path, len(columns), frame.height):
+            raise _NeedsExactRead  # Polars pads a short row with empty strings
+        frame = frame.with_columns(pl.col(c).fill_null("") for c in columns if c not in integers)
+        frame, unparsed = parse_integer_columns(frame, integers)
+        if unparsed:
             raise _NeedsExactRead
     except (pl.exceptions.PolarsError, _NeedsExactRead):
-        return _read_csv_exactly(path, required, integers)
+        return _whole(_read_csv_exactly(path, required, integers, {}), path)
     frame = frame.with_columns(_line=pl.col("_line").cast(pl.Int64), _key=row_hash(columns))
     return frame, []
+
+
+def _whole(
+    batches: Iterable[tuple[pl.DataFrame, BadRows]], path: str
+) -> tuple[pl.DataFrame, BadRows]:
+    parts = list(batches)
+    if not parts:  # a header and no rows
+        header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+        empty = pl.DataFrame(schema={c: pl.String for c in header})
+        return empty.with_columns(_line=pl.lit(0, pl.Int64), _key=pl.lit(0, pl.UInt64)), []
+    frames = [frame for frame, _ in parts]
+    return pl.concat(frames, how="vertical_relaxed"), sorted(b for _, rows in parts for b in rows)
+
+
+def read_log_batches(
+    path: str,
+    required: Sequence[str],
+    integers: Sequence[str],
+    *,
+    batch_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[pl.DataFrame, BadRows]]:
+    """Read a CSV (with a header) or Parquet log in batches of about `batch_rows` rows.
+
+    Polars reads the file streaming; every batch has the same columns and types
+    (the CSV's types inferred from its first 10,000 rows, `integers` as int64). If
+    a batch has a value Polars cannot read as its column's type (or a ragged row),
+    the rest of the file, from the first line not yet yielded, goes through the
+    exact reader, which names each bad row and yields the good ones with the same
+    types.
+
+    Args:
+        path: the file (`.parquet` / `.pq` is read as Parquet, anything else as CSV).
+        required: columns that must be present (`FeedbackLogError` names the missing).
+        integers: columns read as int64; a row whose value is not an integer is malformed.
+        batch_rows: rows per batch (memory held while reading).
+
+    Yields:
+        `(frame, bad)` in file order: the batch's good rows with every column of the
+        file plus `_line` (1-based line; for Parquet, the row number) and `_key`
+        (a uint64 hash of the row's raw fields), and its malformed rows as
+        `(line, message)` in line order.
+    """
+    if path.lower().endswith(PARQUET_SUFFIXES):
+        yield from _read_parquet(path, required, integers, batch_rows)
+        return
+    schema = log_schema(path, required, integers)
+    header = list(schema)
+    scan = pl.scan_csv(
+        path, schema_overrides={c: pl.Int64 for c in integers}, infer_schema_length=10_000
+    )
+    done = 1  # the last line yielded
+    try:
+        lazy = (
+            scan.with_row_index("_line", offset=2)
+            .filter(~pl.all_horizontal(pl.col(c).is_null() for c in header))
+            .with_columns(_line=pl.col("_line").cast(pl.Int64), _key=row_hash(header))
+        )
+        for frame in lazy.collect_batches(chunk_size=batch_rows):
+            if frame.select(pl.any_horizontal(pl.col(c).is_null().any() for c in integers)).item():
+                raise _NeedsExactRead
+            if frame.height:
+                yield frame, []
+                done = int(frame["_line"][-1])
+    except (pl.exceptions.PolarsError, _NeedsExactRead):
+        yield from _read_csv_exactly(path, required, integers, schema, after=done)
+
+
+def log_schema(
+    path: str, required: Sequence[str], integers: Sequence[str]
+) -> dict[str, pl.DataType]:
+    """The columns and types `read_log_batches` yields for a log file (its own columns only).
+
+    CSV types are inferred from the first 10,000 rows (`integers` as int64; every
+    column a string if those rows do not parse); `FeedbackLogError` names a missing
+    file, an unreadable Parquet file or missing columns.
+    """
+    if path.lower().endswith(PARQUET_SUFFIXES):
+        if not os.path.isfile(path):
+            raise FeedbackLogError(f"cannot read {path}: no such file")
+        try:
+            schema = dict(pl.scan_parquet(path).collect_schema())
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise FeedbackLogError(f"{path}: unreadable Parquet file: {e}") from None
+        missing = [c for c in required if c not in schema]
+        if missing:
+            raise FeedbackLogError(
+                f"{path}: missing column(s) {missing}; the header has {list(schema)}"
+            )
+        return {c: pl.Int64 if c in integers else t for c, t in schema.items()}
+    header = _check_header(path, required)
+    scan = pl.scan_csv(
+        path, schema_overrides={c: pl.Int64 for c in integers}, infer_schema_length=10_000
+    )
+    try:
+        return dict(scan.collect_schema())
+    except pl.exceptions.PolarsError:
+        return {c: pl.Int64 if c in integers else pl.String for c in header}
+
+
+def _check_header(path: str, required: Sequence[str]) -> list[str]:
+    """The CSV file's header; `FeedbackLogError` names a missing file or columns."""
+    rows = read_csv_with_header(path, required)
+    try:
+        index = next(rows, None)
+    finally:
+        rows.close()
+    if index is None:
+        return pl.read_csv(path, n_rows=0).columns
+    return list(index[0])
 
 
 def row_hash(columns: Sequence[str]) -> pl.Expr:
@@ -237,47 +314,69 @@ def _field_counts_differ(path: str, num_columns: int, num_rows: int) -> bool:
 
 
 def _read_parquet(
-    path: str, required: Sequence[str], integers: Sequence[str]
-) -> tuple[pl.DataFrame, BadRows]:
-    if not os.path.isfile(path):
-        raise FeedbackLogError(f"cannot read {path}: no such file")
+    path: str, required: Sequence[str], integers: Sequence[str], batch_rows: int
+) -> Iterator[tuple[pl.DataFrame, BadRows]]:
+    columns = list(log_schema(path, required, integers))
+    lazy = (
+        pl.scan_parquet(path)
+        .with_row_index("_line", offset=1)
+        .with_columns(_line=pl.col("_line").cast(pl.Int64), _key=row_hash(columns))
+    )
     try:
-        frame = pl.read_parquet(path)
+        for frame in lazy.collect_batches(chunk_size=batch_rows):
+            yield parse_integer_columns(frame, integers)
     except (pl.exceptions.PolarsError, OSError) as e:
         raise FeedbackLogError(f"{path}: unreadable Parquet file: {e}") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise FeedbackLogError(
-            f"{path}: missing column(s) {missing}; the header has {frame.columns}"
-        )
-    columns = list(frame.columns)
-    frame = frame.with_row_index("_line", offset=1).with_columns(
-        _line=pl.col("_line").cast(pl.Int64), _key=row_hash(columns)
-    )
-    return parse_integer_columns(frame, integers)
 
 
 def _read_csv_exactly(
-    path: str, required: Sequence[str], integers: Sequence[str]
-) -> tuple[pl.DataFrame, BadRows]:
-    """The slow, exact reader for a file with bad rows: names each and its problem."""
+    path: str,
+    required: Sequence[str],
+    integers: Sequence[str],
+    schema: dict[str, pl.DataType],
+    *,
+    after: int = 1,
+    batch_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[pl.DataFrame, BadRows]]:
+    """The slow, exact reader for a file with bad rows: names each and its problem.
+
+    Reads the rows after line `after`, in batches; `integers` become int64 and the
+    columns `schema` types as integers or floats are parsed as such (a value that
+    does not parse makes its row bad); the other columns stay strings.
+    """
+    kinds = {c: "int" for c in integers}
+    for name, dtype in schema.items():
+        if name not in kinds and dtype.is_integer():
+            kinds[name] = "nullable_int"
+        elif name not in kinds and dtype.is_float():
+            kinds[name] = "nullable_float"
+    header: list[str] = []
     bad: BadRows = []
     lines: list[int] = []
     kept: list[list[str]] = []
-    header: list[str] = []
+
+    def batch() -> tuple[pl.DataFrame, BadRows]:
+        data = {name: [row[j] for row in kept] for j, name in enumerate(header)}
+        frame = pl.DataFrame(data, schema={name: pl.String for name in header})
+        frame = frame.with_columns(_line=pl.Series(lines, dtype=pl.Int64), _key=row_hash(header))
+        frame, unparsed = parse_columns(frame, {c: k for c, k in kinds.items() if c in header})
+        return frame.select("_line", *header, "_key"), sorted(bad + unparsed)
+
     for index, line, fields in read_csv_with_header(path, required):
         if not header:
             header = list(index)
+        if line <= after:
+            continue
         if len(fields) != len(index):
             bad.append((line, f"expected {len(index)} fields, found {len(fields)}"))
-            continue
-        lines.append(line)
-        kept.append(fields)
-    data = {name: [row[j] for row in kept] for j, name in enumerate(header)}
-    frame = pl.DataFrame(data, schema={name: pl.String for name in header})
-    frame = frame.with_columns(_line=pl.Series(lines, dtype=pl.Int64), _key=row_hash(header))
-    frame, unparsed = parse_integer_columns(frame, integers)
-    return frame, sorted(bad + unparsed)
+        else:
+            lines.append(line)
+            kept.append(fields)
+        if len(kept) + len(bad) >= batch_rows:
+            yield batch()
+            bad, lines, kept = [], [], []
+    if kept or bad:
+        yield batch()
 
 
 def parse_integer_columns(
@@ -309,6 +408,7 @@ def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
 
     Kinds: `"int"` (int64, `"12"` or `"12.0"`); `"optional_int"` (the same, an empty
     or `nan` cell is `MISSING_INT`); `"optional_float"` (float64, an empty cell is nan);
+    `"nullable_int"` / `"nullable_float"` (an empty cell is null, as Polars reads it);
     `"string"` (stripped of surrounding whitespace); `"date"` (`YYYY-MM-DD`, anything
     after the 10th character ignored, as the day's `datetime.date.toordinal()` in
     float64; an empty cell is nan).
@@ -335,6 +435,15 @@ def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
             empty = (text == "") | (text.str.to_lowercase() == "nan")
             value = pl.when(empty).then(pl.lit(MISSING_INT)).otherwise(_whole_number(text))
             bad, wanted = value.is_null(), "an integer"
+        elif kind in ("nullable_int", "nullable_float"):
+            number = (
+                _whole_number(text)
+                if kind == "nullable_int"
+                else text.cast(pl.Float64, strict=False)
+            )
+            value = pl.when(text != "").then(number)
+            bad = value.is_null() & (text != "")
+            wanted = "an integer" if kind == "nullable_int" else "a number"
         elif kind == "string":
             value, bad, wanted = text, pl.lit(False), ""
         elif kind == "date":
@@ -388,67 +497,220 @@ def report_bad_rows(
         policy.reject(kind, path, line, message)
 
 
-def reject_rows(
-    policy: ErrorPolicy,
-    kind: str,
-    log: Impressions,
-    rows: np.ndarray,
-    message: Callable[[int], str],
-) -> None:
-    """Send the bad `rows` of `log` (indices, in processing order) to `policy` at once.
-
-    With `on_error="stop"` the first one raises; otherwise all are counted and the
-    first few kept as examples. `message(row)` describes one row.
-    """
-    rows = np.asarray(rows)
-    if rows.size == 0:
-        return
-    shown = rows[:1] if policy.on_error == "stop" else rows[:5]
-    for r in shown.tolist():
-        policy.reject(kind, log.paths[int(log.file_index[r])], int(log.line[r]), message(r))
-    if policy.counting and rows.size > shown.size:
-        policy.counts[kind] += int(rows.size - shown.size)
-
-
-def sequence_positions(
-    group: np.ndarray, feedback: np.ndarray, code: int, by_group: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where each row's earlier same-group events of type `code` are, vectorised.
+def running_counts(
+    group: np.ndarray, flag: np.ndarray, carried: np.ndarray, by_group: np.ndarray | None = None
+) -> np.ndarray:
+    """Per row, how many earlier rows of its group are flagged, chunk after chunk.
 
     Args:
-        group: per row, its user (any integers), rows in processing order.
-        feedback: per row, its feedback code.
-        code: the feedback type of the sequence.
+        group: per row of this chunk, its group (a user's index, `0 <= group <
+            len(carried)`), rows in processing order.
+        flag: per row, whether it counts (e.g. it is a click).
+        carried: per group, the flagged rows of the earlier chunks; updated in place
+            to include this chunk's.
         by_group: `np.argsort(group, kind="stable")`, if already known (it is the
-            same for every feedback type).
+            same for every flag of a chunk).
 
     Returns:
-        `(events, end, count)`: `events` lists the rows of type `code` grouped by
-        user, each user's in processing order; row `r`'s `j`-th most recent earlier
-        event of that type is `events[end[r] - 1 - j]` for `j < count[r]`.
+        Per row, the flagged rows of its group strictly before it (earlier chunks
+        included).
 
     Example:
 
-    >>> events, end, count = sequence_positions(
-    ...     np.array([0, 0, 1, 0]), np.array([1, 1, 1, 0]), code=1)
-    >>> [events[end[3] - 1 - j] for j in range(count[3])]  # row 3 sees rows 1, 0
-    [1, 0]
+    >>> carried = np.zeros(2, dtype=np.int64)
+    >>> running_counts(np.array([0, 0, 1]), np.array([True, True, True]), carried)
+    array([0, 1, 0])
+    >>> running_counts(np.array([0, 1]), np.array([True, False]), carried)
+    array([2, 1])
     """
     n = len(group)
     if by_group is None:
         by_group = np.argsort(group, kind="stable")
-    is_code = feedback[by_group] == code
-    before = np.cumsum(is_code, dtype=np.int64) - is_code  # events of the type before, globally
+    flagged = flag[by_group].astype(np.int64)
+    before = np.cumsum(flagged) - flagged  # flagged rows before, in the chunk's group order
     starts = np.ones(n, dtype=bool)
-    if n:
-        sorted_group = group[by_group]
-        starts[1:] = sorted_group[1:] != sorted_group[:-1]
+    sorted_group = group[by_group]
+    starts[1:] = sorted_group[1:] != sorted_group[:-1]
     group_first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    end = np.empty(n, dtype=np.int64)
-    count = np.empty(n, dtype=np.int64)
-    end[by_group] = before
-    count[by_group] = before - before[group_first]
-    return by_group[is_code], end, count
+    counts = np.empty(n, dtype=np.int64)
+    counts[by_group] = before - before[group_first] + carried[sorted_group]
+    carried += np.bincount(group[flag], minlength=len(carried))
+    return counts
+
+
+class RowStore:
+    """Rows as NumPy columns, appended chunk by chunk and read back by row range.
+
+    Held in memory, or, once `spill(folder)` was called, in one raw file per column
+    under `folder`, read back with plain file reads (no memory map, so the pages
+    read do not stay in the process).
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.folder: str | None = None
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._starts: list[int] = []
+        self._dtypes: dict[str, np.dtype] = {}
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        """Adds rows (`{name: 1-D array}`, every chunk the same names and dtypes)."""
+        n = len(next(iter(columns.values())))
+        if not n:
+            return
+        if not self._dtypes:
+            self._dtypes = {name: values.dtype for name, values in columns.items()}
+        if self.folder is None:
+            self._chunks.append(columns)
+            self._starts.append(self.rows)
+        else:
+            for name, values in columns.items():
+                with open(os.path.join(self.folder, name), "ab") as f:
+                    np.ascontiguousarray(values, dtype=self._dtypes[name]).tofile(f)
+        self.rows += n
+
+    def spill(self, folder: str) -> None:
+        """Moves the rows to files under `folder` (a new, empty folder); later rows go there too."""
+        os.makedirs(folder)
+        chunks, self._chunks, self._starts = self._chunks, [], []
+        self.folder, self.rows = folder, 0
+        for chunk in chunks:
+            self.append(chunk)
+
+    def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows `start:stop` as `{name: array}`."""
+        stop = min(stop, self.rows)
+        n = max(stop - start, 0)
+        if self.folder is not None:
+            return {
+                name: np.fromfile(
+                    os.path.join(self.folder, name),
+                    dtype=dtype,
+                    count=n,
+                    offset=start * dtype.itemsize,
+                )
+                for name, dtype in self._dtypes.items()
+            }
+        first = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        pieces = []
+        for chunk, at in zip(self._chunks[first:], self._starts[first:], strict=True):
+            if at >= stop:
+                break
+            pieces.append({name: v[max(start - at, 0) : stop - at] for name, v in chunk.items()})
+        if len(pieces) == 1:
+            return pieces[0]
+        return {
+            name: np.concatenate([p[name] for p in pieces]) if pieces else np.zeros(0, dtype)
+            for name, dtype in self._dtypes.items()
+        }
+
+    def column(self, name: str, start: int, stop: int) -> np.ndarray:
+        """One column's rows `start:stop`."""
+        if self.folder is None:
+            return self.read(start, stop)[name]
+        dtype = self._dtypes[name]
+        return np.fromfile(
+            os.path.join(self.folder, name),
+            dtype=dtype,
+            count=max(min(stop, self.rows) - start, 0),
+            offset=start * dtype.itemsize,
+        )
+
+
+_SPARSE = 1024
+"""Every how many rows (at most) a sorted run keeps its time in memory, to cut the merge's ranges."""
+
+
+class _Run:
+    """A sorted run of the log (by time, file, line), with a sparse index of its times."""
+
+    def __init__(self, columns: dict[str, np.ndarray], sparse: int) -> None:
+        order = np.lexsort((columns["line"], columns["file_index"], columns["time"]))
+        self.store = RowStore()
+        self.store.append({name: values[order] for name, values in columns.items()})
+        self.step = sparse
+        self.sparse = columns["time"][order][::sparse].copy()
+
+    def position(self, time: int) -> int:
+        """How many of the run's rows are earlier than `time`."""
+        j = int(np.searchsorted(self.sparse, time, side="left"))
+        if j == 0:
+            return 0
+        lo = (j - 1) * self.step  # sparse[j-1] < time <= sparse[j]
+        window = self.store.column("time", lo, min(j * self.step, len(self.store)))
+        return lo + int(np.searchsorted(window, time, side="left"))
+
+
+def _merged(runs: list[_Run], range_rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """The runs' rows in (time, file, line) order, in ranges of about `range_rows` rows.
+
+    The ranges are cut at timestamps, so the rows of one timestamp are in one
+    range (exact duplicates share theirs).
+    """
+    pooled = np.sort(np.concatenate([run.sparse for run in runs]))
+    step = max(range_rows // runs[0].step, 1)
+    cuts = np.unique(pooled[step::step])
+    cursor = [0] * len(runs)
+    for cut in [*cuts.tolist(), None]:
+        parts = []
+        for k, run in enumerate(runs):
+            stop = len(run.store) if cut is None else run.position(cut)
+            if stop > cursor[k]:
+                parts.append(run.store.read(cursor[k], stop))
+                cursor[k] = stop
+        if len(parts) == 1:  # one run's rows: already in order
+            yield parts[0]
+            continue
+        if not parts:
+            continue
+        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        order = np.lexsort((columns["line"], columns["file_index"], columns["time"]))
+        yield {name: values[order] for name, values in columns.items()}
+
+
+class _EventTable:
+    """An event table filled by position (`put`), read back in order (`chunks`).
+
+    In memory, or under a scratch folder as buckets of `bucket_rows` positions
+    (each a file of `(position, value)` pairs), when the table may not fit.
+    """
+
+    def __init__(self, rows: int, folder: str | None, bucket_rows: int) -> None:
+        self.rows, self.folder, self.bucket_rows = rows, folder, bucket_rows
+        self._values = np.zeros(rows if folder is None else 0, dtype=np.int64)
+        if folder is not None:
+            os.makedirs(folder)
+
+    def put(self, positions: np.ndarray, values: np.ndarray) -> None:
+        if self.folder is None:
+            self._values[positions] = values
+            return
+        if not len(positions):
+            return
+        bucket = positions // self.bucket_rows
+        order = np.argsort(bucket, kind="stable")
+        bucket, pairs = bucket[order], np.stack([positions[order], values[order]], axis=1)
+        cuts = np.flatnonzero(np.diff(bucket)) + 1
+        for b, part in zip(bucket[np.r_[0, cuts]].tolist(), np.split(pairs, cuts), strict=True):
+            if len(part):
+                with open(os.path.join(self.folder, str(b)), "ab") as f:
+                    part.astype(np.int64).tofile(f)
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        if self.folder is None:
+            yield self._values
+            return
+        for start in range(0, self.rows, self.bucket_rows):
+            size = min(self.bucket_rows, self.rows - start)
+            values = np.zeros(size, dtype=np.int64)
+            path = os.path.join(self.folder, str(start // self.bucket_rows))
+            if os.path.exists(path):
+                pairs = np.fromfile(path, dtype=np.int64).reshape(-1, 2)
+                values[pairs[:, 0] - start] = pairs[:, 1]
+            yield values
 
 
 def prepare_source(
@@ -468,90 +730,175 @@ def prepare_source(
     """
     policy = ErrorPolicy(options.on_error)
     source = make_source(policy)
-    return prepare_impressions(source, source.impressions(policy), out_dir, options, policy)
+    return prepare_impressions(source, out_dir, options, policy)
 
 
 def _num_test(n: np.ndarray, test_fraction: float) -> np.ndarray:
     return np.minimum(n, np.floor(n * test_fraction + 0.5).astype(np.int64))
 
 
+_WORKING_COPIES = 4
+"""A run's rows are held about this many times over while it is sorted or merged."""
+
+
+def _columns_of(batch: Impressions) -> dict[str, np.ndarray]:
+    columns = {name: getattr(batch, name) for name in _ROW_FIELDS}
+    columns.update({f"context.{name}": values for name, values in batch.context.items()})
+    return columns
+
+
+_ROW_FIELDS = ("time", "user", "item", "feedback", "label", "file_index", "line", "row_key")
+
+
+def _sorted_runs(
+    batches: Iterable[Impressions],
+    memory_limit_bytes: int,
+    run_rows: int | None,
+    scratch: Callable[[], str],
+) -> list[_Run]:
+    """The log's batches as sorted runs of `run_rows` rows (default: as many as fit the limit).
+
+    One run stays in memory; from the second on, every run is spilled to a folder
+    made by `scratch()`.
+    """
+    runs: list[_Run] = []
+    buffer: list[dict[str, np.ndarray]] = []
+    buffered = 0
+
+    def flush() -> None:
+        nonlocal buffer, buffered
+        columns = {name: np.concatenate([b[name] for b in buffer]) for name in buffer[0]}
+        buffer, buffered = [], 0
+        runs.append(_Run(columns, min(_SPARSE, max(run_rows // 16, 1))))
+        if len(runs) > 1:
+            for run in runs:
+                if run.store.folder is None:
+                    run.store.spill(os.path.join(scratch(), f"run-{len(runs)}-{id(run)}"))
+
+    for batch in batches:
+        columns, n = _columns_of(batch), len(batch)
+        if n and not run_rows:
+            row_bytes = sum(v.dtype.itemsize for v in columns.values())
+            run_rows = max(memory_limit_bytes // (row_bytes * _WORKING_COPIES), CHUNK_ROWS)
+        while n:
+            take = min(run_rows - buffered, n)
+            buffer.append({name: values[:take] for name, values in columns.items()})
+            columns = {name: values[take:] for name, values in columns.items()}
+            buffered, n = buffered + take, n - take
+            if buffered == run_rows:
+                flush()
+    if buffer:
+        flush()
+    return runs
+
+
 def prepare_impressions(
     source: FeedbackSource,
-    log: Impressions,
     out_dir: str | os.PathLike,
     options: PrepareOptions,
     policy: ErrorPolicy,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    run_rows: int | None = None,
 ) -> dict[str, Any]:
-    """Sort, clean, split, build the sequences of and write `log` (see the module docstring).
+    """Sort, clean, split, build the sequences of and write a source's log (see the module docstring).
 
     Args:
-        source: the loader: its side tables (`users`, `items`), `item_features`,
-            `context_columns`, schema builder and `describe()`.
-        log: the impressions, in file order.
+        source: the loader: its log in batches (`impressions`), side tables
+            (`users`, `items`), `item_features`, `context_columns`, schema builder
+            and `describe()`.
         out_dir: the dataset directory to write.
-        options: the shared options.
+        options: the shared options (`memory_limit` bounds the rows held at once).
         policy: the error policy the loader used while reading (its skipped rows are
             reported too).
-        chunk_rows: rows per chunk handed to the writer (bounds working memory).
+        chunk_rows: rows per chunk handed to the writer.
+        run_rows: rows per sorted run (default: as many as `options.memory_limit`
+            allows); a log longer than one run is sorted out of core.
 
     Returns:
         The meta written to `meta.json`: `source`, `files`, `split` (with the first
         test impression for a time split), `impressions`, `users`, `time_range`,
         `feedback_counts` per split, `duplicates_dropped`, `imputed`, `skipped`
-        (counts by kind), `skipped_examples` and the writer's `splits`.
+        (counts by kind), `skipped_examples`, `spilled` (whether the log went
+        through the scratch folder) and the writer's `splits`.
     """
+    out_dir = os.fspath(out_dir)
+    scratch_dir: list[str] = []
+
+    def scratch() -> str:
+        if not scratch_dir:
+            parent = options.temp_dir or os.path.dirname(os.path.abspath(out_dir))
+            os.makedirs(parent, exist_ok=True)
+            scratch_dir.append(tempfile.mkdtemp(prefix=".widedeep-prepare-", dir=parent))
+        return scratch_dir[0]
+
+    try:
+        return _prepare(
+            source, out_dir, options, policy, chunk_rows, run_rows, scratch, scratch_dir
+        )
+    finally:
+        if scratch_dir:
+            shutil.rmtree(scratch_dir[0], ignore_errors=True)
+
+
+def _prepare(
+    source: FeedbackSource,
+    out_dir: str,
+    options: PrepareOptions,
+    policy: ErrorPolicy,
+    chunk_rows: int,
+    run_rows: int | None,
+    scratch: Callable[[], str],
+    scratch_dir: list[str],
+) -> dict[str, Any]:
     from widedeep.data.records import DatasetWriter
 
     L = options.max_length
-    progress = Progress(f"{source.name}: sort", options.progress)
-    order = np.lexsort((log.line, log.file_index, log.time))
-    log = log.take(order)
-    progress.update(len(log))
+    limit = options.memory_limit * 2**20
+    progress = Progress(f"{source.name}: read and sort", options.progress)
+    batches = (progress.update(len(b)) or b for b in source.impressions(policy, chunk_rows))
+    runs = _sorted_runs(batches, limit, run_rows, scratch)
     progress.done()
-
-    # Exact duplicates: equal row keys within one timestamp, the first one kept.
-    n_read = len(log)
-    by_key = np.lexsort((np.arange(n_read), log.row_key, log.time))
-    same = np.zeros(n_read, dtype=bool)
-    same[1:] = (log.time[by_key][1:] == log.time[by_key][:-1]) & (
-        log.row_key[by_key][1:] == log.row_key[by_key][:-1]
-    )
-    duplicate = np.zeros(n_read, dtype=bool)
-    duplicate[by_key] = same
-    log = log.take(~duplicate)
-    duplicates_dropped = int(duplicate.sum())
-
+    spilled = bool(scratch_dir)
+    paths = source.logs
     users, items = source.users, source.items
-    user_index = users.indices(log.user)
-    item_index = items.indices(log.item)
-    unknown_user = user_index < 0
-    unknown_item = ~unknown_user & (item_index < 0)
-    bad = np.flatnonzero(unknown_user | unknown_item)
-    # One pass in processing order, so `stop` raises at the first bad row of either kind.
-    first_user = bad[unknown_user[bad]]
-    first_item = bad[unknown_item[bad]]
-    if policy.on_error == "stop" and bad.size:
-        first = bad[:1]
-        first_user, first_item = first[unknown_user[first]], first[unknown_item[first]]
-    reject_rows(
-        policy,
-        "unknown_users",
-        log,
-        first_user,
-        lambda r: f"user {log.user[r]} is not in {users.path}",
-    )
-    reject_rows(
-        policy,
-        "unknown_items",
-        log,
-        first_item,
-        lambda r: f"item {log.item[r]} is not in {items.path}",
-    )
-    valid = ~(unknown_user | unknown_item)
-    log = log.take(valid)
-    user_index, item_index = user_index[valid], item_index[valid]
+    n_users = len(users)
+
+    # Merge: exact duplicates (equal row keys within one timestamp, the first kept) and
+    # rows of unknown users or items dropped; the sorted log kept (or spilled) with
+    # each row's user and item index, and per-user counts of every feedback type.
+    log = RowStore()
+    if spilled:
+        log.spill(os.path.join(scratch(), "log"))
+    per_type = np.zeros((len(FEEDBACK_TYPES), n_users), dtype=np.int64)
+    duplicates_dropped = 0
+    progress = Progress(f"{source.name}: merge", options.progress and spilled)
+    range_rows = runs[0].store.rows if runs else 0
+    for rows in _merged(runs, max(range_rows, chunk_rows)):
+        progress.update(len(rows["time"]))
+        n = len(rows["time"])
+        by_key = np.lexsort((np.arange(n), rows["row_key"], rows["time"]))
+        same = np.zeros(n, dtype=bool)
+        same[1:] = (rows["time"][by_key][1:] == rows["time"][by_key][:-1]) & (
+            rows["row_key"][by_key][1:] == rows["row_key"][by_key][:-1]
+        )
+        keep = np.ones(n, dtype=bool)
+        keep[by_key] = ~same
+        duplicates_dropped += int(n - keep.sum())
+        user_index = users.indices(rows["user"])
+        item_index = items.indices(rows["item"])
+        unknown_user = keep & (user_index < 0)
+        unknown_item = keep & ~unknown_user & (item_index < 0)
+        _reject_unknown(policy, users, items, rows, paths, unknown_user, unknown_item)
+        keep &= ~(unknown_user | unknown_item)
+        kept = {name: values[keep] for name, values in rows.items() if name != "row_key"}
+        kept["user_index"], kept["item_index"] = user_index[keep], item_index[keep]
+        per_type += np.bincount(
+            kept["feedback"] * n_users + kept["user_index"], minlength=per_type.size
+        ).reshape(per_type.shape)
+        log.append(kept)
+    progress.done()
+    del runs
     n_total = len(log)
     if n_total == 0:
         raise FeedbackLogError(
@@ -560,34 +907,37 @@ def prepare_impressions(
     if policy.counts:
         print(f"{source.name}: {policy.summary()}", file=sys.stderr, flush=True)
 
-    by_user = np.argsort(user_index, kind="stable")  # each user's rows, in processing order
     # The split.
-    if options.split_by == "time":
-        n_train = n_total - int(_num_test(np.array(n_total), options.test_fraction))
-        is_test = np.arange(n_total) >= n_train
-    else:
-        per_user = np.bincount(user_index, minlength=len(users))
-        first_of_user = np.concatenate([[0], np.cumsum(per_user)[:-1]])
-        rank = np.empty(n_total, dtype=np.int64)
-        rank[by_user] = np.arange(n_total) - first_of_user[user_index[by_user]]
-        is_test = rank >= (per_user - _num_test(per_user, options.test_fraction))[user_index]
+    per_user = per_type.sum(axis=0)
+    n_train = n_total - int(_num_test(np.array(n_total), options.test_fraction))
+    train_quota = per_user - _num_test(per_user, options.test_fraction)
     split_meta: dict[str, Any] = {
         "by": options.split_by,
         "test_fraction": float(options.test_fraction),
     }
     if options.split_by == "time" and n_train < n_total:
+        first_test = log.read(n_train, n_train + 1)
         split_meta["test_starts_at"] = {
-            "time": int(log.time[n_train]),
-            "file": log.paths[int(log.file_index[n_train])],
-            "line": int(log.line[n_train]),
+            "time": int(first_test["time"][0]),
+            "file": paths[int(first_test["file_index"][0])],
+            "line": int(first_test["line"][0]),
         }
 
     # Where each impression's sequences are: the records hold positions in per-type event
-    # tables, which the reader gathers (see `widedeep.data.tables`).
-    positions = [
-        sequence_positions(user_index, log.feedback, FEEDBACK_TYPES.index(name), by_user)
-        for name in SEQUENCE_NAMES
+    # tables (each user's events in order, user after user), which the reader gathers
+    # (see `widedeep.data.tables`).
+    codes = [FEEDBACK_TYPES.index(name) for name in SEQUENCE_NAMES]
+    offsets = [np.concatenate([[0], np.cumsum(per_type[c])[:-1]]) for c in codes]
+    events = [
+        _EventTable(
+            int(per_type[c].sum()),
+            os.path.join(scratch(), f"events-{name}") if spilled else None,
+            max(range_rows, 1),
+        )
+        for c, name in zip(codes, SEQUENCE_NAMES, strict=True)
     ]
+    carried = [np.zeros(n_users, dtype=np.int64) for _ in codes]
+    seen = np.zeros(n_users, dtype=np.int64)
 
     dtypes = source.column_dtypes()
     categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
@@ -595,6 +945,50 @@ def prepare_impressions(
     stats = TrainStatistics(categorical, numeric)
     writer = DatasetWriter(out_dir, options.num_shards, overwrite=options.overwrite)
     progress = Progress(f"{source.name}: write", options.progress)
+    train_users = np.zeros(n_users, dtype=np.int64)
+    train_items = np.zeros(len(items), dtype=np.int64)
+    counts = {split: np.zeros(len(FEEDBACK_TYPES), dtype=np.int64) for split in ("train", "test")}
+    for start in range(0, n_total, chunk_rows):
+        rows = log.read(start, start + chunk_rows)
+        user_index, feedback = rows["user_index"], rows["feedback"]
+        by_user = np.argsort(user_index, kind="stable")
+        if options.split_by == "time":
+            is_test = np.arange(start, start + len(user_index)) >= n_train
+        else:
+            rank = running_counts(user_index, np.ones(len(user_index), bool), seen, by_user)
+            is_test = rank >= train_quota[user_index]
+        columns: dict[str, np.ndarray] = {source.user_column: rows["user"]}
+        if users.columns:
+            columns[USER_ROW] = user_index
+        columns[ITEM_ROW] = rows["item_index"]
+        for name in source.context_columns:
+            columns[name] = source.context_values(name, rows[f"context.{name}"])
+        for k, (name, code) in enumerate(zip(SEQUENCE_NAMES, codes, strict=True)):
+            is_event = feedback == code
+            count = running_counts(user_index, is_event, carried[k], by_user)
+            end = offsets[k][user_index] + count
+            events[k].put(end[is_event], rows["item_index"][is_event])
+            columns[f"@{name}_end"] = end
+            columns[f"@{name}_count"] = np.minimum(count, L)
+        columns["label"] = rows["label"]
+        columns["feedback"] = feedback
+        for split, mask in (("train", ~is_test), ("test", is_test)):
+            if mask.any():
+                writer.write(split, _encoded({n: v[mask] for n, v in columns.items()}))
+                counts[split] += np.bincount(feedback[mask], minlength=len(FEEDBACK_TYPES))
+        train = ~is_test
+        # The log's own columns over train rows (chunk by chunk); side-table columns
+        # once per user / item below, weighted by its train impressions.
+        stats.update({name: columns[name][train] for name in source.context_columns})
+        train_users += np.bincount(user_index[train], minlength=n_users)
+        train_items += np.bincount(rows["item_index"][train], minlength=len(items))
+        progress.update(len(user_index))
+    progress.done()
+    time_range = [
+        int(log.column("time", 0, 1)[0]),
+        int(log.column("time", n_total - 1, n_total)[0]),
+    ]
+    del log
 
     # Side features and sequences are lookups: tables written once, rows in the records.
     lookups: dict[str, Lookup] = {}
@@ -605,8 +999,10 @@ def prepare_impressions(
         if columns:
             writer.write_table(table, _encoded(columns))
             lookups.update({name: Lookup(table, name, row=row) for name in columns})
-    for name, (events, _, _) in zip(SEQUENCE_NAMES, positions, strict=True):
-        writer.write_table(f"{name}_events", {EVENT_ROW: item_index[events]})
+    for name, table in zip(SEQUENCE_NAMES, events, strict=True):
+        writer.write_table(
+            f"{name}_events", {EVENT_ROW: ColumnChunks(table.rows, np.int64, table.chunks)}
+        )
         lookups.update(
             {
                 f"{name}_{f}": Lookup(
@@ -620,36 +1016,7 @@ def prepare_impressions(
             }
         )
 
-    def chunk_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
-        columns: dict[str, np.ndarray] = {source.user_column: log.user[rows]}
-        if users.columns:
-            columns[USER_ROW] = user_index[rows]
-        columns[ITEM_ROW] = item_index[rows]
-        for name in source.context_columns:
-            columns[name] = log.context[name][rows]
-        for name, (_, end, count) in zip(SEQUENCE_NAMES, positions, strict=True):
-            columns[f"@{name}_end"] = end[rows]
-            columns[f"@{name}_count"] = np.minimum(count[rows], L)
-        columns["label"] = log.label[rows]
-        columns["feedback"] = log.feedback[rows]
-        return columns
-
-    train_rows = np.flatnonzero(~is_test)
-    for split, rows in (("train", train_rows), ("test", np.flatnonzero(is_test))):
-        for start in range(0, len(rows), chunk_rows):
-            chunk = rows[start : start + chunk_rows]
-            writer.write(split, _encoded(chunk_columns(chunk)))
-            progress.update(len(chunk))
-    progress.done()
-
-    # The log's own columns over all train rows at once (the same statistics as chunk by
-    # chunk); side-table columns once per user / item, weighted by its train impressions.
-    stats.update({name: log.context[name][train_rows] for name in source.context_columns})
-    train_users = np.bincount(user_index[train_rows], minlength=len(users))
-    train_items = np.bincount(item_index[train_rows], minlength=len(items))
-    stats.update(
-        {source.user_column: users.keys, **users.gather(np.arange(len(users)))}, train_users
-    )
+    stats.update({source.user_column: users.keys, **users.gather(np.arange(n_users))}, train_users)
     stats.update(items.gather(np.arange(len(items))), train_items)
     schema = source.build_schema(stats, L)
     expected = set(dtypes) | {schema.label, schema.feedback, schema.group_key}
@@ -659,20 +1026,16 @@ def prepare_impressions(
             f"{source.name} schema inputs differ from written columns: "
             f"missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
         )
-    counts = {
-        split: np.bincount(log.feedback[mask], minlength=len(FEEDBACK_TYPES)).tolist()
-        for split, mask in (("train", ~is_test), ("test", is_test))
-    }
     meta = {
         "source": source.name,
         **source.describe(),
         "max_length": L,
         "split": split_meta,
         "impressions": n_total,
-        "users": int(np.unique(user_index).size),
-        "time_range": [int(log.time[0]), int(log.time[-1])],
+        "users": int(np.count_nonzero(per_user)),
+        "time_range": time_range,
         "feedback_counts": {
-            split: dict(zip(FEEDBACK_TYPES, c, strict=True)) for split, c in counts.items()
+            split: dict(zip(FEEDBACK_TYPES, c.tolist(), strict=True)) for split, c in counts.items()
         },
         "duplicates_dropped": duplicates_dropped,
         "imputed": {
@@ -681,9 +1044,40 @@ def prepare_impressions(
         "skipped": policy.report(),
         "skipped_examples": {k: list(v) for k, v in policy.examples.items()},
         "on_error": options.on_error,
+        "spilled": spilled,
         **source.report(schema),
     }
     return writer.close(schema, meta, lookups)
+
+
+def _reject_unknown(
+    policy: ErrorPolicy,
+    users: FeatureTable,
+    items: FeatureTable,
+    rows: dict[str, np.ndarray],
+    paths: list[str],
+    unknown_user: np.ndarray,
+    unknown_item: np.ndarray,
+) -> None:
+    """Reports one range's rows of unknown users or items, in processing order."""
+    bad = np.flatnonzero(unknown_user | unknown_item)
+    if policy.on_error == "stop":
+        bad = bad[:1]  # `stop` raises at the first bad row of either kind
+    for kind, unknown, table, column in (
+        ("unknown_users", unknown_user, users, "user"),
+        ("unknown_items", unknown_item, items, "item"),
+    ):
+        found = bad[unknown[bad]]
+        shown = found[:1] if policy.on_error == "stop" else found[:5]
+        for r in shown.tolist():
+            policy.reject(
+                kind,
+                paths[int(rows["file_index"][r])],
+                int(rows["line"][r]),
+                f"{column} {rows[column][r]} is not in {table.path}",
+            )
+        if policy.counting and found.size > shown.size:
+            policy.counts[kind] += int(found.size - shown.size)
 
 
 def _encoded(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -653,13 +653,14 @@ class DatasetWriter:
         self._records[split] = first + len(ends)
         self._rows[split] += num_rows
 
-    def write_table(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
+    def write_table(self, name: str, columns: Mapping[str, Any]) -> None:
         """Writes a table that lookup columns read (see `widedeep.data.tables`).
 
         Args:
             name: the table's name (an identifier), e.g. `"users"`.
             columns: `{column: 1-D array}`, all of one length: integers, floats or
-                fixed-width bytes strings. An events table has one `row` column.
+                fixed-width bytes strings (or a `widedeep.data.tables.ColumnChunks`
+                of numbers, written chunk by chunk). An events table has one `row` column.
         """
         if self._closed:
             raise DatasetError(f"{self.out_dir}: the writer is closed")

@@ -32,7 +32,7 @@ write ~290 values per impression.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ import tensorflow as tf
 
 __all__ = [
     "TABLES_DIR",
+    "ColumnChunks",
     "Lookup",
     "TableError",
     "LookupGather",
@@ -109,8 +110,30 @@ class Lookup:
         return cls(**value)
 
 
-def _kind(values: np.ndarray, where: str) -> str:
-    kind = _KINDS.get(values.dtype.kind)
+@dataclass(frozen=True)
+class ColumnChunks:
+    """A table column written chunk by chunk, for one too large to hold at once.
+
+    Attributes:
+        rows: its length.
+        dtype: the chunks' dtype (integers or floats).
+        chunks: a function that yields the column's values in order, as 1-D arrays.
+    """
+
+    rows: int
+    dtype: Any
+    chunks: Callable[[], Iterable[np.ndarray]]
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+def _kind(values: np.ndarray | ColumnChunks, where: str) -> str:
+    kind = _KINDS.get(np.dtype(values.dtype).kind)
     if kind is None or values.ndim != 1:
         raise TableError(
             f"{where}: a table column must be a 1-D array of integers, floats or bytes "
@@ -119,20 +142,33 @@ def _kind(values: np.ndarray, where: str) -> str:
     return kind
 
 
-def write_table(out_dir: str, name: str, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def write_table(
+    out_dir: str, name: str, columns: Mapping[str, np.ndarray | ColumnChunks]
+) -> dict[str, Any]:
     """Writes `columns` (equal-length 1-D arrays) as table `name` of dataset directory `out_dir`.
 
     Integers are stored as int64, floats as float32, strings as fixed-width bytes
-    (`np.bytes_`; encode `str` first). Returns the table's `meta.json` entry.
+    (`np.bytes_`; encode `str` first); a `ColumnChunks` column is written chunk by
+    chunk. Returns the table's `meta.json` entry.
     """
     if not name or not name.replace("_", "").isalnum():
         raise TableError(f"table names must be identifiers. Received: name={name!r}")
-    arrays = {col: np.asarray(values) for col, values in columns.items()}
+    arrays = {
+        col: values if isinstance(values, ColumnChunks) else np.asarray(values)
+        for col, values in columns.items()
+    }
     if not arrays:
         raise TableError(f"table '{name}' has no columns")
     kinds = {
         col: _kind(values, f"table '{name}', column '{col}'") for col, values in arrays.items()
     }
+    chunked_bytes = [
+        c for c, v in arrays.items() if isinstance(v, ColumnChunks) and kinds[c] == "bytes"
+    ]
+    if chunked_bytes:
+        raise TableError(
+            f"table '{name}': columns {chunked_bytes} written in chunks must be numbers"
+        )
     rows = {len(values) for values in arrays.values()}
     if len(rows) != 1:
         lengths = {col: len(values) for col, values in arrays.items()}
@@ -143,9 +179,21 @@ def write_table(out_dir: str, name: str, columns: Mapping[str, np.ndarray]) -> d
         if not col or os.sep in col or col.startswith("."):
             raise TableError(f"table '{name}': column name {col!r} is not a file name")
         dtype = _DTYPES.get(kinds[col])
-        np.save(
-            os.path.join(folder, f"{col}.npy"), values if dtype is None else values.astype(dtype)
-        )
+        path = os.path.join(folder, f"{col}.npy")
+        if isinstance(values, ColumnChunks):
+            with open(path, "wb") as f:
+                header = {"descr": np.dtype(dtype).str, "fortran_order": False}
+                np.lib.format.write_array_header_1_0(f, {**header, "shape": (values.rows,)})
+                written = 0
+                for chunk in values.chunks():
+                    np.ascontiguousarray(chunk, dtype=dtype).tofile(f)
+                    written += len(chunk)
+            if written != values.rows:
+                raise TableError(
+                    f"table '{name}', column '{col}': {written} values written, {values.rows} declared"
+                )
+        else:
+            np.save(path, values if dtype is None else values.astype(dtype))
     return {"rows": rows.pop(), "columns": kinds}
 
 

@@ -33,7 +33,7 @@ import dataclasses
 import glob
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,8 +57,9 @@ from widedeep.data.prepare import (
     PARQUET_SUFFIXES,
     Impressions,
     first_rows,
+    log_schema,
     prepare_source,
-    read_log,
+    read_log_batches,
     report_bad_rows,
 )
 from widedeep.schema import MISSING_INT, MISSING_STRING, Schema
@@ -178,13 +179,8 @@ def _column_values(series: pl.Series, dtype: str) -> list[Any]:
     return series.cast(pl.String).fill_null(MISSING_STRING).to_list()
 
 
-def _side_table(
-    name: str, path: str | None, key: str, keys_in_log: np.ndarray, policy: ErrorPolicy
-) -> FeatureTable:
-    """A side table from a file, or (without one) just the ids seen in the log."""
-    if path is None:
-        keys = np.unique(keys_in_log).tolist()
-        return FeatureTable(name, f"the {name} of the log", keys, {}, {})
+def _side_table(name: str, path: str, key: str, policy: ErrorPolicy) -> FeatureTable:
+    """A side table from a file, keyed by its column `key`."""
     frame = _read_table(path)
     if key not in frame.columns:
         raise FeedbackLogError(
@@ -211,84 +207,111 @@ class LogSource(FeedbackSource):
         self.config = config
         self.logs = expand_paths(config.logs)
         self.user_column = config.user
-        self._frames = [self._read(path, policy) for path in self.logs]
-        users = np.concatenate([f[config.user].to_numpy() for f, _ in self._frames])
-        items = np.concatenate([f[config.item].to_numpy() for f, _ in self._frames])
-        self.users = _side_table(
-            "users", config.users, config.user_key or config.user, users, policy
-        )
-        items_table = _side_table(
-            "items", config.items, config.item_key or config.item, items, policy
-        )
-        # The item id is a feature of the item (target and sequences), stored in its table.
-        items_table.columns[config.item] = np.append(items_table.keys, MISSING_INT)
-        items_table.dtypes[config.item] = "int64"
-        self.items = items_table
-        names = [config.user, *self.users.dtypes, *self.items.dtypes, *config.context]
+        c = config
+        self._integers = [c.user, c.item, c.label, *([c.dislike] if c.dislike else [])]
+        self._required = [c.user, c.item, c.time, c.label, *([c.dislike] if c.dislike else [])]
+        self._required += list(c.context)
+        self._schemas = [log_schema(path, self._required, self._integers) for path in self.logs]
+        self.users = self.items = None  # type: ignore[assignment]
+        if config.users:
+            self.users = _side_table("users", config.users, config.user_key or config.user, policy)
+        if config.items:
+            self._set_items(
+                _side_table("items", config.items, config.item_key or config.item, policy)
+            )
+        else:
+            self.item_features = [config.item]
+        names = [
+            config.user,
+            *(self.users.dtypes if self.users else {}),
+            *(self.items.dtypes if self.items else {config.item: "int64"}),
+            *config.context,
+        ]
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
             raise FeedbackLogError(
                 f"log: column name(s) {clash} appear in more than one of the log context, users and items; rename them"
             )
-        self.item_features = [config.item] + [
-            c for c, d in items_table.dtypes.items() if c != config.item and d != "float32"
-        ]
         context_dtypes = {}
-        for c in config.context:
-            found = {_dtype_of(f.schema[c]) for f, _ in self._frames}
-            context_dtypes[c] = (
+        for name in config.context:
+            found = {_dtype_of(schema[name]) for schema in self._schemas}
+            context_dtypes[name] = (
                 "string" if "string" in found else "float32" if "float32" in found else "int64"
             )
         self.context_columns = context_dtypes
+        self._codes: dict[str, dict[str, int]] = {
+            name: {} for name, dtype in context_dtypes.items() if dtype == "string"
+        }
 
-    def _read(self, path: str, policy: ErrorPolicy) -> tuple[pl.DataFrame, list]:
-        c = self.config
-        integers = [c.user, c.item, c.label, *([c.dislike] if c.dislike else [])]
-        required = [
-            c.user,
-            c.item,
-            c.time,
-            c.label,
-            *([c.dislike] if c.dislike else []),
-            *c.context,
+    def _set_items(self, table: FeatureTable) -> None:
+        # The item id is a feature of the item (target and sequences), stored in its table.
+        table.columns[self.config.item] = np.append(table.keys, MISSING_INT)
+        table.dtypes[self.config.item] = "int64"
+        self.items = table
+        self.item_features = [self.config.item] + [
+            c for c, d in table.dtypes.items() if c != self.config.item and d != "float32"
         ]
-        frame, bad = read_log(path, required, integers)
-        wrong = frame.filter(~pl.col(c.label).is_in([0, 1]))
-        bad += [
-            (line, f"unreadable value: {c.label} must be 0 or 1, found {v}")
-            for line, v in wrong.select("_line", c.label).iter_rows()
-        ]
-        frame = frame.filter(pl.col(c.label).is_in([0, 1]))
-        frame = frame.with_columns(_time=_time_ms(frame, c.time, path))
-        report_bad_rows(policy, path, bad)
-        return frame, bad
 
-    def impressions(self, policy: ErrorPolicy) -> Impressions:
+    def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:
         c = self.config
-        parts = []
-        for file_index, (frame, _) in enumerate(self._frames):
-            label = frame[c.label].to_numpy().astype(np.int64)
-            dislike = frame[c.dislike].to_numpy() != 0 if c.dislike else np.zeros(len(label), bool)
-            context = {}
-            for name, dtype in self.context_columns.items():
-                context[name] = np.asarray(
-                    _column_values(frame[name], dtype), dtype=object if dtype == "string" else dtype
+        seen_users = np.zeros(0, dtype=np.int64)
+        seen_items = np.zeros(0, dtype=np.int64)
+        for file_index, path in enumerate(self.logs):
+            batches = read_log_batches(path, self._required, self._integers, batch_rows=batch_rows)
+            for frame, bad in batches:
+                wrong = frame.filter(~pl.col(c.label).is_in([0, 1]))
+                bad = bad + [
+                    (line, f"unreadable value: {c.label} must be 0 or 1, found {v}")
+                    for line, v in wrong.select("_line", c.label).iter_rows()
+                ]
+                frame = frame.filter(pl.col(c.label).is_in([0, 1]))
+                time = _time_ms(frame, c.time, path)
+                report_bad_rows(policy, path, bad)
+                label = frame[c.label].to_numpy().astype(np.int64)
+                dislike = (
+                    frame[c.dislike].to_numpy() != 0 if c.dislike else np.zeros(len(label), bool)
                 )
-            parts.append(
-                Impressions(
-                    time=frame["_time"].to_numpy(),
-                    user=frame[c.user].to_numpy(),
-                    item=frame[c.item].to_numpy(),
+                user, item = frame[c.user].to_numpy(), frame[c.item].to_numpy()
+                if self.users is None:
+                    seen_users = np.union1d(seen_users, user)
+                if self.items is None:
+                    seen_items = np.union1d(seen_items, item)
+                yield Impressions(
+                    time=time.to_numpy(),
+                    user=user,
+                    item=item,
                     feedback=np.where(dislike, DISLIKE, np.where(label == 1, CLICK, UNCLICK)),
                     label=label,
                     file_index=np.full(len(label), file_index, dtype=np.int64),
                     line=frame["_line"].to_numpy(),
                     row_key=frame["_key"].to_numpy(),
-                    paths=self.logs,
-                    context=context,
+                    context={name: self._context(frame[name], name) for name in c.context},
                 )
+        # Without a side table, a table of the ids the log holds.
+        if self.users is None:
+            self.users = FeatureTable("users", "the users of the log", seen_users.tolist(), {}, {})
+        if self.items is None:
+            self._set_items(
+                FeatureTable("items", "the items of the log", seen_items.tolist(), {}, {})
             )
-        return Impressions.concat(parts, self.logs)
+
+    def _context(self, series: pl.Series, name: str) -> np.ndarray:
+        """A context column as numbers (a string column as codes, see `context_values`)."""
+        dtype = self.context_columns[name]
+        if dtype == "int64":
+            return series.cast(pl.Int64).fill_null(MISSING_INT).to_numpy()
+        if dtype == "float32":
+            return series.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float32)
+        text = series.cast(pl.String).fill_null(MISSING_STRING)
+        codes = self._codes[name]
+        for value in text.unique(maintain_order=True).to_list():
+            codes.setdefault(value, len(codes))
+        return text.replace_strict(codes, return_dtype=pl.Int64).to_numpy()
+
+    def context_values(self, name: str, values: np.ndarray) -> np.ndarray:
+        if name not in self._codes:
+            return values
+        return np.array(list(self._codes[name]), dtype=object)[values]
 
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
         dtypes = {
@@ -318,7 +341,7 @@ class LogSource(FeedbackSource):
         """Per feature column its role, kind and statistics; the log columns given no role."""
         c = self.config
         used = {c.user, c.item, c.time, c.label, c.dislike, *c.context}
-        in_log = {n for frame, _ in self._frames for n in frame.columns if not n.startswith("_")}
+        in_log = {n for schema in self._schemas for n in schema}
         return {
             "columns": _describe_columns(schema, self),
             "ignored_columns": sorted(in_log - used),
@@ -399,6 +422,8 @@ def prepare_log(
     on_error: str = "skip",
     num_shards: dict[str, int] | None = None,
     overwrite: bool = False,
+    memory_limit: int = PrepareOptions.memory_limit,
+    temp_dir: str | None = None,
 ) -> dict[str, Any]:
     """Writes a dataset directory from a log of your own (see the module docstring).
 
@@ -412,6 +437,9 @@ def prepare_log(
         on_error: `"skip"` (skip and count bad rows) or `"stop"` (raise naming file and line).
         num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
         overwrite: replace an existing dataset in `out_dir`.
+        memory_limit: MiB for the log's rows held at once (a longer log is sorted
+            out of core through a scratch folder; see `PrepareOptions`).
+        temp_dir: where that scratch folder goes (default: beside `out_dir`).
 
     Returns:
         The dataset's meta (also in `out_dir/meta.json`), with `columns`: per
@@ -435,6 +463,8 @@ def prepare_log(
         on_error=on_error,
         num_shards=num_shards,
         overwrite=overwrite,
+        memory_limit=memory_limit,
+        temp_dir=temp_dir,
     )
     meta = prepare_source(lambda policy: LogSource(config, policy), out_dir, options)
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
