@@ -1,22 +1,27 @@
-"""Preparation throughput: the engine of this tree against an earlier loader, same run, same log.
+"""Preparation throughput and memory: this tree's engine against an earlier loader, same run.
 
 Writes (or reuses, `--data`) a SYNTHETIC KuaiRand-layout log of `--rows`
 impressions (`public_layouts.write_kuairand`, two log files plus the side
 tables), then prepares it `--repeats` times with each loader, each run in a
-fresh process (so peak RSS is that run's): the current tree, and the loader of
-git revision `--baseline` (default: the last commit that stored every sequence
-in the records; it is exported with `git archive` into a temporary folder).
-Prints JSON: per loader the median seconds of `prepare_kuairand` (files to
+fresh process (so peak RSS is that run's): the current tree at its default
+memory limit, the current tree at `--small-limit` MiB (the log sorted out of
+core through a scratch folder), and the loader of git revision `--baseline`
+(default: the tree before the out-of-core engine; exported with `git archive`
+into a temporary folder). With `--larger DIR` (a longer log of the same layout)
+the current tree also prepares that one at both limits, to show how peak memory
+grows with the log's length at each.
+
+Prints JSON: per run kind the median seconds of `prepare_kuairand` (files to
 finished dataset directory, imports excluded), impressions/s, the median process
-peak RSS, bytes on disk per impression (records and tables), and the ratio of
-the medians; and whether the two datasets hold the same columns, row for row
-(every schema input, label and feedback of both splits, as this tree's reader
-yields them: the two formats differ on disk).
+peak RSS (about 650 MiB of it is importing TensorFlow, which the writer needs),
+bytes on disk per impression (records and tables), the ratio of the medians; and
+whether the datasets hold the same columns, row for row (every schema input,
+label and feedback of both splits, as this tree's reader yields them).
 
 Example:
 
 ```
-python benchmarks/prepare_throughput.py --rows 2200000 --repeats 3
+python benchmarks/prepare_throughput.py --rows 2200000 --repeats 3 --larger LOG4M
 ```
 """
 
@@ -32,33 +37,33 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BASELINE = "477fcb3"
-"""The last commit whose datasets stored every row's sequences and side features in the records."""
+BASELINE = "7b4a7f0"
+"""The last commit before the out-of-core engine (it held and sorted the whole log in memory)."""
 
 _CHILD = """
 import glob, json, os, resource, sys, time
 from widedeep.data.kuairand import prepare_kuairand
-data, out = sys.argv[1], sys.argv[2]
+data, out, limit = sys.argv[1], sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 meta = prepare_kuairand(
     sorted(glob.glob(os.path.join(data, "log_*.csv"))),
     glob.glob(os.path.join(data, "user_features_*.csv"))[0],
     glob.glob(os.path.join(data, "video_features_basic_*.csv"))[0],
-    out, max_length=30, overwrite=True,
+    out, max_length=30, overwrite=True, **({"memory_limit": int(limit)} if limit else {}),
 )
 seconds = time.perf_counter() - start
 size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(out, "**", "*.*"), recursive=True)
            if p.endswith((".tfrecord", ".npy")))
 import widedeep
-print(json.dumps({"package": os.path.dirname(widedeep.__file__), "seconds": seconds, "impressions": meta["impressions"], "bytes": size,
+print(json.dumps({"package": os.path.dirname(widedeep.__file__), "seconds": seconds, "impressions": meta["impressions"], "bytes": size, "spilled": meta.get("spilled"),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def _run(tree: str, data: str, out: str) -> dict:
+def _run(tree: str, data: str, out: str, limit: int | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, data, out],
+        [sys.executable, "-c", _CHILD, data, out, str(limit or "")],
         env=env,
         capture_output=True,
         text=True,
@@ -109,6 +114,10 @@ def main() -> None:
     parser.add_argument("--data", help="an existing log folder to reuse (else one is written)")
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the other loader")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--small-limit", type=int, default=128, help="MiB for the out-of-core runs (default 128)"
+    )
+    parser.add_argument("--larger", help="a longer log of the same layout, prepared at both limits")
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="prepare-throughput-")
     data = args.data
@@ -125,15 +134,25 @@ def main() -> None:
     )
     subprocess.run(["tar", "-x", "-C", baseline_tree], input=archive.stdout, check=True)
 
-    results: dict[str, list[dict]] = {"engine": [], "baseline": []}
-    for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        for name, tree in (("engine", ROOT), ("baseline", baseline_tree)):
-            results[name].append(_run(tree, data, os.path.join(work, f"out-{name}")))
+    kinds = {
+        "engine": (ROOT, data, None),
+        "engine_small_limit": (ROOT, data, args.small_limit),
+        "baseline": (baseline_tree, data, None),
+    }
+    if args.larger:
+        kinds["larger_engine"] = (ROOT, args.larger, None)
+        kinds["larger_engine_small_limit"] = (ROOT, args.larger, args.small_limit)
+    results: dict[str, list[dict]] = {name: [] for name in kinds}
+    for _ in range(args.repeats):  # interleaved, so all see the same machine load
+        for name, (tree, log, limit) in kinds.items():
+            results[name].append(_run(tree, log, os.path.join(work, f"out-{name}"), limit))
 
-    def summary(runs: list[dict]) -> dict:
+    def summary(runs: list[dict], limit: int | None) -> dict:
         seconds = statistics.median(r["seconds"] for r in runs)
         n = runs[0]["impressions"]
         return {
+            "memory_limit_mib": limit,
+            "spilled": runs[0]["spilled"],
             "seconds_median": round(seconds, 2),
             "seconds_all": [round(r["seconds"], 2) for r in runs],
             "impressions": n,
@@ -142,22 +161,26 @@ def main() -> None:
             "bytes_per_impression": round(runs[0]["bytes"] / n, 1),
         }
 
-    engine, baseline = summary(results["engine"]), summary(results["baseline"])
+    summaries = {name: summary(results[name], kinds[name][2]) for name in kinds}
+    summaries["baseline"]["revision"] = args.baseline
+    out = {name: os.path.join(work, f"out-{name}") for name in kinds}
     print(
         json.dumps(
             {
                 "log_rows": args.rows if args.data is None else None,
                 "data": data,
+                "larger": args.larger,
                 "max_length": 30,
                 "repeats": args.repeats,
                 "cpus": os.cpu_count(),
                 "load_average_at_end": os.getloadavg()[0],
-                "engine": engine,
-                "baseline": {"revision": args.baseline, **baseline},
-                "speedup": round(baseline["seconds_median"] / engine["seconds_median"], 2),
-                "same_columns": _same_columns(
-                    os.path.join(work, "out-engine"), os.path.join(work, "out-baseline")
+                **summaries,
+                "speedup": round(
+                    summaries["baseline"]["seconds_median"] / summaries["engine"]["seconds_median"],
+                    2,
                 ),
+                "same_columns_as_baseline": _same_columns(out["engine"], out["baseline"]),
+                "same_columns_small_limit": _same_columns(out["engine_small_limit"], out["engine"]),
             },
             indent=2,
         )

@@ -189,6 +189,13 @@ def test_progress_prints_rows_per_second():
     quiet = io.StringIO()
     Progress("x", False, stream=quiet).done()
     assert quiet.getvalue() == ""
+    # Batches of uneven sizes: it looks at the clock whenever the count passes a multiple of 4096.
+    uneven = io.StringIO()
+    batches = Progress("read", True, interval=0.0, stream=uneven)
+    batches.update(3000)
+    assert uneven.getvalue() == ""
+    batches.update(3000)
+    assert uneven.getvalue().startswith("read: 6,000 rows")
 
 
 def test_train_statistics_weighted_by_train_impressions():

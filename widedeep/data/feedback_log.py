@@ -110,7 +110,7 @@ class PrepareOptions:
     on_error: str = "skip"
     num_shards: dict[str, int] | None = None
     overwrite: bool = False
-    memory_limit: int = 1024
+    memory_limit: int = 256
     temp_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -633,8 +633,8 @@ class Progress:
         self._start = self._last = time.monotonic()
 
     def update(self, rows: int = 1) -> None:
-        self.rows += rows
-        if self.enabled and not self.rows & 0xFFF:
+        before, self.rows = self.rows, self.rows + rows
+        if self.enabled and before >> 12 != self.rows >> 12:  # looks at the clock every 4096 rows
             now = time.monotonic()
             if now - self._last >= self.interval:
                 self._last = now
