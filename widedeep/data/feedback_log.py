@@ -1,8 +1,8 @@
 """Pieces shared by the loaders (KuaiRand, MovieLens, your own log): options, error
 policy, side-feature tables, train statistics and schema helpers.
 
-A loader reads its log into a `widedeep.data.prepare.Impressions` table and its
-user and item side tables into `FeatureTable`s (a `FeedbackSource`);
+A loader yields its log as batches of `widedeep.data.prepare.Impressions` and reads
+its user and item side tables into `FeatureTable`s (a `FeedbackSource`);
 `widedeep.data.prepare.prepare_impressions` sorts, cleans, splits, builds the
 feedback sequences and writes the dataset directory (see `widedeep.data.records`).
 
