@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from widedeep.data.feedback_log import FeedbackLogError
+from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.movielens import (
     GENRES_100K,
+    MovieLensSource,
     age_group,
     detect_layout,
     feedback_of_rating,
     prepare_movielens,
 )
+from widedeep.data.prepare import prepare_impressions
 from widedeep.data.records import DatasetError, load_dataset_dir, make_dataset, read_columns
 
 ONE_SHARD = {"train": 1, "test": 1}
@@ -256,3 +258,22 @@ def test_prepare_then_make_dataset_round_trip(tmp_path):
         [12, -1, -1, -1, -1],
     ]
     np.testing.assert_array_equal(label.numpy().ravel(), [1, 0])
+
+
+def test_ratings_read_in_small_blocks_out_of_core_give_the_same_dataset(tmp_path):
+    # Blocks of 5 * 32 bytes (a few lines each, so line numbers cross block ends) and
+    # sorted runs of 3 rows merged out of core: the dataset and the bad lines named are
+    # those of one whole read.
+    folder = write_100k(tmp_path / "ml", RATINGS_100K, users=[1, 2], movies=[10, 11, 12, 13, 14])
+    with open(folder / "u.data", "a") as f:
+        f.write("1\t12\t7\t500\n")  # line 9: malformed
+        f.write("3\t12\t4\t500\n")  # line 10: unknown user
+    whole = prepare_movielens(folder, tmp_path / "a", test_fraction=0.3, num_shards=ONE_SHARD)
+    options = PrepareOptions(test_fraction=0.3, num_shards=ONE_SHARD)
+    policy = ErrorPolicy(options.on_error)
+    source = MovieLensSource(folder, policy)
+    blocks = prepare_impressions(source, tmp_path / "b", options, policy, chunk_rows=5, run_rows=3)
+    assert blocks["spilled"] and blocks["skipped_examples"] == whole["skipped_examples"]
+    assert "u.data, line 9" in whole["skipped_examples"]["malformed_rows"][0]
+    for split in ("train", "test"):
+        assert written(tmp_path / "b", split) == written(tmp_path / "a", split)

@@ -61,6 +61,7 @@ from widedeep.data.feedback_log import (
 )
 from widedeep.data.prepare import (
     Impressions,
+    line_blocks,
     parse_integer_columns,
     prepare_source,
     report_bad_rows,
@@ -275,12 +276,16 @@ class MovieLensSource(FeedbackSource):
 
     # ------------------------------------------------------------------------ events
     def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:
-        """The ratings file's impressions (read whole: a MovieLens file is at most 25M rows)."""
+        path = self.files["ratings"]
+        for block, first_line, _ in line_blocks(path, batch_rows * 32, header=False):
+            yield self._block_impressions(block, first_line, policy)
+
+    def _block_impressions(self, block: bytes, first_line: int, policy: ErrorPolicy) -> Impressions:
         path, sep = self.files["ratings"], self.separator
         names = ("user", "item", "rating", "time")
-        lines = pl.read_lines(path, row_index_name="_line", row_index_offset=1).filter(
-            pl.col("line").str.strip_chars() != ""
-        )
+        lines = pl.read_lines(
+            block.decode("latin-1").encode(), row_index_name="_line", row_index_offset=first_line
+        ).filter(pl.col("line").str.strip_chars() != "")
         parts = lines.select(
             pl.col("_line").cast(pl.Int64),
             pl.col("line").str.strip_chars_end("\r\n").str.split(sep, literal=True).alias("parts"),
@@ -304,7 +309,7 @@ class MovieLensSource(FeedbackSource):
         report_bad_rows(policy, path, bad)
         frame = frame.filter(pl.col("rating").is_between(1, 5))
         rating = frame["rating"].to_numpy()
-        yield Impressions(
+        return Impressions(
             time=frame["time"].to_numpy(),
             user=frame["user"].to_numpy(),
             item=frame["item"].to_numpy(),

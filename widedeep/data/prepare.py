@@ -74,6 +74,7 @@ __all__ = [
     "parse_integer_columns",
     "read_log",
     "read_log_batches",
+    "line_blocks",
     "log_schema",
     "report_bad_rows",
     "row_hash",
@@ -220,7 +221,7 @@ def read_log_batches(
     header = list(schema)
     done = 1  # the last line yielded
     try:
-        for block, first_line, lines in _csv_blocks(path, batch_rows * _BYTES_PER_ROW):
+        for block, first_line, lines in line_blocks(path, batch_rows * _BYTES_PER_ROW):
             frame = pl.read_csv(block, schema=schema)
             if frame.height != lines:  # a quoted line break or an odd line: lines unknown
                 raise _NeedsExactRead
@@ -242,14 +243,17 @@ _BYTES_PER_ROW = 64
 """A CSV log is read in blocks of `batch_rows` times this many bytes."""
 
 
-def _csv_blocks(path: str, block_bytes: int) -> Iterator[tuple[bytes, int, int]]:
-    """A CSV file as `(header + whole lines, first line's number, number of lines)` blocks.
+def line_blocks(
+    path: str, block_bytes: int, *, header: bool = True
+) -> Iterator[tuple[bytes, int, int]]:
+    """A text file as blocks of whole lines: `(header + lines, first line's number, lines)`.
 
-    Blocks end at a line break, so memory is a block, whatever the file's size.
+    Blocks end at a line break, so memory is a block, whatever the file's size. With
+    `header`, the file's first line starts every block (and is not counted).
     """
     with open(path, "rb") as f:
-        header = f.readline()
-        line = 2
+        first = f.readline() if header else b""
+        line = 2 if header else 1
         rest = b""
         while True:
             data = rest + f.read(block_bytes)
@@ -261,7 +265,7 @@ def _csv_blocks(path: str, block_bytes: int) -> Iterator[tuple[bytes, int, int]]
                 return
             block, rest = data[:end], data[end:]
             lines = block.count(b"\n") + (not block.endswith(b"\n"))
-            yield header + block, line, lines
+            yield first + block, line, lines
             line += lines
 
 
