@@ -197,3 +197,32 @@ def test_out_of_core_preparation_equals_in_memory(files):
         b"home",
         b"search",
     ]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 65536])
+def test_item_history_is_causal_and_hand_computed(tmp_path, chunk_rows):
+    (tmp_path / "log.csv").write_text(
+        "u,i,t,c\n1,100,1,1\n2,100,2,0\n1,101,2,0\n2,100,3,1\n2,100,3,1\n"  # last: a duplicate
+    )
+    cfg = LogConfig(logs=[str(tmp_path / "log.csv")], user="u", item="i", time="t", label="c")
+    options = PrepareOptions(test_fraction=0.25, num_shards=ONE_SHARD)
+    policy = ErrorPolicy(options.on_error)
+    meta = prepare_impressions(
+        LogSource(cfg, policy), tmp_path / "out", options, policy, chunk_rows=chunk_rows
+    )
+    assert meta["columns"]["item_ctr"]["role"] == "item history"
+    names = ["item_log_impressions", "item_ctr"]
+    train, test = (read_columns(tmp_path / "out", s, names) for s in ("train", "test"))
+    # Strictly before each row (every user's impressions): item 100 shown 0, 1, then 2 times
+    # with 1 click; the prior is the log's click rate before the row, (clicks + 1) / (rows + 2).
+    shown = [0, 1, 0, 2]
+    prior = [1 / 2, 2 / 3, 2 / 4, 2 / 5]
+    hits = [0, 1, 0, 1]
+    ctr = [(h + 5 * p) / (n + 5) for h, p, n in zip(hits, prior, shown, strict=True)]
+    got_impressions = np.concatenate([train["item_log_impressions"], test["item_log_impressions"]])
+    np.testing.assert_allclose(got_impressions, np.log1p(shown), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([train["item_ctr"], test["item_ctr"]]), ctr, rtol=1e-6
+    )
+    off = prepare_log(cfg, tmp_path / "off", item_history=False, num_shards=ONE_SHARD)
+    assert "item_ctr" not in off["columns"]

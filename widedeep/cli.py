@@ -318,6 +318,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         "overwrite": args.overwrite,
         "memory_limit": args.memory_limit,
         "temp_dir": args.temp_dir,
+        "item_history": args.item_history,
     }
     if args.source == "kuairand":
         from widedeep.data.kuairand import prepare_kuairand
@@ -501,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.add_argument(
             "--temp-dir", help="scratch folder for an out-of-core sort (default: beside --out)"
+        )
+        q.add_argument(
+            "--item-history",
+            type=_bool,
+            default=PrepareOptions.item_history,
+            help="true: add the item's impressions and click rate before each impression "
+            f"as features (default {str(PrepareOptions.item_history).lower()})",
         )
         q.set_defaults(func=_cmd_prepare)
 

@@ -66,6 +66,14 @@ SPLIT_BY: tuple[str, ...] = ("time", "user")
 SEQUENCE_NAMES: tuple[str, ...] = ("click", "unclick", "dislike")
 """Schema sequence names, in the order DFN reads them (c, u, d); each is a `FEEDBACK_TYPES` entry."""
 
+ITEM_HISTORY_FEATURES: tuple[str, ...] = ("item_log_impressions", "item_ctr")
+"""The item's history strictly before an impression (every user's, in the engine's order):
+`log1p(impressions)` and its click rate `(clicks + 5 * prior) / (impressions + 5)`, `prior`
+being the log's click rate before the impression, `(clicks + 1) / (impressions + 2)`. The
+same rule as the sequences: what a counter in the serving system knows at that moment."""
+ITEM_HISTORY_SMOOTHING = 5.0
+"""Pseudo-impressions at the prior in `item_ctr`."""
+
 UNCLICK = FEEDBACK_TYPES.index("unclick")
 CLICK = FEEDBACK_TYPES.index("click")
 DISLIKE = FEEDBACK_TYPES.index("dislike")
@@ -101,6 +109,8 @@ class PrepareOptions:
             is sorted out of core through a scratch folder.
         temp_dir: where that scratch folder goes (default: beside the output
             directory, which has room for the dataset; deleted at the end).
+        item_history: add the item's history before each impression as two numeric
+            features (`ITEM_HISTORY_FEATURES`).
     """
 
     max_length: int = 30
@@ -112,6 +122,7 @@ class PrepareOptions:
     overwrite: bool = False
     memory_limit: int = 256
     temp_dir: str | None = None
+    item_history: bool = True
 
     def __post_init__(self) -> None:
         if (

@@ -384,6 +384,7 @@ def prepare_kuairand(
     overwrite: bool = False,
     memory_limit: int = PrepareOptions.memory_limit,
     temp_dir: str | None = None,
+    item_history: bool = PrepareOptions.item_history,
 ) -> dict[str, Any]:
     """Writes a KuaiRand dataset directory (schema, meta and TFRecord shards).
 
@@ -404,6 +405,7 @@ def prepare_kuairand(
         memory_limit: MiB for the log's rows held at once (a longer log is sorted
             out of core through a scratch folder; see `PrepareOptions`).
         temp_dir: where that scratch folder goes (default: beside `out_dir`).
+        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -431,6 +433,7 @@ def prepare_kuairand(
         overwrite=overwrite,
         memory_limit=memory_limit,
         temp_dir=temp_dir,
+        item_history=item_history,
     )
     return prepare_source(
         lambda policy: KuaiRandSource(logs, users, videos, policy), out_dir, options

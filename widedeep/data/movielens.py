@@ -370,6 +370,7 @@ def prepare_movielens(
     overwrite: bool = False,
     memory_limit: int = PrepareOptions.memory_limit,
     temp_dir: str | None = None,
+    item_history: bool = PrepareOptions.item_history,
 ) -> dict[str, Any]:
     """Writes a MovieLens (100K or 1M, auto-detected) dataset directory.
 
@@ -388,6 +389,7 @@ def prepare_movielens(
         memory_limit: MiB for the log's rows held at once (a longer log is sorted
             out of core through a scratch folder; see `PrepareOptions`).
         temp_dir: where that scratch folder goes (default: beside `out_dir`).
+        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -412,5 +414,6 @@ def prepare_movielens(
         overwrite=overwrite,
         memory_limit=memory_limit,
         temp_dir=temp_dir,
+        item_history=item_history,
     )
     return prepare_source(lambda policy: MovieLensSource(path, policy), out_dir, options)

@@ -39,6 +39,7 @@ per-user counters come on top (they grow with the users and items, not the log).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import shutil
 import sys
@@ -53,6 +54,8 @@ import polars as pl
 
 from widedeep.data.feedback_log import (
     FEEDBACK_TYPES,
+    ITEM_HISTORY_FEATURES,
+    ITEM_HISTORY_SMOOTHING,
     SEQUENCE_NAMES,
     ErrorPolicy,
     FeatureTable,
@@ -61,6 +64,7 @@ from widedeep.data.feedback_log import (
     PrepareOptions,
     Progress,
     TrainStatistics,
+    numeric_feature,
     read_csv_with_header,
 )
 from widedeep.data.tables import EVENT_ROW, ColumnChunks, Lookup
@@ -973,7 +977,11 @@ def _prepare(
     carried = [np.zeros(n_users, dtype=np.int64) for _ in codes]
     seen = np.zeros(n_users, dtype=np.int64)
 
-    dtypes = source.column_dtypes()
+    item_history = list(ITEM_HISTORY_FEATURES if options.item_history else ())
+    dtypes = {**source.column_dtypes(), **dict.fromkeys(item_history, "float32")}
+    item_seen = np.zeros(len(items), dtype=np.int64)
+    item_clicked = np.zeros(len(items), dtype=np.int64)
+    log_seen = log_clicked = 0
     categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
     numeric = [n for n, d in dtypes.items() if d == "float32"]
     stats = TrainStatistics(categorical, numeric)
@@ -1004,6 +1012,17 @@ def _prepare(
             events[k].put(end[is_event], rows["item_index"][is_event])
             columns[f"@{name}_end"] = end
             columns[f"@{name}_count"] = np.minimum(count, L)
+        if item_history:
+            item_index, clicked = rows["item_index"], rows["label"] == 1
+            by_item = np.argsort(item_index, kind="stable")
+            shown = running_counts(item_index, np.ones(len(item_index), bool), item_seen, by_item)
+            hits = running_counts(item_index, clicked, item_clicked, by_item)
+            log_hits = log_clicked + np.cumsum(clicked) - clicked
+            prior = (log_hits + 1.0) / (log_seen + np.arange(len(clicked)) + 2.0)
+            log_seen, log_clicked = log_seen + len(clicked), log_clicked + int(clicked.sum())
+            a = ITEM_HISTORY_SMOOTHING
+            columns["item_log_impressions"] = np.log1p(shown).astype(np.float32)
+            columns["item_ctr"] = ((hits + a * prior) / (shown + a)).astype(np.float32)
         columns["label"] = rows["label"]
         columns["feedback"] = feedback
         for split, mask in (("train", ~is_test), ("test", is_test)):
@@ -1013,7 +1032,9 @@ def _prepare(
         train = ~is_test
         # The log's own columns over train rows (chunk by chunk); side-table columns
         # once per user / item below, weighted by its train impressions.
-        stats.update({name: columns[name][train] for name in source.context_columns})
+        stats.update(
+            {name: columns[name][train] for name in [*source.context_columns, *item_history]}
+        )
         train_users += np.bincount(user_index[train], minlength=n_users)
         train_items += np.bincount(rows["item_index"][train], minlength=len(items))
         progress.update(len(user_index))
@@ -1053,6 +1074,9 @@ def _prepare(
     stats.update({source.user_column: users.keys, **users.gather(np.arange(n_users))}, train_users)
     stats.update(items.gather(np.arange(len(items))), train_items)
     schema = source.build_schema(stats, L)
+    schema = dataclasses.replace(
+        schema, numeric=[*schema.numeric, *(numeric_feature(stats, n) for n in item_history)]
+    )
     expected = set(dtypes) | {schema.label, schema.feedback, schema.group_key}
     declared = set(schema.input_signature()) | {schema.label, schema.feedback, schema.group_key}
     if declared != expected:

@@ -42,6 +42,7 @@ import polars as pl
 from widedeep.data.feedback_log import (
     CLICK,
     DISLIKE,
+    ITEM_HISTORY_FEATURES,
     UNCLICK,
     ErrorPolicy,
     FeatureTable,
@@ -386,6 +387,7 @@ def _time_ms(frame: pl.DataFrame, column: str, path: str) -> pl.Series:
 def _describe_columns(schema: Schema, source: LogSource) -> dict[str, dict[str, Any]]:
     role = {source.user_column: "user", source.config.item: "item"}
     role.update({c: "context" for c in source.context_columns})
+    role.update({c: "item history" for c in ITEM_HISTORY_FEATURES})
     role.update({c: "user table" for c in source.users.dtypes})
     role.update({c: "item table" for c in source.items.dtypes if c != source.config.item})
     report: dict[str, dict[str, Any]] = {}
@@ -424,6 +426,7 @@ def prepare_log(
     overwrite: bool = False,
     memory_limit: int = PrepareOptions.memory_limit,
     temp_dir: str | None = None,
+    item_history: bool = PrepareOptions.item_history,
 ) -> dict[str, Any]:
     """Writes a dataset directory from a log of your own (see the module docstring).
 
@@ -440,6 +443,7 @@ def prepare_log(
         memory_limit: MiB for the log's rows held at once (a longer log is sorted
             out of core through a scratch folder; see `PrepareOptions`).
         temp_dir: where that scratch folder goes (default: beside `out_dir`).
+        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
 
     Returns:
         The dataset's meta (also in `out_dir/meta.json`), with `columns`: per
@@ -465,6 +469,7 @@ def prepare_log(
         overwrite=overwrite,
         memory_limit=memory_limit,
         temp_dir=temp_dir,
+        item_history=item_history,
     )
     meta = prepare_source(lambda policy: LogSource(config, policy), out_dir, options)
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
