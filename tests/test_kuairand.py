@@ -522,17 +522,22 @@ def test_a_shuffled_log_gives_the_dataset_of_the_sorted_log(tmp_path):
     assert shuffled != rows
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    out_sorted, meta_sorted = prepare(tmp_path / "a", [rows], max_length=3)
-    out_shuffled, meta_shuffled = prepare(tmp_path / "b", [shuffled], max_length=3)
+    out_sorted, meta_sorted = prepare(tmp_path / "a", [rows], max_length=3, item_history=True)
+    out_shuffled, meta_shuffled = prepare(
+        tmp_path / "b", [shuffled], max_length=3, item_history=True
+    )
     assert _shards(out_sorted) == _shards(out_shuffled)
     assert (out_sorted / "schema.json").read_text() == (out_shuffled / "schema.json").read_text()
     assert meta_sorted["impressions"] == meta_shuffled["impressions"]
     assert meta_sorted["duplicates_dropped"] == meta_shuffled["duplicates_dropped"] > 0
     expected = oracle([rows], max_length=3, test_fraction=0.2, split_by="time")
     assert written(out_shuffled, "train") == [row[1:] for row in expected["train"]]
-    # The same log sorted out of core (runs of 11 rows, merged) gives the same bytes too.
+    # The same log sorted out of core (runs of 11 rows, merged) gives the same dataset too,
+    # the item history's running counters included.
     (tmp_path / "c").mkdir()
-    out_external, meta_external = prepare(tmp_path / "c", [shuffled], max_length=3, run_rows=11)
+    out_external, meta_external = prepare(
+        tmp_path / "c", [shuffled], max_length=3, run_rows=11, item_history=True
+    )
     # (Its records pack rows 5 at a time, the writer's chunks: compare the columns read back.)
     # (The numeric features' mean and std are sums taken chunk by chunk: equal to rounding.)
     a, b = (json.loads((out / "schema.json").read_text()) for out in (out_sorted, out_external))

@@ -205,7 +205,7 @@ def test_item_history_is_causal_and_hand_computed(tmp_path, chunk_rows):
         "u,i,t,c\n1,100,1,1\n2,100,2,0\n1,101,2,0\n2,100,3,1\n2,100,3,1\n"  # last: a duplicate
     )
     cfg = LogConfig(logs=[str(tmp_path / "log.csv")], user="u", item="i", time="t", label="c")
-    options = PrepareOptions(test_fraction=0.25, num_shards=ONE_SHARD)
+    options = PrepareOptions(test_fraction=0.25, num_shards=ONE_SHARD, item_history=True)
     policy = ErrorPolicy(options.on_error)
     meta = prepare_impressions(
         LogSource(cfg, policy), tmp_path / "out", options, policy, chunk_rows=chunk_rows
@@ -224,5 +224,5 @@ def test_item_history_is_causal_and_hand_computed(tmp_path, chunk_rows):
     np.testing.assert_allclose(
         np.concatenate([train["item_ctr"], test["item_ctr"]]), ctr, rtol=1e-6
     )
-    off = prepare_log(cfg, tmp_path / "off", item_history=False, num_shards=ONE_SHARD)
-    assert "item_ctr" not in off["columns"]
+    default = prepare_log(cfg, tmp_path / "default", num_shards=ONE_SHARD)
+    assert "item_ctr" not in default["columns"]  # off unless asked for

@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=_bool,
             default=PrepareOptions.item_history,
             help="true: add the item's impressions and click rate before each impression "
-            f"as features (default {str(PrepareOptions.item_history).lower()})",
+            f"as features (default {str(PrepareOptions.item_history).lower()}; see the README)",
         )
         q.set_defaults(func=_cmd_prepare)
 
