@@ -975,11 +975,11 @@ def _prepare(
         for c, name in zip(codes, SEQUENCE_NAMES, strict=True)
     ]
     carried = [np.zeros(n_users, dtype=np.int64) for _ in codes]
-    seen = np.zeros(n_users, dtype=np.int64)
+    user_rows_before = np.zeros(n_users, dtype=np.int64)  # for the per-user split
 
     item_history = list(ITEM_HISTORY_FEATURES if options.item_history else ())
     dtypes = {**source.column_dtypes(), **dict.fromkeys(item_history, "float32")}
-    item_seen = np.zeros(len(items), dtype=np.int64)
+    item_shown = np.zeros(len(items), dtype=np.int64)
     item_clicked = np.zeros(len(items), dtype=np.int64)
     log_seen = log_clicked = 0
     categorical = [n for n, d in dtypes.items() if d != "float32" and not _is_sequence(n)]
@@ -997,7 +997,8 @@ def _prepare(
         if options.split_by == "time":
             is_test = np.arange(start, start + len(user_index)) >= n_train
         else:
-            rank = running_counts(user_index, np.ones(len(user_index), bool), seen, by_user)
+            every = np.ones(len(user_index), bool)
+            rank = running_counts(user_index, every, user_rows_before, by_user)
             is_test = rank >= train_quota[user_index]
         columns: dict[str, np.ndarray] = {source.user_column: rows["user"]}
         if users.columns:
@@ -1015,7 +1016,7 @@ def _prepare(
         if item_history:
             item_index, clicked = rows["item_index"], rows["label"] == 1
             by_item = np.argsort(item_index, kind="stable")
-            shown = running_counts(item_index, np.ones(len(item_index), bool), item_seen, by_item)
+            shown = running_counts(item_index, np.ones(len(item_index), bool), item_shown, by_item)
             hits = running_counts(item_index, clicked, item_clicked, by_item)
             log_hits = log_clicked + np.cumsum(clicked) - clicked
             prior = (log_hits + 1.0) / (log_seen + np.arange(len(clicked)) + 2.0)
