@@ -61,7 +61,7 @@ def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     assert config["model"] == model
     if model == "dfn":
         assert config["hyperparameters"]["use_fm"] is False
-        assert config["feedback_weights"] == [1.0, 1.0, 10.0]
+        assert config["feedback_weights"] == [1.0, 1.0, 1.0]  # DFN's default (README)
     # TensorBoard: train and validation scalars, optimizer learning rates.
     runs = os.listdir(logdir)
     assert len(runs) == 1

@@ -8,7 +8,7 @@ import pytest
 
 from widedeep import optimizers as wd_optimizers
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
-from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS
+from widedeep.training import PAPER_FEEDBACK_WEIGHTS
 
 
 def _dfn(schema, **hp):
@@ -51,7 +51,7 @@ def test_one_step_changes_every_branch(tiny_schema, tiny_batch):
 def test_dislike_counts_ten_times_in_the_loss(tiny_schema, tiny_batch):
     x, y = tiny_batch
     model = _dfn(tiny_schema)
-    weights_by_type = np.asarray(DEFAULT_FEEDBACK_WEIGHTS["dfn"])
+    weights_by_type = np.asarray(PAPER_FEEDBACK_WEIGHTS)  # `--loss-weights 1,1,10`
     assert list(weights_by_type) == [1.0, 1.0, 10.0]
     feedback = np.where(y == 1, 1, 0)
     feedback[:5] = np.where(y[:5] == 0, 2, 1)  # some dislikes

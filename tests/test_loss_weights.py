@@ -12,6 +12,8 @@ from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.layers.calibration import LogitOffset, fit_logit_offset
 from widedeep.optimizers import OptimizerConfig
 from widedeep.training import (
+    DEFAULT_FEEDBACK_WEIGHTS,
+    PAPER_FEEDBACK_WEIGHTS,
     TrainConfig,
     TrainingDivergedError,
     normalize_feedback_weights,
@@ -94,8 +96,9 @@ def dislike_heavy_dir(tmp_path_factory):
     return out
 
 
-def test_dislike_heavy_log_trains_dfn_at_the_defaults_finitely_and_calibrated(
-    dislike_heavy_dir, tmp_path
+@pytest.mark.parametrize("paper_weights", [False, True], ids=["defaults", "paper_1_1_10"])
+def test_dislike_heavy_log_trains_dfn_finitely_and_calibrated(
+    dislike_heavy_dir, tmp_path, paper_weights
 ):
     schema, _ = load_dataset_dir(dislike_heavy_dir)
     feedback = read_columns(dislike_heavy_dir, "train", [schema.feedback])[schema.feedback]
@@ -108,18 +111,24 @@ def test_dislike_heavy_log_trains_dfn_at_the_defaults_finitely_and_calibrated(
         logdir=None,
         verbose=0,
         hyperparameters={"hidden_units": [16], "model_dim": 8},
+        feedback_weights=PAPER_FEEDBACK_WEIGHTS if paper_weights else None,
     )
     metrics = train(config)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     fit_rows = int(round(len(feedback) * (1 - config.validation_fraction)))
     counts = np.bincount(feedback[:fit_rows], minlength=3)
-    assert recorded["feedback_weights"] == [1.0, 1.0, 10.0]
     weights = np.array(recorded["normalized_feedback_weights"])
     assert np.dot(counts, weights) / counts.sum() == pytest.approx(1.0, rel=1e-6)
-    assert weights[2] / weights[0] == pytest.approx(10.0)
     assert np.isfinite(metrics["logloss"])
-    # The 10x weight on dislikes (label 0) pushes predictions down; the offset pushes back.
-    assert metrics["calibration_offset"] > 0
+    if paper_weights:
+        assert recorded["feedback_weights"] == [1.0, 1.0, 10.0]
+        assert weights[2] / weights[0] == pytest.approx(10.0)
+        # The 10x weight on dislikes (label 0) pushes predictions down; the offset pushes back.
+        assert metrics["calibration_offset"] > 0
+    else:
+        assert recorded["feedback_weights"] == list(DEFAULT_FEEDBACK_WEIGHTS["dfn"])
+        assert list(weights) == [1.0, 1.0, 1.0]
+        assert metrics["calibration_offset"] == 0.0  # equal weights: nothing to correct
     test_ctr = metrics["ctr"]
     constant = -(test_ctr * np.log(test_ctr) + (1 - test_ctr) * np.log(1 - test_ctr))
     assert metrics["logloss"] < constant

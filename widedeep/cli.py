@@ -433,7 +433,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         "--loss-weights",
         type=_weights,
         metavar="U,C,D",
-        help="loss weights of unclick,click,dislike impressions (default 1,1,10 for dfn, else 1,1,1)",
+        help="loss weights of unclick,click,dislike impressions (default 1,1,1; the DFN "
+        "paper's: 1,1,10)",
     )
 
 
