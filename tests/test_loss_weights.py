@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
-from widedeep.data.records import load_dataset_dir, read_columns
+from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.layers.calibration import LogitOffset, fit_logit_offset
 from widedeep.optimizers import OptimizerConfig
@@ -18,6 +19,7 @@ from widedeep.training import (
     TrainingDivergedError,
     normalize_feedback_weights,
     train,
+    validation_split_rows,
 )
 
 
@@ -100,7 +102,7 @@ def dislike_heavy_dir(tmp_path_factory):
 def test_dislike_heavy_log_trains_dfn_finitely_and_calibrated(
     dislike_heavy_dir, tmp_path, paper_weights
 ):
-    schema, _ = load_dataset_dir(dislike_heavy_dir)
+    schema, meta = load_dataset_dir(dislike_heavy_dir)
     feedback = read_columns(dislike_heavy_dir, "train", [schema.feedback])[schema.feedback]
     assert np.mean(feedback == 2) > 0.15  # the world is dislike-heavy
     config = TrainConfig(
@@ -128,7 +130,14 @@ def test_dislike_heavy_log_trains_dfn_finitely_and_calibrated(
     else:
         assert recorded["feedback_weights"] == list(DEFAULT_FEEDBACK_WEIGHTS["dfn"])
         assert list(weights) == [1.0, 1.0, 1.0]
-        assert metrics["calibration_offset"] == 0.0  # equal weights: nothing to correct
+    # Either way one logit offset is fitted on the validation rows, so there the saved model's
+    # mean prediction equals their click rate (the log loss's first-order condition).
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    rows = validation_split_rows(meta, config.validation_fraction)
+    data = make_dataset(dislike_heavy_dir, "train", schema, batch_size=4096, rows=rows)
+    predicted = model.predict(data.map(lambda x, *_: x), verbose=0).reshape(-1)
+    labels = read_columns(dislike_heavy_dir, "train", [schema.label])[schema.label]
+    assert predicted.mean() == pytest.approx(labels[rows[0] : rows[1]].mean(), abs=1e-3)
     test_ctr = metrics["ctr"]
     constant = -(test_ctr * np.log(test_ctr) + (1 - test_ctr) * np.log(1 - test_ctr))
     assert metrics["logloss"] < constant

@@ -514,12 +514,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if task_type is not None:  # one of several workers
         model = _local_copy(model, config.out)
 
-    offset = 0.0
-    if weights is not None and len(set(weights)) > 1:
-        # Unequal loss weights bias the probabilities: one logit offset, fitted on the
-        # validation rows (the fit rows when there are none) without weights, removes it.
-        rows = (fit_rows, total_rows) if total_rows > fit_rows else (0, fit_rows)
-        offset = calibrate(model, config.data, rows)
+    # One logit offset, fitted without weights on the validation rows (the fit rows when there
+    # are none): it removes the bias of unequal loss weights, and the drift of the click rate
+    # between the fit rows and the latest ones. It moves no ranking (AUC and GAUC unchanged);
+    # test log loss fell in 11 of 12 runs at equal weights (dev log, simulator, MovieLens
+    # layout; README).
+    rows = (fit_rows, total_rows) if total_rows > fit_rows else (0, fit_rows)
+    offset = calibrate(model, config.data, rows)
 
     metrics = evaluate_model(model, config.data, "test")
     validation_auc = record["history"].get("val_auc", [])
