@@ -173,6 +173,7 @@ def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
     import keras
 
     from widedeep.data.records import load_dataset_dir
+    from widedeep.models.wide_deep import CALIBRATION
     from widedeep.training import training_datasets, validation_split_rows
 
     run = tmp_path / "run"
@@ -199,6 +200,9 @@ def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
         feedback_weights=None,
     )  # fmt: skip
     model = keras.saving.load_model(run / "model.keras")
+    # Without the calibration offset fitted after training (it moves no ranking, but Keras'
+    # AUC counts at 1000 fixed thresholds, which a shift moves): the weights as at that epoch.
+    model.get_layer(CALIBRATION).offset.assign(0.0)
     restored = model.evaluate(valid, return_dict=True, verbose=0)["auc"]
     assert restored == pytest.approx(history[best - 1], abs=1e-6)
     assert best < len(history)  # a later epoch was worse, so the check above is sharp
