@@ -226,3 +226,11 @@ def test_item_history_is_causal_and_hand_computed(tmp_path, chunk_rows):
     )
     default = prepare_log(cfg, tmp_path / "default", num_shards=ONE_SHARD)
     assert "item_ctr" not in default["columns"]  # off unless asked for
+
+
+@pytest.mark.parametrize("body", ["", "1,100,1,7\n2,100,2,9\n"], ids=["no_rows", "all_bad"])
+def test_a_log_without_a_valid_row_is_a_one_line_error(tmp_path, body):
+    (tmp_path / "log.csv").write_text("u,i,t,c\n" + body)
+    cfg = LogConfig(logs=[str(tmp_path / "log.csv")], user="u", item="i", time="t", label="c")
+    with pytest.raises(FeedbackLogError, match="log: no valid impression in the log"):
+        prepare_log(cfg, tmp_path / "out")
