@@ -48,6 +48,7 @@ def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
         str(logdir),
         "--hidden-units",
         "16",
+        "--json",
     ]
     if model == "dfn":
         args += ["--model-dim", "8", "--num-heads", "2", "--use-fm", "false"]
@@ -67,10 +68,37 @@ def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     assert len(runs) == 1
     assert {"train", "validation", "optimizers"} <= set(os.listdir(logdir / runs[0]))
 
-    assert main(["evaluate", "--model", str(run / "model.keras"), "--data", str(sim_dir)]) == 0
+    evaluate = ["evaluate", "--model", str(run / "model.keras"), "--data", str(sim_dir)]
+    assert main([*evaluate, "--json"]) == 0
     evaluated = _last_json(capsys.readouterr().out)
     for key in ("auc", "logloss", "gauc"):
         assert evaluated[key] == pytest.approx(metrics[key], rel=1e-5)
+
+
+def test_train_ends_with_a_plain_summary(sim_dir, tmp_path, capsys):
+    """Without --json, train and evaluate end with sentences that carry the metrics.json numbers."""
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(sim_dir), "--out", str(run), "--epochs", "1"]
+    assert main([*argv, "--logdir", str(tmp_path / "logs"), "--hidden-units", "8"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    summary = out[out.index("Trained wide_deep") :].splitlines()
+    assert summary == [
+        f"Trained wide_deep (1 epoch, best 1) in {metrics['train_seconds']:.0f} s. Test AUC "
+        f"{metrics['auc']:.4f}, GAUC {metrics['gauc']:.4f}, log loss {metrics['logloss']:.4f} on "
+        f"{metrics['examples']:,} impressions (the simulator's oracle: AUC "
+        f"{metrics['oracle_auc']:.4f}).",
+        f"Model: {run / 'model.keras'} (metrics.json and config.json beside it; --json prints "
+        "the metrics).",
+        f"Training curves: tensorboard --logdir {tmp_path / 'logs'}",
+    ]
+    assert "{" not in out
+    assert main(["evaluate", "--model", str(run / "model.keras"), "--data", str(sim_dir)]) == 0
+    assert capsys.readouterr().out == (
+        f"{run / 'model.keras'} on the test split: AUC {metrics['auc']:.4f}, GAUC "
+        f"{metrics['gauc']:.4f}, log loss {metrics['logloss']:.4f} on {metrics['examples']:,} "
+        "impressions.\n"
+    )
 
 
 def _last_json(text: str) -> dict:

@@ -2,8 +2,17 @@
 
 import os
 
+from widedeep._native_log import debug_enabled, filtered_native_stderr
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if not debug_enabled():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with filtered_native_stderr():
+    # TensorFlow's import and its first look at the devices print native log lines
+    # (oneDNN, CUDA on a machine without a GPU) that no setting silences.
+    import tensorflow as _tf
+
+    _tf.config.list_physical_devices("GPU")
 
 from widedeep import layers, optimizers  # noqa: E402
 from widedeep.model import WideDeepModel  # noqa: E402

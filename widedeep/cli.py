@@ -119,6 +119,33 @@ def _print_json(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
+def _metrics_sentence(metrics: dict[str, Any]) -> str:
+    """`test AUC 0.7254, GAUC 0.7168, log loss 0.5257 on 50,000 impressions` (+ the oracle)."""
+    text = (
+        f"AUC {metrics['auc']:.4f}, GAUC {metrics['gauc']:.4f}, log loss {metrics['logloss']:.4f} "
+        f"on {metrics['examples']:,} impressions"
+    )
+    if "oracle_auc" in metrics:
+        text += f" (the simulator's oracle: AUC {metrics['oracle_auc']:.4f})"
+    return text
+
+
+def _train_summary(metrics: dict[str, Any], out: str, logdir: str | None) -> str:
+    """The lines `widedeep train` ends with when `--json` is not given."""
+    epochs = f"{metrics['epochs_run']} epoch{'s' if metrics['epochs_run'] != 1 else ''}"
+    if "best_epoch" in metrics:
+        epochs += f", best {metrics['best_epoch']}"
+    lines = [
+        f"Trained {metrics['model']} ({epochs}) in {metrics['train_seconds']:.0f} s. "
+        f"Test {_metrics_sentence(metrics)}.",
+        f"Model: {os.path.join(out, 'model.keras')} (metrics.json and config.json beside it; "
+        "--json prints the metrics).",
+    ]
+    if logdir:
+        lines.append(f"Training curves: tensorboard --logdir {logdir}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ commands
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from widedeep.data.simulator import SimulatorConfig, simulate_dataset
@@ -138,7 +165,15 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     summary = {k: meta[k] for k in ("oracle_auc", "oracle_logloss") if k in meta}
     summary["splits"] = {k: v["examples"] for k, v in meta["splits"].items()}
     summary["out"] = args.out
-    _print_json(summary)
+    if args.json:
+        _print_json(summary)
+        return
+    splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
+    print(
+        f"Simulated {sum(summary['splits'].values()):,} impressions into {args.out} ({splits}); "
+        f"the true click probabilities score AUC {summary['oracle_auc']:.4f} on test "
+        "(meta.json has the rest)."
+    )
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,7 +249,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if not metrics:  # a worker other than the chief of a multi-worker cluster
         print("widedeep: training done; the chief worker writes the model and the metrics")
         return
-    _print_json(metrics)
+    if args.json:
+        _print_json(metrics)
+    else:
+        print(_train_summary(metrics, args.out, args.logdir or None))
 
 
 def _check_data(data_dir: str) -> None:
@@ -268,7 +306,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raise UsageError(f"no such model file: {args.model}")
     _check_data(args.data)
     model = keras.models.load_model(args.model)
-    _print_json(evaluate_model(model, args.data, args.split))
+    metrics = evaluate_model(model, args.data, args.split)
+    if args.json:
+        _print_json(metrics)
+    else:
+        print(f"{args.model} on the {args.split} split: {_metrics_sentence(metrics)}.")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -438,6 +480,10 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from widedeep.data.feedback_log import PrepareOptions
     from widedeep.distribute import STRATEGIES
@@ -457,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-length", type=_positive_int, help="feedback sequence length L")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    _add_json_flag(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
@@ -582,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (see README)",
     )
     _add_model_flags(p)
+    _add_json_flag(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("tune", help="KerasTuner search over both optimizers and the model shape")
@@ -599,10 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the default settings")
     p.set_defaults(func=_cmd_tune)
 
-    p = sub.add_parser("evaluate", help="exact test metrics of a saved model, as JSON")
+    p = sub.add_parser("evaluate", help="exact test metrics of a saved model")
     p.add_argument("--model", required=True, help="a .keras file written by train")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
+    _add_json_flag(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("export", help="a SavedModel for TensorFlow Serving, from raw features")
@@ -623,13 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `widedeep` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    from widedeep._native_log import debug_enabled
     from widedeep.data.records import DatasetError
     from widedeep.schema import SchemaError
 
-    debug = os.environ.get("WIDEDEEP_DEBUG") == "1"
+    debug = debug_enabled()
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
