@@ -32,13 +32,13 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
 from widedeep.data.records import load_dataset_dir
-from widedeep.training import evaluate_model
+from widedeep.io import write_json
+from widedeep.training import finish_run
 
 __all__ = ["OBJECTIVE", "TUNERS", "make_tuner", "run_search"]
 
@@ -197,7 +197,7 @@ def run_search(
         "fit_rows": list(data.fit_rows),
         "validation_rows": list(data.validation_rows),
     }
-    _write_json(os.path.join(out_dir, "search_config.json"), {**settings, "logdir": logdir})
+    write_json(os.path.join(out_dir, "search_config.json"), {**settings, "logdir": logdir})
 
     run_logdir = None
     if logdir:
@@ -231,7 +231,7 @@ def run_search(
         for t in search.oracle.trials.values()
         if t.status == kt.engine.trial.TrialStatus.COMPLETED
     ]
-    _write_json(
+    write_json(
         os.path.join(out_dir, "best_hyperparameters.json"),
         {
             "trial_id": best_trial.trial_id,
@@ -261,23 +261,19 @@ def run_search(
     )
     seconds = time.perf_counter() - start
 
-    metrics: dict[str, Any] = evaluate_model(best_model, data_dir, "test")
-    metrics["examples_per_sec"] = data.num_fit_rows * epochs / seconds
-    metrics["train_seconds"] = seconds
-    metrics["model"] = model
-    metrics["tuner"] = tuner
-    metrics["trials"] = len(completed)
-    metrics["best_trial_id"] = best_trial.trial_id
-    metrics["best_val_auc"] = float(best_trial.score)
-    metrics["retrained_val_auc"] = float(history.history["val_auc"][-1])
+    extra: dict[str, Any] = {
+        "examples_per_sec": data.num_fit_rows * epochs / seconds,
+        "train_seconds": seconds,
+        "model": model,
+        "tuner": tuner,
+        "trials": len(completed),
+        "best_trial_id": best_trial.trial_id,
+        "best_val_auc": float(best_trial.score),
+        "retrained_val_auc": float(history.history["val_auc"][-1]),
+    }
     if default_val_auc is not None:
-        metrics["default_val_auc"] = default_val_auc
-    for key in ("oracle_auc", "oracle_logloss"):
-        if key in meta:
-            metrics[key] = meta[key]
-    best_model.save(os.path.join(out_dir, "model.keras"))
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    return metrics
+        extra["default_val_auc"] = default_val_auc
+    return finish_run(best_model, data_dir, meta, out_dir, data.validation_rows, extra)
 
 
 def _default_baseline(
@@ -307,7 +303,7 @@ def _default_baseline(
         verbose=verbose,
     )
     val_auc = float(max(history.history["val_auc"]))
-    _write_json(
+    write_json(
         path,
         {
             "settings": key,
@@ -344,16 +340,3 @@ def _write_hparams_config(run_logdir: str, space: kt.HyperParameters) -> None:
     ]
     with tf.summary.create_file_writer(run_logdir).as_default():
         hparams_api.hparams_config(hparams=hparams, metrics=metrics)
-
-
-def _write_json(path: str, payload: dict[str, Any]) -> None:
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

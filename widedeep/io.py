@@ -23,8 +23,10 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "DamagedFileError",
@@ -81,17 +83,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.remove(tmp)
 
 
-def write_json(
-    path: str | os.PathLike, payload: Any, default: Callable[[Any], Any] | None = None
-) -> None:
+def _numpy_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Writes `payload` as indented JSON to `path` atomically (see `atomic_path`).
 
     Args:
         path: the JSON file.
-        payload: a JSON-serialisable object.
-        default: as in `json.dump`, for objects `json` cannot serialise.
+        payload: a JSON-serialisable object; numpy scalars are written as numbers.
     """
-    text = json.dumps(payload, indent=2, default=default)  # fails before anything is written
+    text = json.dumps(payload, indent=2, default=_numpy_scalar)  # fails before anything is written
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
 
