@@ -9,6 +9,8 @@ training run whose loss becomes NaN or infinite stops there and exits with 3. Se
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import math
 import os
@@ -212,25 +214,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
             if getattr(args, k) is not None
         }
     )
+    given = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name in args
+    }
     config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        steps_per_execution=args.steps_per_execution,
-        logdir=args.logdir,
-        seed=args.seed,
-        validation_fraction=args.validation_fraction,
-        early_stopping=args.early_stopping,
+        **given,
         hyperparameters=_hyperparameters(args),
         optimizer=optimizer,
         feedback_weights=args.loss_weights,
-        backup_dir=args.backup_dir,
-        backup_every=args.backup_every,
-        deterministic=args.deterministic,
-        warm_start=args.warm_start,
-        strategy=args.strategy,
     )
     if args.warm_start and not os.path.isfile(args.warm_start):
         raise UsageError(f"--warm-start: no such model file: {args.warm_start}")
@@ -480,14 +471,49 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _defaults_of(owner: Any) -> dict[str, Any]:
+    """The defaults of a dataclass's fields or of a function's keyword arguments."""
+    if dataclasses.is_dataclass(owner):
+        return {
+            f.name: f.default
+            for f in dataclasses.fields(owner)
+            if f.default is not dataclasses.MISSING
+        }
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(owner).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _add_option(
+    p: argparse.ArgumentParser, defaults: dict[str, Any], name: str, help: str = "", **kwargs: Any
+) -> None:
+    """`--name`, whose default is `defaults[name]` (its one home), said at the end of its help."""
+    default = defaults[name]
+    shown = str(default).lower() if isinstance(default, bool) else default
+    p.add_argument(
+        f"--{name.replace('_', '-')}",
+        default=default,
+        help=f"{help} (default {shown})" if help else f"default {shown}",
+        **kwargs,
+    )
+
+
 def _add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tuning.hypermodels import TUNABLE_MODELS
+    from tuning.search import TUNERS, run_search
     from widedeep.data.feedback_log import PrepareOptions
     from widedeep.distribute import STRATEGIES
     from widedeep.training import MODELS, TrainConfig
+
+    prepare = _defaults_of(PrepareOptions)
+    training = _defaults_of(TrainConfig)
+    tuning = _defaults_of(run_search)
 
     parser = _Parser(prog="widedeep", description="Wide & Deep and DFN for CTR prediction.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -533,80 +559,69 @@ def build_parser() -> argparse.ArgumentParser:
                 "--path", required=True, help="directory with u.data (100K) or ratings.dat (1M)"
             )
         q.add_argument("--out", required=True)
-        q.add_argument("--max-length", type=_positive_int, default=30)
-        q.add_argument("--test-fraction", type=_fraction, default=0.2)
-        q.add_argument("--split-by", choices=("time", "user"), default="time")
-        q.add_argument("--on-error", choices=("skip", "stop"), default="skip")
+        _add_option(q, prepare, "max_length", "feedback sequence length", type=_positive_int)
+        _add_option(q, prepare, "test_fraction", "last share held out as test", type=_fraction)
+        _add_option(q, prepare, "split_by", choices=("time", "user"))
+        _add_option(q, prepare, "on_error", choices=("skip", "stop"))
         q.add_argument(
             "--overwrite", action="store_true", help="replace an existing dataset in --out"
         )
-        q.add_argument(
-            "--memory-limit",
+        _add_option(
+            q,
+            prepare,
+            "memory_limit",
+            "MiB for the log's rows held at once; a longer log is sorted out of core",
             type=_memory_limit,
-            default=PrepareOptions.memory_limit,
             metavar="MIB",
-            help="MiB for the log's rows held at once; a longer log is sorted out of core "
-            f"(default {PrepareOptions.memory_limit})",
         )
         q.add_argument(
             "--temp-dir", help="scratch folder for an out-of-core sort (default: beside --out)"
         )
-        q.add_argument(
-            "--item-history",
+        _add_option(
+            q,
+            prepare,
+            "item_history",
+            "true: add the item's impressions and click rate before each impression as "
+            "features (see the README)",
             type=_bool,
-            default=PrepareOptions.item_history,
-            help="true: add the item's impressions and click rate before each impression "
-            f"as features (default {str(PrepareOptions.item_history).lower()}; see the README)",
         )
         q.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train a model on a dataset directory")
     p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--model", choices=MODELS, default=TrainConfig.model)
+    _add_option(p, training, "model", choices=MODELS)
     p.add_argument("--out", required=True, help="run directory for model.keras and metrics.json")
-    p.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=TrainConfig.epochs,
-        help=f"most epochs (default {TrainConfig.epochs}; early stopping usually ends sooner)",
-    )
-    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
-    p.add_argument(
-        "--steps-per-execution",
-        type=_positive_int,
-        default=TrainConfig.steps_per_execution,
-        metavar="STEPS",
-        help="training steps per call into TensorFlow; callbacks run between calls "
-        f"(default {TrainConfig.steps_per_execution})",
-    )
-    p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument(
-        "--validation-fraction",
-        type=_fraction,
-        default=TrainConfig.validation_fraction,
-        help="last fraction of the training period held out for validation "
-        f"(default {TrainConfig.validation_fraction})",
-    )
-    p.add_argument(
-        "--early-stopping",
-        type=_non_negative_int,
-        default=TrainConfig.early_stopping,
-        metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation AUC and keep the best "
-        f"epoch's weights (default {TrainConfig.early_stopping}; 0 trains every epoch)",
-    )
+    for name, text, kwargs in (
+        ("epochs", "most epochs; early stopping usually ends sooner", {"type": _positive_int}),
+        ("batch_size", "", {"type": _positive_int}),
+        (
+            "steps_per_execution",
+            "training steps per call into TensorFlow; callbacks run between calls",
+            {"type": _positive_int, "metavar": "STEPS"},
+        ),
+        ("logdir", "TensorBoard root ('' to disable)", {}),
+        ("seed", "", {"type": int}),
+        (
+            "validation_fraction",
+            "last fraction of the training period held out for validation",
+            {"type": _fraction},
+        ),
+        (
+            "early_stopping",
+            "stop after PATIENCE epochs without a better validation AUC and keep the best "
+            "epoch's weights; 0 trains every epoch",
+            {"type": _non_negative_int, "metavar": "PATIENCE"},
+        ),
+        (
+            "backup_every",
+            "steps between checkpoints inside an epoch; 0: at epoch ends only",
+            {"type": _non_negative_int, "metavar": "STEPS"},
+        ),
+    ):
+        _add_option(p, training, name, text, **kwargs)
     p.add_argument(
         "--backup-dir",
         help="resumable checkpoints (default <out>/backup): rerun the same command to resume",
-    )
-    p.add_argument(
-        "--backup-every",
-        type=_non_negative_int,
-        default=TrainConfig.backup_every,
-        metavar="STEPS",
-        help=f"steps between checkpoints inside an epoch (default {TrainConfig.backup_every}; "
-        "0: at epoch ends only)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace a finished run (and any backup) in --out"
@@ -622,11 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from an earlier model: rows of known keys keep their weights and "
         "optimizer slots, new keys start fresh (same --model and hyper-parameters)",
     )
-    p.add_argument(
-        "--strategy",
+    _add_option(
+        p,
+        training,
+        "strategy",
+        "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (see README)",
         choices=STRATEGIES,
-        default=TrainConfig.strategy,
-        help="tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (see README)",
     )
     _add_model_flags(p)
     _add_json_flag(p)
@@ -634,15 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="KerasTuner search over both optimizers and the model shape")
     p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--model", choices=("wide_deep", "dfn"), default="wide_deep")
-    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
-    p.add_argument("--max-trials", type=_positive_int, default=10)
+    _add_option(p, tuning, "model", choices=TUNABLE_MODELS)
+    _add_option(p, tuning, "tuner", choices=TUNERS)
+    _add_option(p, tuning, "max_trials", type=_positive_int)
     p.add_argument("--out", required=True, help="search directory (resumable: rerun to continue)")
-    p.add_argument("--epochs", type=_positive_int, default=3)
-    p.add_argument("--batch-size", type=_positive_int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--logdir", default="logs", help="TensorBoard root ('' to disable)")
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1)
+    _add_option(p, tuning, "epochs", type=_positive_int)
+    _add_option(p, tuning, "batch_size", type=_positive_int)
+    _add_option(p, tuning, "seed", type=int)
+    _add_option(p, tuning, "logdir", "TensorBoard root ('' to disable)")
+    _add_option(p, tuning, "validation_fraction", type=_fraction)
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the default settings")
     p.set_defaults(func=_cmd_tune)
