@@ -363,7 +363,8 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
         meta = prepare_movielens(args.path, args.out, **options)
     else:
         meta = _prepare_log(args, options)
-    _print_json({k: v for k, v in meta.items() if k != "settings"})
+    if args.json:  # the one-line summary is on stderr already
+        _print_json({k: v for k, v in meta.items() if k != "settings"})
 
 
 _LOG_ROLES = ("user", "item", "time", "label", "dislike", "users", "user_key", "items", "item_key")
@@ -585,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
             "features (see the README)",
             type=_bool,
         )
+        _add_json_flag(q)
         q.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train a model on a dataset directory")
