@@ -1,7 +1,8 @@
 """Keeps TensorFlow's native start-up log lines off the terminal (unless `WIDEDEEP_DEBUG=1`).
 
-TensorFlow 2.20+ logs through absl before `absl::InitializeLog()` runs, and those lines
-ignore `TF_CPP_MIN_LOG_LEVEL`: importing it prints "All log messages before
+`import widedeep` sets `TF_CPP_MIN_LOG_LEVEL=3` (unless it is set or `WIDEDEEP_DEBUG=1`),
+which silences TensorFlow's C++ logging once it runs. TensorFlow 2.20+ also logs through
+absl before `absl::InitializeLog()` runs, and those lines ignore `TF_CPP_MIN_LOG_LEVEL`: importing it prints "All log messages before
 absl::InitializeLog() ...", oneDNN and `cudart_stub` notices (twice, one per native
 library), and the first look at the devices prints an E-level "failed call to cuInit" on
 a machine without a GPU. `filtered_native_stderr` points file descriptor 2 at a
