@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import (
     SEQUENCE_NAMES,
     SimulatorConfig,

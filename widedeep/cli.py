@@ -218,7 +218,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _check_data(data_dir: str) -> None:
-    from widedeep.data.records import check_columns, load_dataset_dir
+    from widedeep.data.reader import check_columns, load_dataset_dir
     from widedeep.io import check_tfrecord_file
 
     schema, meta = load_dataset_dir(data_dir)
@@ -626,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from widedeep.data.records import DatasetError
+    from widedeep.data.dataset_format import DatasetError
     from widedeep.schema import SchemaError
 
     debug = os.environ.get("WIDEDEEP_DEBUG") == "1"

@@ -4,7 +4,7 @@ policy, side-feature tables, train statistics and schema helpers.
 A loader yields its log as batches of `widedeep.data.prepare.Impressions` and reads
 its user and item side tables into `FeatureTable`s (a `FeedbackSource`);
 `widedeep.data.prepare.prepare_impressions` sorts, cleans, splits, builds the
-feedback sequences and writes the dataset directory (see `widedeep.data.records`).
+feedback sequences and writes the dataset directory (see `widedeep.data.dataset_format`).
 
 Policies (the same for every source):
 
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from widedeep.data.records import DatasetError
+from widedeep.data.dataset_format import DatasetError
 from widedeep.schema import (
     FEEDBACK_TYPES,
     MISSING_INT,

@@ -893,7 +893,7 @@ def _prepare(
     scratch: Callable[[], str],
     scratch_dir: list[str],
 ) -> dict[str, Any]:
-    from widedeep.data.records import DatasetWriter
+    from widedeep.data.writer import DatasetWriter
 
     L = options.max_length
     started = time.monotonic()

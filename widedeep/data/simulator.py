@@ -648,7 +648,7 @@ def simulate_dataset(
     num_shards: dict[str, int] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Simulates impressions and writes them as a dataset directory (see `widedeep.data.records`).
+    """Simulates impressions and writes them as a dataset directory (see `widedeep.data.dataset_format`).
 
     Rows are simulated and written in chunks, so memory stays flat however many
     impressions are asked for. Besides the features, label, feedback and group
@@ -668,7 +668,7 @@ def simulate_dataset(
         `feedback_counts`, per-split details under `oracle`, the `settings`
         (the full config) and `splits`.
     """
-    from widedeep.data.records import DatasetWriter
+    from widedeep.data.writer import DatasetWriter
 
     config = config or SimulatorConfig()
     writer = DatasetWriter(out_dir, num_shards, overwrite=overwrite)
