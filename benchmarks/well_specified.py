@@ -43,7 +43,6 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep.data.simulator import (
-    SEQUENCE_NAMES,
     SimulatorConfig,
     _make_world,
     _World,
@@ -51,6 +50,7 @@ from widedeep.data.simulator import (
     simulate,
 )
 from widedeep.metrics import auc
+from widedeep.schema import FEEDBACK_SEQUENCES
 
 FEATURES = (
     "user_id",
@@ -58,7 +58,7 @@ FEATURES = (
     "user_age_group",
     "item_id",
     "item_category",
-    *(f"{name}_item_id" for name in SEQUENCE_NAMES),
+    *(f"{name}_item_id" for name in FEEDBACK_SEQUENCES),
 )
 _SOFTPLUS_OF_ZERO_SHIFT = math.log(math.e - 1.0)  # softplus(0 + shift) == 1
 
@@ -100,9 +100,11 @@ class WellSpecifiedModel(keras.Model):
         self.item = keras.layers.Embedding(c.num_items + 1, d)  # the last row stands for padding
         self.item_bias = keras.layers.Embedding(c.num_items, 1, embeddings_initializer=zeros)
         self.position_logits = self.add_weight(
-            shape=(len(SEQUENCE_NAMES), c.max_length), initializer=zeros, name="position_logits"
+            shape=(len(FEEDBACK_SEQUENCES), c.max_length), initializer=zeros, name="position_logits"
         )
-        self.beta = self.add_weight(shape=(len(SEQUENCE_NAMES),), initializer=zeros, name="beta")
+        self.beta = self.add_weight(
+            shape=(len(FEEDBACK_SEQUENCES),), initializer=zeros, name="beta"
+        )
         self.bias = self.add_weight(shape=(), initializer=zeros, name="bias")
 
     def position_weights(self) -> tf.Tensor:
@@ -126,7 +128,7 @@ class WellSpecifiedModel(keras.Model):
         logit += tf.reduce_sum(taste * target, -1) + self.item_bias(inputs["item_id"])[:, 0]
         unit_target = tf.math.l2_normalize(target, -1)
         weights = self.position_weights()
-        for k, name in enumerate(SEQUENCE_NAMES):
+        for k, name in enumerate(FEEDBACK_SEQUENCES):
             history = inputs[f"{name}_item_id"]
             valid = history >= 0
             items = self.item(tf.where(valid, history, c.num_items))
@@ -156,7 +158,7 @@ def ground_truth_weights(model: WellSpecifiedModel, world: _World) -> None:
     model.item_bias.embeddings.assign(world.item_static.reshape(-1, 1))
     decay = c.feedback_decay ** np.arange(c.max_length)
     inverse_softplus = np.log(np.expm1(decay)) - _SOFTPLUS_OF_ZERO_SHIFT
-    model.position_logits.assign(np.tile(inverse_softplus, (len(SEQUENCE_NAMES), 1)))
+    model.position_logits.assign(np.tile(inverse_softplus, (len(FEEDBACK_SEQUENCES), 1)))
     model.beta.assign(
         [c.click_feedback_effect, -c.unclick_feedback_effect, -c.dislike_feedback_effect]
     )

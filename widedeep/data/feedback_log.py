@@ -48,6 +48,7 @@ import numpy as np
 
 from widedeep.data.dataset_format import DatasetError
 from widedeep.schema import (
+    FEEDBACK_SEQUENCES,
     FEEDBACK_TYPES,
     MISSING_INT,
     MISSING_STRING,
@@ -63,8 +64,6 @@ if TYPE_CHECKING:
 
 ON_ERROR_POLICIES: tuple[str, ...] = ("skip", "stop")
 SPLIT_BY: tuple[str, ...] = ("time", "user")
-SEQUENCE_NAMES: tuple[str, ...] = ("click", "unclick", "dislike")
-"""Schema sequence names, in the order DFN reads them (c, u, d); each is a `FEEDBACK_TYPES` entry."""
 
 ITEM_HISTORY_FEATURES: tuple[str, ...] = ("item_log_impressions", "item_ctr")
 """The item's history strictly before an impression (every user's, in the engine's order):
@@ -559,7 +558,7 @@ def cross_feature(
 
 def feedback_sequences(item_features: Sequence[str], max_length: int) -> list[SequenceFeature]:
     """The three DFN sequences over `item_features`."""
-    return [SequenceFeature(name, list(item_features), max_length) for name in SEQUENCE_NAMES]
+    return [SequenceFeature(name, list(item_features), max_length) for name in FEEDBACK_SEQUENCES]
 
 
 # ----------------------------------------------------------------------------- source
@@ -623,7 +622,7 @@ class FeedbackSource(abc.ABC):
         dtypes.update(self.users.dtypes)
         dtypes.update(self.items.dtypes)
         dtypes.update(self.context_columns)
-        for seq in SEQUENCE_NAMES:
+        for seq in FEEDBACK_SEQUENCES:
             for f in self.item_features:
                 dtypes[f"{seq}_{f}"] = self.items.dtypes[f]
         return dtypes
