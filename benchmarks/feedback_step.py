@@ -27,8 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from widedeep.layers.feedback import FEEDBACK_SEQUENCES, FeedbackInteraction  # noqa: E402
+from widedeep.layers import FeedbackInteraction  # noqa: E402
 from widedeep.models.dfn import DFN_DEFAULTS  # noqa: E402
+from widedeep.schema import FEEDBACK_SEQUENCES  # noqa: E402
 
 
 def main() -> None:

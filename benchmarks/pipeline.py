@@ -54,7 +54,8 @@ import tensorflow as tf  # noqa: E402
 from throughput import HIDDEN_UNITS, write_standard_dataset  # noqa: E402
 
 from widedeep import build_dfn, build_wide_deep  # noqa: E402
-from widedeep.data.records import load_dataset_dir, make_dataset  # noqa: E402
+from widedeep.data.pipeline import make_dataset  # noqa: E402
+from widedeep.data.reader import load_dataset_dir  # noqa: E402
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
 
 PIPELINE_TARGET = 5.0

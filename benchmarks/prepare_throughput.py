@@ -82,7 +82,7 @@ def _same_columns(a: str, b: str) -> bool:
     sys.path.insert(0, ROOT)
     import numpy as np
 
-    from widedeep.data.records import column_batches, load_dataset_dir
+    from widedeep.data.reader import column_batches, load_dataset_dir
 
     schema, meta = load_dataset_dir(a)
     other = load_dataset_dir(b)[1]["splits"]

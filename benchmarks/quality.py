@@ -16,8 +16,8 @@ regression and LR + history statistics (`widedeep.baselines`) on the same rows.
     python benchmarks/quality.py --models "dfn,dfn:use_fm=false" --seeds 0
     python benchmarks/quality.py --models wide_deep,dfn,well_specified --seeds 0,1,2
 
-`well_specified` is not a library model: it is the learnable ceiling of
-`benchmarks/well_specified.py` (the simulator's own functional form, every number
+`well_specified` is not one of the CTR models: it is the learnable ceiling
+(`widedeep.data.well_specified`: the simulator's own functional form, every number
 learned from the same training split), trained with the same seeds (up to 20
 epochs with early stopping on validation AUC, whatever `--epochs` says). When it is
 in the run, each model also gets `ceiling_gap_closed_mean`: the fraction of
@@ -35,10 +35,11 @@ import time
 
 import keras
 import numpy as np
-from well_specified import fit_well_specified, simulator_overrides
+from well_specified import simulator_overrides
 
 from widedeep.baselines import run_baselines
 from widedeep.data.simulator import SimulatorConfig, simulate, simulate_dataset
+from widedeep.data.well_specified import fit_well_specified
 from widedeep.training import TrainConfig, train
 
 

@@ -52,7 +52,7 @@ from public_layouts import kuairand_config, movielens_config, write_kuairand, wr
 
 from widedeep.data.kuairand import prepare_kuairand
 from widedeep.data.movielens import prepare_movielens
-from widedeep.data.records import load_dataset_dir, read_columns
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.optimizers import OptimizerConfig
 from widedeep.training import MODELS, TrainConfig, train
 

@@ -49,7 +49,7 @@ def prepare(data: str, workdir: str, models: list[str], rows: int) -> dict[str, 
     """Exports each model and writes the request rows; returns `{model: SavedModel dir}`."""
     import numpy as np
 
-    from widedeep.data.records import load_dataset_dir, read_columns
+    from widedeep.data.reader import load_dataset_dir, read_columns
     from widedeep.export import export_saved_model
     from widedeep.training import build_model
 

@@ -79,13 +79,10 @@ import tensorflow as tf  # noqa: E402
 import widedeep.features  # noqa: E402
 import widedeep.layers.wide  # noqa: E402
 from widedeep import build_dfn, build_wide_deep  # noqa: E402
-from widedeep.data.records import (  # noqa: E402
-    DatasetWriter,
-    load_dataset_dir,
-    make_dataset,
-    read_columns,
-)
+from widedeep.data.pipeline import make_dataset  # noqa: E402
+from widedeep.data.reader import load_dataset_dir, read_columns  # noqa: E402
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
+from widedeep.data.writer import DatasetWriter  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
 from widedeep.model import WIDE_BRANCH, WideDeepModel  # noqa: E402
 from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema  # noqa: E402

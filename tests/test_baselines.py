@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from widedeep.baselines import history_statistics, popularity_scores, run_baselines
-from widedeep.data.records import DatasetWriter, read_columns
+from widedeep.data.reader import read_columns
+from widedeep.data.writer import DatasetWriter
 from widedeep.schema import CategoricalFeature, NumericFeature, Schema, SequenceFeature
 
 L = 3

@@ -200,7 +200,7 @@ def test_console_script_reports_without_traceback(tmp_path):
 def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
     import keras
 
-    from widedeep.data.records import load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir
     from widedeep.models.wide_deep import CALIBRATION
     from widedeep.training import training_datasets, validation_split_rows
 

@@ -9,7 +9,7 @@ import pytest
 
 import widedeep
 from widedeep.cli import main
-from widedeep.data.records import load_dataset_dir
+from widedeep.data.reader import load_dataset_dir
 
 TINY = ["--num-users", "60", "--num-items", "40", "--num-impressions", "1500", "--max-length", "4"]
 

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from widedeep.layers.feedback import (
-    FEEDBACK_SEQUENCES,
-    ClickAwareAttention,
-    FeedbackInteraction,
-    FeedbackTransformer,
-)
+from widedeep.layers import ClickAwareAttention, FeedbackInteraction, FeedbackTransformer
+from widedeep.schema import FEEDBACK_SEQUENCES
 
 LENGTHS = {"click": 4, "unclick": 5, "dislike": 3}
 ITEM_DIM = 6

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from widedeep.data.dataset_format import DatasetError
 from widedeep.data.feedback_log import (
     ErrorPolicy,
     FeatureTable,
@@ -25,7 +26,6 @@ from widedeep.data.feedback_log import (
     read_delimited,
 )
 from widedeep.data.prepare import parse_columns, read_log
-from widedeep.data.records import DatasetError
 
 
 def test_num_test_rounds_half_up():

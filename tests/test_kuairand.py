@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from widedeep.data.dataset_format import DatasetError
 from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.kuairand import KuaiRandSource, prepare_kuairand
+from widedeep.data.pipeline import make_dataset
 from widedeep.data.prepare import prepare_impressions
-from widedeep.data.records import DatasetError, load_dataset_dir, make_dataset, read_columns
+from widedeep.data.reader import load_dataset_dir, read_columns
 
 # ----------------------------------------------------------------------------- fixtures
 

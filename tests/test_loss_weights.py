@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.layers.calibration import LogitOffset, fit_logit_offset
 from widedeep.optimizers import OptimizerConfig

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from widedeep.data.dataset_format import DatasetError
 from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.movielens import (
     GENRES_100K,
@@ -18,8 +19,9 @@ from widedeep.data.movielens import (
     feedback_of_rating,
     prepare_movielens,
 )
+from widedeep.data.pipeline import make_dataset
 from widedeep.data.prepare import prepare_impressions
-from widedeep.data.records import DatasetError, load_dataset_dir, make_dataset, read_columns
+from widedeep.data.reader import load_dataset_dir, read_columns
 
 ONE_SHARD = {"train": 1, "test": 1}
 SEQ = ("click", "unclick", "dislike")

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from widedeep.data.records import (
-    DatasetError,
-    DatasetWriter,
-    check_columns,
-    load_dataset_dir,
-    make_dataset,
-    read_columns,
-)
+from widedeep.data.dataset_format import DatasetError
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import check_columns, load_dataset_dir, read_columns
+from widedeep.data.writer import DatasetWriter
 from widedeep.schema import CategoricalFeature, NumericFeature, Schema, SequenceFeature
 
 L = 3

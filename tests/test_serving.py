@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tests.conftest import SEQUENCE_LENGTH, make_batch, make_tiny_schema
 from widedeep.cli import main
-from widedeep.data.records import make_dataset, read_columns
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.export import (
     RequestError,
@@ -194,7 +195,7 @@ def scored(tmp_path_factory):
         seed=3, num_users=40, num_items=30, num_impressions=1200, users_per_round=10, max_length=4
     )
     simulate_dataset(str(root / "data"), config, num_shards={"train": 2, "test": 3})
-    from widedeep.data.records import load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir
 
     schema, _ = load_dataset_dir(root / "data")
     model = randomize(compile_model(build_model(schema, "wide_deep_seq", hidden_units=[8])), 1)

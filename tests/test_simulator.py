@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import (
-    SEQUENCE_NAMES,
     SimulatorConfig,
     build_schema,
     click_logit,
@@ -18,7 +18,7 @@ from widedeep.data.simulator import (
     simulate_dataset,
 )
 from widedeep.metrics import auc
-from widedeep.schema import FEEDBACK_TYPES
+from widedeep.schema import FEEDBACK_SEQUENCES, FEEDBACK_TYPES
 
 TINY = SimulatorConfig(
     seed=7,
@@ -60,7 +60,7 @@ def test_sequences_are_causal_most_recent_first_and_exclude_the_impression(tiny_
         user, rnd = int(c["user_id"][row]), int(c["round"][row])
         assert last_round.get(user, -1) < rnd, "a user appears twice in a round"
         last_round[user] = rnd
-        for name in SEQUENCE_NAMES:
+        for name in FEEDBACK_SEQUENCES:
             history = histories.get((user, name), [])
             expected = (history + [-1] * length)[:length]
             assert c[f"{name}_item_id"][row].tolist() == expected, (row, name)
@@ -77,7 +77,7 @@ def test_sequences_are_causal_most_recent_first_and_exclude_the_impression(tiny_
     assert set(np.unique(c["feedback"])) == {0, 1, 2}
     # Category sequences are the categories of the item sequences.
     item_category = dict(zip(c["item_id"].tolist(), c["item_category"].tolist(), strict=True))
-    for name in SEQUENCE_NAMES:
+    for name in FEEDBACK_SEQUENCES:
         ids, cats = c[f"{name}_item_id"], c[f"{name}_item_category"]
         for i, k in zip(ids[ids >= 0].tolist(), cats[ids >= 0].tolist(), strict=True):
             assert item_category.get(i, k) == k
@@ -183,7 +183,7 @@ def test_dataset_oracle_metrics_split_and_schema(tmp_path, tiny_columns):
     assert duration.mean != pytest.approx(all_mean, rel=1e-9)
     assert len(duration.boundaries) <= 9
     assert schema == build_schema(TINY, {"item_duration": train["item_duration"]})
-    assert [s.name for s in schema.sequences] == list(SEQUENCE_NAMES)
+    assert [s.name for s in schema.sequences] == list(FEEDBACK_SEQUENCES)
 
     # The directory feeds the tf.data pipeline.
     features, label, weight = next(

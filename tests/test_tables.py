@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 
 from tests.test_records import EXPECTED_CLICKS, ROWS, collect, tiny_schema, write_tiny
-from widedeep.data.records import (
-    DatasetError,
-    DatasetWriter,
-    check_columns,
-    load_dataset_dir,
-    make_dataset,
-    read_columns,
-)
+from widedeep.data.dataset_format import DatasetError
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import check_columns, load_dataset_dir, read_columns
 from widedeep.data.tables import Lookup, TableError
+from widedeep.data.writer import DatasetWriter
 from widedeep.schema import Schema
 
 # The rows of `ROWS`, with city, item_id and price read from tables and the click

@@ -18,7 +18,7 @@ import widedeep.training as training_module
 from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema
 from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeepHyperModel
 from tuning.search import make_tuner, run_search
-from widedeep.data.records import load_dataset_dir, read_columns
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.models.dfn import DFN_DEFAULTS
 from widedeep.models.wide_deep import build_wide_deep

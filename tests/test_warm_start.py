@@ -147,7 +147,7 @@ def test_models_of_another_shape_are_refused():
 
 def test_train_warm_starts_from_yesterdays_model(tmp_path, capsys):
     from widedeep.cli import main
-    from widedeep.data.records import load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir
     from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 
     days = []

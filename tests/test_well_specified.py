@@ -1,25 +1,21 @@
-"""Tests of the learnable-ceiling reference model in `benchmarks/well_specified.py`."""
+"""Tests of the learnable-ceiling reference model `widedeep.data.well_specified`."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 
 import numpy as np
 import pytest
 
 from tests.test_simulator import TINY
 from widedeep.data.simulator import _make_world, first_test_round, simulate
-from widedeep.metrics import auc
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
-from well_specified import (  # noqa: E402
+from widedeep.data.well_specified import (
     FEATURES,
     WellSpecifiedModel,
     fit_well_specified,
     ground_truth_weights,
 )
+from widedeep.metrics import auc
 
 # The simulator tests' tiny world, with more impressions so that histories fill up.
 SMALL = dataclasses.replace(TINY, num_impressions=3000)

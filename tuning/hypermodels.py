@@ -23,12 +23,12 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from widedeep.data.records import load_dataset_dir
+from widedeep.data.reader import load_dataset_dir
 from widedeep.model import WideDeepModel
-from widedeep.models.dfn import DFN_DEFAULTS, FEEDBACK_SEQUENCES, build_dfn
+from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
-from widedeep.schema import Schema
+from widedeep.schema import FEEDBACK_SEQUENCES, Schema
 from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
     OptimizerLogger,

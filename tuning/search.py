@@ -36,7 +36,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
-from widedeep.data.records import load_dataset_dir
+from widedeep.data.reader import load_dataset_dir
 from widedeep.io import write_json
 from widedeep.training import finish_run
 

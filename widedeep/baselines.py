@@ -52,7 +52,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
-from widedeep.data.records import load_dataset_dir, read_columns
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.metrics import ctr_metrics
 from widedeep.schema import FEEDBACK_TYPES, NumericFeature, Schema
 from widedeep.training import validation_split_rows

@@ -247,7 +247,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _check_data(data_dir: str) -> None:
-    from widedeep.data.records import check_columns, load_dataset_dir
+    from widedeep.data.reader import check_columns, load_dataset_dir
     from widedeep.io import check_tfrecord_file
 
     schema, meta = load_dataset_dir(data_dir)
@@ -693,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tensorflow as tf
 
     from widedeep._native_log import debug_enabled
-    from widedeep.data.records import DatasetError
+    from widedeep.data.dataset_format import DatasetError
     from widedeep.schema import SchemaError
 
     debug = debug_enabled()

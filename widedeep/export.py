@@ -310,7 +310,7 @@ def _open_writer(path: str, columns: list[str]) -> _CsvWriter | _ParquetWriter:
 def _batches(
     data_dir: str, split: str, columns: list[str], batch_size: int
 ) -> Iterator[dict[str, tf.Tensor]]:
-    from widedeep.data.records import column_batches, load_dataset_dir
+    from widedeep.data.reader import column_batches, load_dataset_dir
 
     _, meta = load_dataset_dir(data_dir)
     if split in meta["splits"] and not meta["splits"][split].get("examples", 1):
@@ -355,7 +355,7 @@ def predict_to_file(
     predict_to_file("run/model.keras", "data/day2", "scores.csv", split="test")
     ```
     """
-    from widedeep.data.records import load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir
 
     data_dir, out = os.fspath(data_dir), os.fspath(out)
     schema, meta = load_dataset_dir(data_dir)

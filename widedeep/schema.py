@@ -34,6 +34,10 @@ from typing import Any
 FEEDBACK_TYPES: tuple[str, ...] = ("unclick", "click", "dislike")
 """Feedback type codes: the record's feedback column holds the index into this tuple."""
 
+FEEDBACK_SEQUENCES: tuple[str, ...] = ("click", "unclick", "dislike")
+"""The feedback sequences DFN reads, in its order (c, u, d): the names of a dataset's
+`SequenceFeature`s and of `FeedbackInteraction`'s output blocks; each is a `FEEDBACK_TYPES` entry."""
+
 MISSING_INT = -1
 MISSING_STRING = ""
 

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep import checkpointing, distribute
-from widedeep.data.records import load_dataset_dir, make_dataset, read_columns
+from widedeep.data.pipeline import make_dataset
+from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.io import atomic_path, check_writable_dir, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics

@@ -4,7 +4,7 @@ policy, side-feature tables, train statistics and schema helpers.
 A loader yields its log as batches of `widedeep.data.prepare.Impressions` and reads
 its user and item side tables into `FeatureTable`s (a `FeedbackSource`);
 `widedeep.data.prepare.prepare_impressions` sorts, cleans, splits, builds the
-feedback sequences and writes the dataset directory (see `widedeep.data.records`).
+feedback sequences and writes the dataset directory (see `widedeep.data.dataset_format`).
 
 Policies (the same for every source):
 
@@ -46,8 +46,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from widedeep.data.records import DatasetError
+from widedeep.data.dataset_format import DatasetError
 from widedeep.schema import (
+    FEEDBACK_SEQUENCES,
     FEEDBACK_TYPES,
     MISSING_INT,
     MISSING_STRING,
@@ -63,8 +64,6 @@ if TYPE_CHECKING:
 
 ON_ERROR_POLICIES: tuple[str, ...] = ("skip", "stop")
 SPLIT_BY: tuple[str, ...] = ("time", "user")
-SEQUENCE_NAMES: tuple[str, ...] = ("click", "unclick", "dislike")
-"""Schema sequence names, in the order DFN reads them (c, u, d); each is a `FEEDBACK_TYPES` entry."""
 
 ITEM_HISTORY_FEATURES: tuple[str, ...] = ("item_log_impressions", "item_ctr")
 """The item's history strictly before an impression (every user's, in the engine's order):
@@ -127,22 +126,8 @@ class PrepareOptions:
     item_history: bool = False
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.memory_limit, bool)
-            or not isinstance(self.memory_limit, int)
-            or self.memory_limit < 16
-        ):
-            raise ValueError(
-                f"`memory_limit` must be an int >= 16 (MiB). Received: memory_limit={self.memory_limit!r}"
-            )
-        if (
-            isinstance(self.max_length, bool)
-            or not isinstance(self.max_length, int)
-            or self.max_length < 1
-        ):
-            raise ValueError(
-                f"`max_length` must be an int >= 1. Received: max_length={self.max_length!r}"
-            )
+        _check_int("memory_limit", self.memory_limit, 16, " (MiB)")
+        _check_int("max_length", self.max_length, 1)
         f = self.test_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
             raise ValueError(
@@ -156,6 +141,12 @@ class PrepareOptions:
             raise ValueError(
                 f"`on_error` must be one of {ON_ERROR_POLICIES}. Received: on_error={self.on_error!r}"
             )
+
+
+def _check_int(name: str, value: Any, minimum: int, unit: str = "") -> None:
+    """Raises `ValueError` naming option `name` unless `value` is an int >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}{unit}. Received: {name}={value!r}")
 
 
 def num_test(n: int, test_fraction: float) -> int:
@@ -557,11 +548,6 @@ def cross_feature(
     return CrossFeature(name, [f.name for f in features], hash_buckets=buckets, wide=True)
 
 
-def feedback_sequences(item_features: Sequence[str], max_length: int) -> list[SequenceFeature]:
-    """The three DFN sequences over `item_features`."""
-    return [SequenceFeature(name, list(item_features), max_length) for name in SEQUENCE_NAMES]
-
-
 # ----------------------------------------------------------------------------- source
 
 
@@ -607,7 +593,41 @@ class FeedbackSource(abc.ABC):
 
     @abc.abstractmethod
     def build_schema(self, stats: TrainStatistics, max_length: int) -> Schema:
-        """The schema, from train statistics of every written column."""
+        """The schema, from train statistics of every written column (see `feedback_schema`)."""
+
+    def feedback_schema(
+        self,
+        categorical: list[CategoricalFeature],
+        numeric: list[NumericFeature],
+        max_length: int,
+        crosses: Sequence[CrossFeature] = (),
+    ) -> Schema:
+        """The schema of a source with these scalar features.
+
+        Every source's schema has the three DFN sequences (`FEEDBACK_SEQUENCES`, each
+        `max_length` long) over `item_features`, which also describe the target item,
+        and groups impressions by `user_column`.
+
+        Args:
+            categorical: the categorical features.
+            numeric: the numeric features.
+            max_length: positions per feedback sequence.
+            crosses: the crossed features.
+
+        Returns:
+            The `Schema`.
+        """
+        return Schema(
+            categorical=categorical,
+            numeric=numeric,
+            crosses=list(crosses),
+            sequences=[
+                SequenceFeature(name, list(self.item_features), max_length)
+                for name in FEEDBACK_SEQUENCES
+            ],
+            group_key=self.user_column,
+            target_item_features=list(self.item_features),
+        )
 
     def describe(self) -> dict[str, Any]:
         """Source-specific facts for meta.json (files, layout, ...)."""
@@ -623,7 +643,7 @@ class FeedbackSource(abc.ABC):
         dtypes.update(self.users.dtypes)
         dtypes.update(self.items.dtypes)
         dtypes.update(self.context_columns)
-        for seq in SEQUENCE_NAMES:
+        for seq in FEEDBACK_SEQUENCES:
             for f in self.item_features:
                 dtypes[f"{seq}_{f}"] = self.items.dtypes[f]
         return dtypes

@@ -65,7 +65,6 @@ from widedeep.data.feedback_log import (
     TrainStatistics,
     categorical_feature,
     cross_feature,
-    feedback_sequences,
     numeric_feature,
 )
 from widedeep.data.prepare import (
@@ -353,14 +352,7 @@ class KuaiRandSource(FeedbackSource):
             cross_feature("user_active_degree_x_video_type", [degree, by_name["video_type"]]),
             cross_feature("hour_x_tag", [by_name["hour"], tag]),
         ]
-        return Schema(
-            categorical=categorical,
-            numeric=numeric,
-            crosses=crosses,
-            sequences=feedback_sequences(ITEM_FEATURES, max_length),
-            group_key="user_id",
-            target_item_features=list(ITEM_FEATURES),
-        )
+        return self.feedback_schema(categorical, numeric, max_length, crosses)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -374,17 +366,7 @@ def prepare_kuairand(
     users: str | os.PathLike,
     videos: str | os.PathLike,
     out_dir: str | os.PathLike,
-    *,
-    max_length: int = 30,
-    test_fraction: float = 0.2,
-    split_by: str = "time",
-    progress: bool = False,
-    on_error: str = "skip",
-    num_shards: dict[str, int] | None = None,
-    overwrite: bool = False,
-    memory_limit: int = PrepareOptions.memory_limit,
-    temp_dir: str | None = None,
-    item_history: bool = PrepareOptions.item_history,
+    **options: Any,
 ) -> dict[str, Any]:
     """Writes a KuaiRand dataset directory (schema, meta and TFRecord shards).
 
@@ -394,18 +376,8 @@ def prepare_kuairand(
         users: `user_features_*.csv`.
         videos: `video_features_basic_*.csv`.
         out_dir: the dataset directory to write.
-        max_length: positions per feedback sequence.
-        test_fraction: fraction of impressions, the latest ones, in the test split.
-        split_by: `"time"` (global cut) or `"user"` (each user's latest impressions).
-        progress: print rows/s on stderr.
-        on_error: `"skip"` (skip and count bad rows; see `meta["skipped"]`) or
-            `"stop"` (raise `FeedbackLogError` naming the file and line).
-        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
-        overwrite: replace an existing dataset in `out_dir`.
-        memory_limit: MiB for the log's rows held at once (a longer log is sorted
-            out of core through a scratch folder; see `PrepareOptions`).
-        temp_dir: where that scratch folder goes (default: beside `out_dir`).
-        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
+        **options: any field of `PrepareOptions` (e.g. `max_length`, `split_by`,
+            `on_error`); its docstring gives each one's meaning and default.
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -423,18 +395,8 @@ def prepare_kuairand(
     )
     ```
     """
-    options = PrepareOptions(
-        max_length=max_length,
-        test_fraction=test_fraction,
-        split_by=split_by,
-        progress=progress,
-        on_error=on_error,
-        num_shards=num_shards,
-        overwrite=overwrite,
-        memory_limit=memory_limit,
-        temp_dir=temp_dir,
-        item_history=item_history,
-    )
     return prepare_source(
-        lambda policy: KuaiRandSource(logs, users, videos, policy), out_dir, options
+        lambda policy: KuaiRandSource(logs, users, videos, policy),
+        out_dir,
+        PrepareOptions(**options),
     )

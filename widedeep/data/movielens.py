@@ -54,7 +54,6 @@ from widedeep.data.feedback_log import (
     TrainStatistics,
     categorical_feature,
     cross_feature,
-    feedback_sequences,
     numeric_feature,
     parse_int,
     read_delimited,
@@ -147,6 +146,22 @@ def detect_layout(path: str | os.PathLike) -> str:
     return layout
 
 
+def _first_listing(
+    key: int, seen: set[int], what: str, policy: ErrorPolicy, path: str, line: int
+) -> bool:
+    """Whether `key` is listed for the first time (then added to `seen`).
+
+    A repeated key is rejected to `policy` as a duplicate feature row (the first row is kept).
+    """
+    if key in seen:
+        policy.reject(
+            "duplicate_feature_rows", path, line, f"{what} {key} listed again (first row kept)"
+        )
+        return False
+    seen.add(key)
+    return True
+
+
 class MovieLensSource(FeedbackSource):
     """A MovieLens 100K or 1M folder as a `FeedbackSource` (the ratings are read when `impressions` is called).
 
@@ -207,15 +222,8 @@ class MovieLensSource(FeedbackSource):
             except ValueError as e:
                 policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
                 continue
-            if user_id in seen:
-                policy.reject(
-                    "duplicate_feature_rows",
-                    path,
-                    line,
-                    f"user {user_id} listed again (first row kept)",
-                )
+            if not _first_listing(user_id, seen, "user", policy, path, line):
                 continue
-            seen.add(user_id)
             keys.append(user_id)
             columns["gender"].append(gender.strip())
             columns["age"].append(age_value)
@@ -258,15 +266,8 @@ class MovieLensSource(FeedbackSource):
             except ValueError as e:
                 policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
                 continue
-            if movie in seen:
-                policy.reject(
-                    "duplicate_feature_rows",
-                    path,
-                    line,
-                    f"movie {movie} listed again (first row kept)",
-                )
+            if not _first_listing(movie, seen, "movie", policy, path, line):
                 continue
-            seen.add(movie)
             keys.append(movie)
             columns["movie_id"].append(movie)
             columns["genre"].append(genre)
@@ -340,14 +341,8 @@ class MovieLensSource(FeedbackSource):
             cross_feature(f"{name}_x_genre", [by_name[name], genre])
             for name in ("gender", "age", "occupation")
         ]
-        return Schema(
-            categorical=categorical,
-            numeric=[numeric_feature(stats, "release_year")],
-            crosses=crosses,
-            sequences=feedback_sequences(ITEM_FEATURES, max_length),
-            group_key="user_id",
-            target_item_features=list(ITEM_FEATURES),
-        )
+        numeric = [numeric_feature(stats, "release_year")]
+        return self.feedback_schema(categorical, numeric, max_length, crosses)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -360,17 +355,7 @@ class MovieLensSource(FeedbackSource):
 def prepare_movielens(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    *,
-    max_length: int = 30,
-    test_fraction: float = 0.2,
-    split_by: str = "time",
-    progress: bool = False,
-    on_error: str = "skip",
-    num_shards: dict[str, int] | None = None,
-    overwrite: bool = False,
-    memory_limit: int = PrepareOptions.memory_limit,
-    temp_dir: str | None = None,
-    item_history: bool = PrepareOptions.item_history,
+    **options: Any,
 ) -> dict[str, Any]:
     """Writes a MovieLens (100K or 1M, auto-detected) dataset directory.
 
@@ -378,18 +363,8 @@ def prepare_movielens(
         path: folder holding `u.data`, `u.user`, `u.item` (100K) or `ratings.dat`,
             `users.dat`, `movies.dat` (1M).
         out_dir: the dataset directory to write.
-        max_length: positions per feedback sequence.
-        test_fraction: fraction of impressions, the latest ones, in the test split.
-        split_by: `"time"` (global cut) or `"user"` (each user's latest ratings).
-        progress: print rows/s on stderr.
-        on_error: `"skip"` (skip and count bad rows; see `meta["skipped"]`) or
-            `"stop"` (raise `FeedbackLogError` naming the file and line).
-        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
-        overwrite: replace an existing dataset in `out_dir`.
-        memory_limit: MiB for the log's rows held at once (a longer log is sorted
-            out of core through a scratch folder; see `PrepareOptions`).
-        temp_dir: where that scratch folder goes (default: beside `out_dir`).
-        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
+        **options: any field of `PrepareOptions` (e.g. `max_length`, `split_by`,
+            `on_error`); its docstring gives each one's meaning and default.
 
     Returns:
         The dataset's meta (also written to `out_dir/meta.json`).
@@ -404,16 +379,6 @@ def prepare_movielens(
     meta = prepare_movielens("ml-1m", "data/ml-1m", split_by="user")
     ```
     """
-    options = PrepareOptions(
-        max_length=max_length,
-        test_fraction=test_fraction,
-        split_by=split_by,
-        progress=progress,
-        on_error=on_error,
-        num_shards=num_shards,
-        overwrite=overwrite,
-        memory_limit=memory_limit,
-        temp_dir=temp_dir,
-        item_history=item_history,
+    return prepare_source(
+        lambda policy: MovieLensSource(path, policy), out_dir, PrepareOptions(**options)
     )
-    return prepare_source(lambda policy: MovieLensSource(path, policy), out_dir, options)

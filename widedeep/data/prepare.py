@@ -56,7 +56,6 @@ from widedeep.data.feedback_log import (
     FEEDBACK_TYPES,
     ITEM_HISTORY_FEATURES,
     ITEM_HISTORY_SMOOTHING,
-    SEQUENCE_NAMES,
     ErrorPolicy,
     FeatureTable,
     FeedbackLogError,
@@ -68,7 +67,7 @@ from widedeep.data.feedback_log import (
     read_csv_with_header,
 )
 from widedeep.data.tables import EVENT_ROW, ColumnChunks, Lookup
-from widedeep.schema import MISSING_INT
+from widedeep.schema import FEEDBACK_SEQUENCES, MISSING_INT
 
 __all__ = [
     "Impressions",
@@ -893,7 +892,7 @@ def _prepare(
     scratch: Callable[[], str],
     scratch_dir: list[str],
 ) -> dict[str, Any]:
-    from widedeep.data.records import DatasetWriter
+    from widedeep.data.writer import DatasetWriter
 
     L = options.max_length
     started = time.monotonic()
@@ -969,7 +968,7 @@ def _prepare(
     # Where each impression's sequences are: the records hold positions in per-type event
     # tables (each user's events in order, user after user), which the reader gathers
     # (see `widedeep.data.tables`).
-    codes = [FEEDBACK_TYPES.index(name) for name in SEQUENCE_NAMES]
+    codes = [FEEDBACK_TYPES.index(name) for name in FEEDBACK_SEQUENCES]
     offsets = [np.concatenate([[0], np.cumsum(per_type[c])[:-1]]) for c in codes]
     events = [
         _EventTable(
@@ -977,7 +976,7 @@ def _prepare(
             os.path.join(scratch(), f"events-{name}") if spilled else None,
             max(range_rows, 1),
         )
-        for c, name in zip(codes, SEQUENCE_NAMES, strict=True)
+        for c, name in zip(codes, FEEDBACK_SEQUENCES, strict=True)
     ]
     carried = [np.zeros(n_users, dtype=np.int64) for _ in codes]
     user_rows_before = np.zeros(n_users, dtype=np.int64)  # for the per-user split
@@ -1011,7 +1010,7 @@ def _prepare(
         columns[ITEM_ROW] = rows["item_index"]
         for name in source.context_columns:
             columns[name] = source.context_values(name, rows[f"context.{name}"])
-        for k, (name, code) in enumerate(zip(SEQUENCE_NAMES, codes, strict=True)):
+        for k, (name, code) in enumerate(zip(FEEDBACK_SEQUENCES, codes, strict=True)):
             is_event = feedback == code
             count = running_counts(user_index, is_event, carried[k], by_user)
             end = offsets[k][user_index] + count
@@ -1060,7 +1059,7 @@ def _prepare(
         if columns:
             writer.write_table(table, _encoded(columns))
             lookups.update({name: Lookup(table, name, row=row) for name in columns})
-    for name, table in zip(SEQUENCE_NAMES, events, strict=True):
+    for name, table in zip(FEEDBACK_SEQUENCES, events, strict=True):
         writer.write_table(
             f"{name}_events", {EVENT_ROW: ColumnChunks(table.rows, np.int64, table.chunks)}
         )
@@ -1170,4 +1169,4 @@ def _encoded(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _is_sequence(name: str) -> bool:
-    return any(name.startswith(f"{s}_") for s in SEQUENCE_NAMES)
+    return any(name.startswith(f"{s}_") for s in FEEDBACK_SEQUENCES)

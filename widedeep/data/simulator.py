@@ -79,6 +79,7 @@ import numpy as np
 
 from widedeep.metrics import auc, logloss
 from widedeep.schema import (
+    FEEDBACK_SEQUENCES,
     FEEDBACK_TYPES,
     MISSING_INT,
     CategoricalFeature,
@@ -89,7 +90,6 @@ from widedeep.schema import (
 )
 
 __all__ = [
-    "SEQUENCE_NAMES",
     "SimulatorConfig",
     "build_schema",
     "click_logit",
@@ -97,9 +97,6 @@ __all__ = [
     "simulate",
     "simulate_dataset",
 ]
-
-SEQUENCE_NAMES: tuple[str, ...] = ("click", "unclick", "dislike")
-"""The feedback sequences, in the order of their buffers (and their feedback codes below)."""
 
 _CODE = {name: FEEDBACK_TYPES.index(name) for name in FEEDBACK_TYPES}
 _ITEM_FEATURES = ["item_id", "item_category"]
@@ -350,7 +347,7 @@ def click_logit(
     sims = {
         name: _history_similarity(similarity, target, history, config.feedback_decay)
         for name, history in zip(
-            SEQUENCE_NAMES, (click_history, unclick_history, dislike_history), strict=True
+            FEEDBACK_SEQUENCES, (click_history, unclick_history, dislike_history), strict=True
         )
     }
     logit = (
@@ -384,7 +381,8 @@ def _iter_chunks(
     world = _make_world(c, rng)
     length = c.max_length
     histories = {
-        name: np.full((c.num_users, length), MISSING_INT, dtype=np.int64) for name in SEQUENCE_NAMES
+        name: np.full((c.num_users, length), MISSING_INT, dtype=np.int64)
+        for name in FEEDBACK_SEQUENCES
     }
     test_start = first_test_round(c)
     rounds_per_chunk = max(1, rows_per_chunk // c.users_per_round)
@@ -448,7 +446,7 @@ def _iter_chunks(
         feedback = np.where(
             clicked, _CODE["click"], np.where(disliked, _CODE["dislike"], _CODE["unclick"])
         )
-        for name in SEQUENCE_NAMES:
+        for name in FEEDBACK_SEQUENCES:
             mask = feedback == _CODE[name]
             who = users[mask]
             history = histories[name]
@@ -462,7 +460,7 @@ def _iter_chunks(
                 "feedback": feedback.astype(np.int64),
                 "true_probability": probability,
                 "round": np.full(size, round_index, dtype=np.int64),
-                **{f"{name}_item_id": before[name] for name in SEQUENCE_NAMES},
+                **{f"{name}_item_id": before[name] for name in FEEDBACK_SEQUENCES},
                 "_static_logit": static,
                 "_attribute_static_logit": static
                 - c.affinity_effect
@@ -491,7 +489,7 @@ def _columns(rows: dict[str, np.ndarray], world: _World) -> dict[str, np.ndarray
         "item_author": world.item_author[items],
         "item_duration": world.item_duration[items],
     }
-    for name in SEQUENCE_NAMES:
+    for name in FEEDBACK_SEQUENCES:
         history = rows[f"{name}_item_id"]
         columns[f"{name}_item_id"] = history
         columns[f"{name}_item_category"] = np.where(
@@ -590,7 +588,7 @@ def build_schema(config: SimulatorConfig, train_columns: dict[str, np.ndarray]) 
             ),
         ],
         sequences=[
-            SequenceFeature(name, list(_ITEM_FEATURES), c.max_length) for name in SEQUENCE_NAMES
+            SequenceFeature(name, list(_ITEM_FEATURES), c.max_length) for name in FEEDBACK_SEQUENCES
         ],
         label="label",
         feedback="feedback",
@@ -648,7 +646,7 @@ def simulate_dataset(
     num_shards: dict[str, int] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Simulates impressions and writes them as a dataset directory (see `widedeep.data.records`).
+    """Simulates impressions and writes them as a dataset directory (see `widedeep.data.dataset_format`).
 
     Rows are simulated and written in chunks, so memory stays flat however many
     impressions are asked for. Besides the features, label, feedback and group
@@ -668,7 +666,7 @@ def simulate_dataset(
         `feedback_counts`, per-split details under `oracle`, the `settings`
         (the full config) and `splits`.
     """
-    from widedeep.data.records import DatasetWriter
+    from widedeep.data.writer import DatasetWriter
 
     config = config or SimulatorConfig()
     writer = DatasetWriter(out_dir, num_shards, overwrite=overwrite)

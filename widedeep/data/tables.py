@@ -22,7 +22,7 @@ and, under `"lookups"`, each column read from one (`Lookup.to_json`):
   for `j >= count`: e.g. `click_video_id`, the items the user clicked before the
   impression, most recent first.
 
-The reader (`widedeep.data.records`) materialises lookups as it parses, so every
+The reader (`widedeep.data.reader`) materialises lookups as it parses, so every
 consumer sees the same columns whether they were stored or looked up. A row of
 `B` sequence items costs two gathers instead of `B` stored values: what made the
 preparation of a log with three 30-long sequences over three item features

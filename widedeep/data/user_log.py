@@ -51,7 +51,6 @@ from widedeep.data.feedback_log import (
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
-    feedback_sequences,
     numeric_feature,
 )
 from widedeep.data.prepare import (
@@ -330,13 +329,7 @@ class LogSource(FeedbackSource):
         numeric = [
             numeric_feature(stats, name) for name, dtype in dtypes.items() if dtype == "float32"
         ]
-        return Schema(
-            categorical=categorical,
-            numeric=numeric,
-            sequences=feedback_sequences(self.item_features, max_length),
-            group_key=self.user_column,
-            target_item_features=list(self.item_features),
-        )
+        return self.feedback_schema(categorical, numeric, max_length)
 
     def report(self, schema: Schema) -> dict[str, Any]:
         """Per feature column its role, kind and statistics; the log columns given no role."""
@@ -416,34 +409,15 @@ def _describe_columns(schema: Schema, source: LogSource) -> dict[str, dict[str, 
 def prepare_log(
     config: LogConfig,
     out_dir: str | os.PathLike,
-    *,
-    max_length: int = 30,
-    test_fraction: float = 0.2,
-    split_by: str = "time",
-    progress: bool = False,
-    on_error: str = "skip",
-    num_shards: dict[str, int] | None = None,
-    overwrite: bool = False,
-    memory_limit: int = PrepareOptions.memory_limit,
-    temp_dir: str | None = None,
-    item_history: bool = PrepareOptions.item_history,
+    **options: Any,
 ) -> dict[str, Any]:
     """Writes a dataset directory from a log of your own (see the module docstring).
 
     Args:
         config: the column roles and side tables.
         out_dir: the dataset directory to write.
-        max_length: positions per feedback sequence.
-        test_fraction: fraction of impressions, the latest ones, in the test split.
-        split_by: `"time"` (global cut) or `"user"` (each user's latest impressions).
-        progress: print rows/s on stderr.
-        on_error: `"skip"` (skip and count bad rows) or `"stop"` (raise naming file and line).
-        num_shards: shards per split, e.g. `{"train": 8, "test": 2}`.
-        overwrite: replace an existing dataset in `out_dir`.
-        memory_limit: MiB for the log's rows held at once (a longer log is sorted
-            out of core through a scratch folder; see `PrepareOptions`).
-        temp_dir: where that scratch folder goes (default: beside `out_dir`).
-        item_history: add each impression's item history (`ITEM_HISTORY_FEATURES`).
+        **options: any field of `PrepareOptions` (e.g. `max_length`, `split_by`,
+            `on_error`); its docstring gives each one's meaning and default.
 
     Returns:
         The dataset's meta (also in `out_dir/meta.json`), with `columns`: per
@@ -459,19 +433,9 @@ def prepare_log(
     meta = prepare_log(LogConfig(["log.csv"], "user", "item", "ts", "click"), "data/mine")
     ```
     """
-    options = PrepareOptions(
-        max_length=max_length,
-        test_fraction=test_fraction,
-        split_by=split_by,
-        progress=progress,
-        on_error=on_error,
-        num_shards=num_shards,
-        overwrite=overwrite,
-        memory_limit=memory_limit,
-        temp_dir=temp_dir,
-        item_history=item_history,
+    meta = prepare_source(
+        lambda policy: LogSource(config, policy), out_dir, PrepareOptions(**options)
     )
-    meta = prepare_source(lambda policy: LogSource(config, policy), out_dir, options)
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
         f.write(json.dumps(config.to_dict(), indent=2) + "\n")
     return meta

@@ -1,13 +1,16 @@
 """Keras layers of widedeep (all registered for `keras.models.load_model`)."""
 
 from widedeep.layers.calibration import LogitOffset
+from widedeep.layers.click_aware_attention import ClickAwareAttention
 from widedeep.layers.embedding import Embedding
-from widedeep.layers.feedback import ClickAwareAttention, FeedbackInteraction, FeedbackTransformer
+from widedeep.layers.feedback_interaction import FeedbackInteraction
+from widedeep.layers.feedback_transformer import FeedbackTransformer
 from widedeep.layers.fm import FactorizationMachine
 from widedeep.layers.history import HistoryStatistics
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.layers.preprocessing import HashedCross, Standardize
+from widedeep.layers.take_first import TakeFirst
 from widedeep.layers.wide import WideLinear
 
 __all__ = [
@@ -22,5 +25,6 @@ __all__ = [
     "LogitOffset",
     "MaskedMeanPooling",
     "Standardize",
+    "TakeFirst",
     "WideLinear",
 ]

@@ -2,80 +2,66 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
 from widedeep.features import FeatureGraph
-from widedeep.layers.feedback import FeedbackInteraction
+from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
 from widedeep.layers.history import HistoryStatistics
-from widedeep.layers.mlp import MLP
+from widedeep.layers.take_first import TakeFirst
 from widedeep.model import WIDE_BRANCH, WideDeepModel
-from widedeep.models.wide_deep import logits_to_probability
-from widedeep.schema import Schema
+from widedeep.models.wide_deep import deep_logit, logits_to_probability
+from widedeep.schema import FEEDBACK_SEQUENCES, Schema
 
-FEEDBACK_SEQUENCES = ("click", "unclick", "dislike")
+_MODULE_ARGUMENTS: dict[str, str] = {
+    "model_dim": "model_dim",
+    "num_heads": "num_heads",
+    "ffn_multiplier": "ffn_multiplier",
+    "pooling": "pooling",
+    "norm_first": "norm_first",
+    "transformer_dropout": "dropout",
+    "attention_hidden_units": "attention_hidden_units",
+    "use_click_transformer": "use_click_transformer",
+    "use_unclick_transformer": "use_unclick_transformer",
+    "use_dislike_transformer": "use_dislike_transformer",
+    "use_click_aware_attention": "use_click_aware_attention",
+}
+"""The `build_dfn` keywords that configure `FeedbackInteraction`, each with its argument there."""
+
+
+def _module_defaults() -> dict[str, Any]:
+    """`FeedbackInteraction`'s defaults under their `build_dfn` keywords (tuples as lists)."""
+    parameters = inspect.signature(FeedbackInteraction.__init__).parameters
+    defaults = {key: parameters[arg].default for key, arg in _MODULE_ARGUMENTS.items()}
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in defaults.items()}
+
 
 DFN_DEFAULTS: dict[str, Any] = {
-    "model_dim": 16,
-    "num_heads": 2,
-    "ffn_multiplier": 4,
-    "pooling": "target",
-    "norm_first": True,
-    "transformer_dropout": 0.0,
-    "attention_hidden_units": [32],
+    **_module_defaults(),
     "sequence_length": 0,
-    "use_click_transformer": True,
-    "use_unclick_transformer": True,
-    "use_dislike_transformer": True,
-    "use_click_aware_attention": True,
     "use_fm": True,
     "use_wide": True,
     "use_history_statistics": True,
 }
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
-`sequence_length=0` keeps the schema's `max_length`; a smaller value keeps only the
-most recent positions. `use_history_statistics=True` also feeds the deep MLP the
-counts of the three sequences (`widedeep.layers.HistoryStatistics`), which pooling
-normalises away (measured in the README's real-data section).
+The feedback module's settings are `FeedbackInteraction`'s own defaults, read from its
+signature (`transformer_dropout` is its `dropout`); its docstring gives the measurements
+behind the model width, the pooling and the pre-norm sub-layers. `sequence_length=0` keeps the schema's
+`max_length`; a smaller value keeps only the most recent positions.
+`use_history_statistics=True` also feeds the deep MLP the counts of the three
+sequences (`widedeep.layers.HistoryStatistics`), which pooling normalises away
+(measured in the README's real-data section).
 
 Choices against the paper (embedding 64, MLP 32-16, Adam, batch 64) and the authors'
 code (embedding 16, Adagrad lr 0.01 with initial accumulator 1e-6, batch 256):
-`model_dim=16` as in the code, with 2 heads of 8 dimensions. `pooling="target"`: each
-Transformer's output at the target's position (the target's attention over its
-feedback) instead of the paper's average over all positions; on the simulated data
-it learned the feedback faster (test AUC after 2 epochs 0.7096 against 0.7020 for
-`"mean"`, seed 0), and `pooling="mean"` stays one flag away. `norm_first=True`
-(pre-norm Transformer sub-layers): with post-norm, Adagrad at our learning rates
-trained the feedback module into a feature that *lowered* test AUC below plain
-Wide & Deep on the simulated data (0.673 vs 0.679), while pre-norm raised it
-(0.706 after 2 epochs); the residual stream keeps the pooled item vectors. The three Transformers
-dominate the cost of a step (the feed-forward layers above all); at `model_dim=32` a
-step of 512 impressions with L = 30 took about 310 ms on 2 CPU cores, at 16 about a
-quarter of that (see `benchmarks/throughput.py`). Embeddings default to 8 wide, the
-deep MLP to 128-64: our simulated data are far smaller than WeChat's logs.
+embeddings default to 8 wide, the deep MLP to 128-64: our simulated data are far
+smaller than WeChat's logs.
 """
-
-
-@keras.saving.register_keras_serializable(package="widedeep")
-class TakeFirst(keras.layers.Layer):
-    """Keeps the first `length` positions of a `[B, L, ...]` tensor (the most recent items)."""
-
-    def __init__(self, length: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.length = length
-
-    def call(self, inputs: Any) -> Any:
-        return inputs[:, : self.length]
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], self.length, *input_shape[2:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "length": self.length}
 
 
 def build_dfn(
@@ -90,7 +76,7 @@ def build_dfn(
 ) -> WideDeepModel:
     """Builds a Deep Feedback Network: wide + FM + deep over features and user feedback.
 
-    The feedback module (`widedeep.layers.feedback.FeedbackInteraction`) turns the
+    The feedback module (`widedeep.layers.FeedbackInteraction`) turns the
     click, unclick and dislike sequences into `f_Feed = [f_c; f_u; f_d; f_cu; f_du]`.
     Three logits are summed before the sigmoid:
 
@@ -145,18 +131,7 @@ def build_dfn(
         module_inputs[seq_name] = vectors
         module_inputs[f"{seq_name}_mask"] = mask
     module = FeedbackInteraction(
-        model_dim=hp["model_dim"],
-        num_heads=hp["num_heads"],
-        ffn_multiplier=hp["ffn_multiplier"],
-        dropout=hp["transformer_dropout"],
-        pooling=hp["pooling"],
-        norm_first=hp["norm_first"],
-        attention_hidden_units=hp["attention_hidden_units"],
-        use_click_transformer=hp["use_click_transformer"],
-        use_unclick_transformer=hp["use_unclick_transformer"],
-        use_dislike_transformer=hp["use_dislike_transformer"],
-        use_click_aware_attention=hp["use_click_aware_attention"],
-        name="feedback",
+        **{argument: hp[key] for key, argument in _MODULE_ARGUMENTS.items()}, name="feedback"
     )
     f_feed = module(module_inputs)
 
@@ -190,13 +165,5 @@ def build_dfn(
     deep_extra = [f_feed]
     if hp["use_history_statistics"]:
         deep_extra.append(HistoryStatistics(name="history_statistics")(full_masks))
-    logits.append(
-        MLP(
-            hidden_units=list(hidden_units),
-            dropout=dropout,
-            use_batch_norm=use_batch_norm,
-            output_units=1,
-            name="deep",
-        )(graph.deep_input(deep_extra))
-    )
+    logits.append(deep_logit(graph.deep_input(deep_extra), hidden_units, dropout, use_batch_norm))
     return WideDeepModel(graph.inputs, logits_to_probability(logits), name=name)

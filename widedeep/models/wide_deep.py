@@ -34,6 +34,32 @@ def logits_to_probability(logits: list[keras.KerasTensor]) -> keras.KerasTensor:
     return keras.layers.Activation("sigmoid", name="probability")(logit)
 
 
+def deep_logit(
+    deep_input: keras.KerasTensor,
+    hidden_units: Sequence[int],
+    dropout: float,
+    use_batch_norm: bool,
+) -> keras.KerasTensor:
+    """The deep branch: an `MLP` named `deep` from the deep input to a logit `[B, 1]`.
+
+    Args:
+        deep_input: `FeatureGraph.deep_input(...)`, `[B, D]`.
+        hidden_units: widths of the MLP's hidden layers.
+        dropout: dropout after each hidden layer.
+        use_batch_norm: batch normalisation in the MLP.
+
+    Returns:
+        The branch's logit, `[B, 1]`.
+    """
+    return MLP(
+        hidden_units=list(hidden_units),
+        dropout=dropout,
+        use_batch_norm=use_batch_norm,
+        output_units=1,
+        name="deep",
+    )(deep_input)
+
+
 def build_wide_deep(
     schema: Schema,
     *,
@@ -90,15 +116,6 @@ def build_wide_deep(
             for seq in schema.sequences:
                 vectors, mask = graph.sequence_vectors(seq.name)
                 extra.append(MaskedMeanPooling(name=f"{seq.name}_mean")(vectors, mask=mask))
-        deep_input = graph.deep_input(extra)
-        logits.append(
-            MLP(
-                hidden_units=list(hidden_units),
-                dropout=dropout,
-                use_batch_norm=use_batch_norm,
-                output_units=1,
-                name="deep",
-            )(deep_input)
-        )
+        logits.append(deep_logit(graph.deep_input(extra), hidden_units, dropout, use_batch_norm))
     default_name = branches + ("_seq" if sequence_pooling else "")
     return WideDeepModel(graph.inputs, logits_to_probability(logits), name=name or default_name)

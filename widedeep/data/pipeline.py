@@ -1,0 +1,220 @@
+"""`make_dataset`: the batched `tf.data` input pipeline over one split of a dataset directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from widedeep.data.dataset_format import DEFAULT_ROWS_PER_RECORD
+from widedeep.data.reader import (
+    check_columns,
+    compiled_parser,
+    interleaved_records,
+    load_dataset_dir,
+    split_files,
+)
+from widedeep.schema import FEEDBACK_TYPES, Schema
+
+__all__ = ["make_dataset"]
+
+
+def _row_range(ds: tf.data.Dataset, start: int, stop: int) -> tf.data.Dataset:
+    """Keeps rows `start <= i < stop` of a dataset of `{column: [rows, ...]}` groups, in order."""
+
+    def count(columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        return tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
+
+    def offsets(offset: tf.Tensor, columns: dict[str, tf.Tensor]):
+        return offset + count(columns), (offset, columns)
+
+    start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
+    return (
+        ds.scan(tf.constant(0, tf.int64), offsets)
+        .take_while(lambda offset, columns: offset < stop)
+        .filter(lambda offset, columns: offset + count(columns) > start)
+        .map(lambda offset, columns: _cut_rows(offset, columns, start_t, stop_t))
+    )
+
+
+# The per-column steps below are module-level `tf.function`s: traced once per column
+# layout, so that every later pipeline over the same columns (one per training epoch)
+# only adds a call to them instead of re-creating their operations.
+@tf.function
+def _cut_rows(
+    offset: tf.Tensor, columns: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """Rows `start - offset <= i < stop - offset` of one group that begins at row `offset`."""
+    count = tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
+    lo = tf.maximum(start - offset, 0)
+    hi = tf.minimum(stop - offset, count)
+    return {name: values[lo:hi] for name, values in columns.items()}
+
+
+@tf.function
+def _permute_rows(columns: dict[str, tf.Tensor], group_seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The rows of one group in the random order of `group_seed`."""
+    rows = tf.shape(next(iter(columns.values())))[0]
+    stateless_seed = tf.stack([group_seed, tf.constant(0, tf.int64)])
+    order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=stateless_seed)
+    return {name: tf.gather(values, order) for name, values in columns.items()}
+
+
+def _shuffled_rows(ds: tf.data.Dataset, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
+    """Randomly permutes the rows of each `{column: [rows, ...]}` group.
+
+    One in-tensor permutation per group of parsed records replaces a streaming
+    `Dataset.shuffle` buffer, which moves every row through the buffer one element at a
+    time. Each group gets its own seed from `Dataset.random`, so a `seed` makes the order
+    reproducible while, with `reshuffle`, every epoch (every new iterator) is reshuffled.
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
+    return tf.data.Dataset.zip(ds, seeds).map(_permute_rows)
+
+
+def make_dataset(
+    data_dir: str | os.PathLike,
+    split: str,
+    schema: Schema | None = None,
+    *,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    seed: int | None = None,
+    repeat: bool = False,
+    feedback_weights: Sequence[float] | None = None,
+    drop_remainder: bool = False,
+    deterministic: bool | None = None,
+    shuffle_buffer: int = 10_000,
+    num_parallel_reads: int | None = None,
+    rows: tuple[int, int] | None = None,
+    reshuffle_each_iteration: bool = True,
+) -> tf.data.Dataset:
+    """A batched `tf.data` pipeline over one split of a dataset directory.
+
+    Yields `(features, label, sample_weight)`: `features` holds exactly the raw
+    inputs of `schema.input_signature()` -- categorical `int64`/`tf.string` `[B]`,
+    numeric `float32` `[B]`, sequences `[B, max_length]` right-padded with the
+    missing value (and truncated to their most recent `max_length` items).
+    `label` is `float32 [B, 1]` (the models' output shape); `sample_weight` is
+    `feedback_weights[feedback code]`, or 1.0 when `feedback_weights` is None.
+
+    The pipeline reads the shards interleaved (file order shuffled when
+    `shuffle`), parses groups of records (about `shuffle_buffer` rows, or a few
+    batches without `shuffle`) with one vectorised `tf.io.parse_example`, shuffles
+    the rows of each group (one in-tensor permutation, reseeded every epoch),
+    re-batches to `batch_size` and prefetches. Without `shuffle`, rows come in the order they were written,
+    the same order as `read_columns`. Model-based tf.data autotuning is turned
+    off (`AUTOTUNE` settings fall back to TensorFlow's static defaults): its
+    per-record bookkeeping cost more CPU than it saved on small machines.
+
+    Args:
+        data_dir: the dataset directory.
+        split: e.g. `"train"` or `"test"`.
+        schema: the schema to parse with; defaults to the directory's own.
+        batch_size: rows per batch.
+        shuffle: shuffle shard order and rows (windows of `shuffle_buffer` rows).
+        seed: seed of the shuffles.
+        repeat: repeat indefinitely (reshuffling every epoch when `shuffle`).
+        feedback_weights: weights of the feedback types `(unclick, click, dislike)`,
+            e.g. `(1, 1, 10)` as in DFN; None gives every example weight 1.
+        drop_remainder: drop the last, smaller batch.
+        deterministic: whether parallel stages keep their order. Defaults to
+            True unless `shuffle` without a `seed`. Always True without `shuffle`.
+        shuffle_buffer: rows per shuffle window (rounded up to whole records): a row
+            moves within its window of the epoch's interleaved stream.
+        num_parallel_reads: shards read in parallel (e.g. `tf.data.AUTOTUNE` for
+            remote storage). Defaults to None: the shards are interleaved in one
+            thread, the cheapest for local files.
+        rows: `(start, stop)` keeps rows `start <= i < stop` in write (time)
+            order, e.g. the last tenth of the training period as a validation
+            set. The shards are then read in file order and only the rows
+            are shuffled (when `shuffle`).
+        reshuffle_each_iteration: with `shuffle`, whether every new iterator (a
+            new epoch of a dataset iterated several times, or of `repeat`) gets a
+            new order. False gives every iterator the order of the first: for a
+            dataset built per epoch with its own `seed`, as `widedeep train` does,
+            whose iterator may be restarted (Keras starts one to build the model
+            under a distribution strategy, then another to train).
+
+    Returns:
+        A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
+
+    Raises:
+        DatasetError: if the directory, split or a needed column is missing.
+    """
+    data_dir = os.fspath(data_dir)
+    dir_schema, meta = load_dataset_dir(data_dir)
+    schema = schema or dir_schema
+    files = split_files(data_dir, meta, split)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    weights = None
+    if feedback_weights is not None:
+        weights = [float(w) for w in feedback_weights]
+        if len(weights) != len(FEEDBACK_TYPES) or min(weights) < 0:
+            raise ValueError(
+                f"feedback_weights must be {len(FEEDBACK_TYPES)} non-negative numbers for "
+                f"{FEEDBACK_TYPES}. Received: feedback_weights={feedback_weights!r}"
+            )
+    if meta["splits"][split].get("examples", 1):
+        check_columns(data_dir, split, schema)
+    if not shuffle:
+        deterministic = True
+    elif deterministic is None:
+        deterministic = seed is not None
+    parallel = num_parallel_reads
+
+    inputs = list(schema.input_signature())
+    names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
+    parse = compiled_parser(data_dir, meta, schema, tuple(dict.fromkeys(names)))
+    label_name, feedback_name = schema.label, schema.feedback
+
+    def to_example(parsed: dict[str, tf.Tensor]):
+        features = {name: parsed[name] for name in inputs}
+        # [B, 1], the shape of the models' output: Keras losses reduce the last axis.
+        label = tf.cast(parsed[label_name], tf.float32)[:, None]
+        if weights is None:
+            sample_weight = tf.ones_like(label[:, 0])
+        else:
+            sample_weight = tf.gather(tf.constant(weights, tf.float32), parsed[feedback_name])
+        return features, label, sample_weight
+
+    # Records are parsed in groups of about one shuffle window (or a few batches).
+    rows_per_record = int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD))
+    window = shuffle_buffer if shuffle else max(batch_size, 4096)
+    group = max(1, -(-window // rows_per_record))
+    if rows is not None:
+        start, stop = rows
+        total = int(meta["splits"][split].get("examples", 0))
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
+            raise ValueError(
+                f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
+                f"'{split}'). Received: rows={rows!r}"
+            )
+        ds = interleaved_records(files, False, None, parallel, True)
+        ds = ds.batch(group).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = _row_range(ds, start, stop)
+    else:
+        ds = interleaved_records(
+            files, shuffle, seed, parallel, deterministic, reshuffle_each_iteration
+        ).batch(group)
+        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shuffle:
+        ds = _shuffled_rows(ds, seed, reshuffle_each_iteration)
+    if repeat:
+        ds = ds.repeat()
+    # rebatch(n) == unbatch().batch(n), without per-row elements.
+    ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+    if not repeat:
+        # TFRecord readers cannot know their length; meta.json does. With it, Keras
+        # shows a complete progress bar and does not warn that the data ran out.
+        count = int(meta["splits"][split].get("examples", 0))
+        if rows is not None:
+            count = rows[1] - rows[0]
+        batches = count // batch_size if drop_remainder else -(-count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -1,0 +1,109 @@
+"""Helpers shared by the feedback layers (`FeedbackTransformer`, `ClickAwareAttention`,
+`FeedbackInteraction`): masking and argument checks.
+
+Masking convention: a mask is a `[B, L]` tensor, `True` (or non-zero) at valid positions.
+Every feedback layer replaces padded positions by zeros *before* any computation (`where`, not
+a multiplication, so even `inf`/`nan` padding cannot leak), masks attention logits with a
+large negative number, and pools over valid positions only. Hence no output depends on the
+values stored at padded positions, and an all-padding row gives finite outputs and finite
+gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+POOLINGS: tuple[str, ...] = ("mean", "sum", "max", "target")
+"""Poolings of `FeedbackTransformer` (and `FeedbackInteraction`) over the valid positions."""
+
+
+def large_negative(dtype: str) -> float:
+    """The logit that masks a position out of a softmax in `dtype`.
+
+    -1e9 overflows float16 to -inf, and a row of -inf gives NaN in softmax.
+    """
+    return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
+
+
+def as_bool_mask(mask: Any, values: Any) -> Any:
+    """`[B, L]` bool mask (all valid when `mask` is None)."""
+    if mask is None:
+        return ops.ones(ops.shape(values)[:2], dtype="bool")
+    if keras.backend.standardize_dtype(mask.dtype) != "bool":
+        mask = ops.greater(mask, 0)
+    return mask
+
+
+def zero_padding(values: Any, mask: Any) -> Any:
+    """Replace the items at padded positions of `values` `[B, L, d]` by zeros."""
+    return ops.where(ops.expand_dims(mask, -1), values, ops.zeros_like(values))
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Raises `ValueError` naming argument `name` unless `value` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+
+
+def check_rate(name: str, value: Any) -> None:
+    """Raises `ValueError` naming argument `name` unless `value` is a rate in `[0, 1)`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
+
+
+def check_units(name: str, value: Any) -> None:
+    """Raises `ValueError` naming argument `name` unless `value` is a non-empty sequence.
+
+    The widths themselves are checked by the `MLP` that takes them.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of positive ints. Received: {name}={value!r}"
+        )
+
+
+def check_pooling(pooling: Any) -> None:
+    """Raises `ValueError` unless `pooling` is one of `POOLINGS`."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+
+
+def shared_width(
+    layer: str,
+    query: tuple[str, tuple[int | None, ...]],
+    items: tuple[str, tuple[int | None, ...]],
+) -> int:
+    """The width `d` of a query `[B, d]` and of items `[B, L, d]`, which must agree.
+
+    Args:
+        layer: the checking layer's name, for the message.
+        query: `(argument name, shape)` of the query, e.g. `("target", target_shape)`.
+        items: `(argument name, shape)` of the items, e.g. `("sequence", sequence_shape)`.
+
+    Returns:
+        `d`.
+
+    Raises:
+        ValueError: naming both arguments and their shapes, if the ranks are not 2 and 3
+            or the widths differ or are unknown.
+    """
+    (query_name, query_shape), (items_name, items_shape) = query, items
+    received = (
+        f"Received: {query_name}_shape={tuple(query_shape)}, "
+        f"{items_name}_shape={tuple(items_shape)}"
+    )
+    if len(query_shape) != 2 or len(items_shape) != 3:
+        raise ValueError(
+            f"{layer} expects {query_name} [batch, d] and {items_name} [batch, length, d]. "
+            + received
+        )
+    width = items_shape[-1]
+    if width is None or query_shape[-1] != width:
+        raise ValueError(
+            f"The {query_name} and the {items_name} must have the same known width d. " + received
+        )
+    return width
