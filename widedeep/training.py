@@ -232,15 +232,48 @@ def evaluate_model(
     model: keras.Model, data_dir: str, split: str = "test", batch_size: int = 4096
 ) -> dict[str, float]:
     """Exact `auc`, `gauc`, `logloss` (and click rates) of a model on one split."""
+    probabilities, labels, groups = predict_split(model, data_dir, split, batch_size=batch_size)
+    return ctr_metrics(labels, probabilities, groups)
+
+
+def predict_split(
+    model: keras.Model,
+    data_dir: str,
+    split: str,
+    rows: tuple[int, int] | None = None,
+    batch_size: int = 4096,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model's probabilities on a split's rows, with their labels and group keys.
+
+    One pass over the rows: each batch's labels and group keys come with its
+    features, so they stay aligned whatever order the pipeline yields.
+
+    Args:
+        model: the model.
+        data_dir: the dataset directory.
+        split: e.g. `"test"`.
+        rows: `(start, stop)` to score only those rows of the split.
+        batch_size: rows per prediction batch.
+
+    Returns:
+        `(probabilities, labels, groups)`, 1-D arrays in the split's row order.
+    """
     schema, _ = load_dataset_dir(data_dir)
-    dataset = make_dataset(data_dir, split, schema, batch_size=batch_size)
-    probabilities = model.predict(dataset.map(_features_only), verbose=0).reshape(-1)
-    columns = read_columns(data_dir, split, [schema.label, schema.group_key])
-    return ctr_metrics(columns[schema.label], probabilities, columns[schema.group_key])
-
-
-def _features_only(features: Any, labels: Any, weights: Any) -> Any:
-    return features
+    dataset = make_dataset(
+        data_dir, split, schema, batch_size=batch_size, rows=rows, extra_columns=[schema.group_key]
+    )
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+        (
+            np.asarray(model.predict_on_batch(features), np.float64).reshape(-1),
+            label.numpy().reshape(-1).astype(np.int64),
+            features[schema.group_key].numpy(),
+        )
+        for features, label, _ in dataset
+    ]
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
+    return probabilities, labels, groups
 
 
 def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float:
@@ -254,12 +287,9 @@ def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float
     Returns:
         The offset now in the model (see `widedeep.layers.calibration.fit_logit_offset`).
     """
-    schema, _ = load_dataset_dir(data_dir)
     layer = model.get_layer(CALIBRATION)
     layer.offset.assign(0.0)
-    dataset = make_dataset(data_dir, "train", schema, batch_size=4096, rows=rows)
-    probabilities = model.predict(dataset.map(_features_only), verbose=0).reshape(-1)
-    labels = read_columns(data_dir, "train", [schema.label])[schema.label][rows[0] : rows[1]]
+    probabilities, labels, _ = predict_split(model, data_dir, "train", rows=rows)
     offset = fit_logit_offset(probabilities, labels)
     layer.offset.assign(offset)
     return offset

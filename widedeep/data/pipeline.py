@@ -89,11 +89,12 @@ def make_dataset(
     num_parallel_reads: int | None = None,
     rows: tuple[int, int] | None = None,
     reshuffle_each_iteration: bool = True,
+    extra_columns: Sequence[str] = (),
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline over one split of a dataset directory.
 
-    Yields `(features, label, sample_weight)`: `features` holds exactly the raw
-    inputs of `schema.input_signature()` -- categorical `int64`/`tf.string` `[B]`,
+    Yields `(features, label, sample_weight)`: `features` holds the raw inputs of
+    `schema.input_signature()` (and `extra_columns`, if any) -- categorical `int64`/`tf.string` `[B]`,
     numeric `float32` `[B]`, sequences `[B, max_length]` right-padded with the
     missing value (and truncated to their most recent `max_length` items).
     `label` is `float32 [B, 1]` (the models' output shape); `sample_weight` is
@@ -136,6 +137,9 @@ def make_dataset(
             dataset built per epoch with its own `seed`, as `widedeep train` does,
             whose iterator may be restarted (Keras starts one to build the model
             under a distribution strategy, then another to train).
+        extra_columns: stored columns to add to `features` beside the inputs, e.g. the
+            group key, so that they travel with their rows (a `WideDeepModel` ignores
+            features it does not use).
 
     Returns:
         A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
@@ -165,7 +169,7 @@ def make_dataset(
         deterministic = seed is not None
     parallel = num_parallel_reads
 
-    inputs = list(schema.input_signature())
+    inputs = list(dict.fromkeys([*schema.input_signature(), *extra_columns]))
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
     parse = compiled_parser(data_dir, meta, schema, tuple(dict.fromkeys(names)))
     label_name, feedback_name = schema.label, schema.feedback

@@ -8,6 +8,8 @@ are shared with the training pipeline (`widedeep.data.pipeline`).
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -51,6 +53,12 @@ __all__ = [
 def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any]]:
     """Loads and validates a dataset directory.
 
+    The two files are read and validated once per process while they stay the same
+    files (inode, size and modification time): one command asks for the directory
+    many times (the pipeline, the column reader, calibration, evaluation). Every call
+    checks that the shard files exist and returns its own copies, which a caller may
+    change.
+
     Args:
         data_dir: the dataset directory.
 
@@ -63,14 +71,29 @@ def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise DatasetError(f"dataset: no such directory: {data_dir}")
-    schema_path = os.path.join(data_dir, SCHEMA_FILE)
-    meta_path = os.path.join(data_dir, META_FILE)
-    for path in (schema_path, meta_path):
+    paths = (os.path.join(data_dir, SCHEMA_FILE), os.path.join(data_dir, META_FILE))
+    for path in paths:
         if not os.path.isfile(path):
             raise DatasetError(
                 f"dataset {data_dir}: no {os.path.basename(path)} (not a dataset directory, or "
                 "its writer did not finish): missing file {path}"
             )
+    stats = tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, paths))
+    schema, meta = _load_dataset_dir(data_dir, stats)
+    for split, info in meta["splits"].items():  # shards can go while meta.json stays
+        for rel in info["files"]:
+            if not os.path.isfile(os.path.join(data_dir, rel)):
+                raise DatasetError(
+                    f"dataset {data_dir}: split '{split}': missing shard file {os.path.join(data_dir, rel)}"
+                )
+    return copy.deepcopy(schema), copy.deepcopy(meta)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_dataset_dir(data_dir: str, stats: tuple) -> tuple[Schema, dict[str, Any]]:
+    """`load_dataset_dir`'s reading and validation; `stats` keys the cache."""
+    schema_path = os.path.join(data_dir, SCHEMA_FILE)
+    meta_path = os.path.join(data_dir, META_FILE)
     try:
         schema = Schema.load(schema_path)
     except SchemaError as e:
@@ -100,11 +123,6 @@ def load_dataset_dir(data_dir: str | os.PathLike) -> tuple[Schema, dict[str, Any
                 f"dataset {data_dir}: {meta_path}: split '{split}' has no 'examples' count "
                 f"(a non-negative integer). Received: examples={examples!r}"
             )
-        for rel in info["files"]:
-            if not os.path.isfile(os.path.join(data_dir, rel)):
-                raise DatasetError(
-                    f"dataset {data_dir}: split '{split}': missing shard file {os.path.join(data_dir, rel)}"
-                )
     tables = meta.get("tables", {})
     try:
         lookups = lookups_of(meta)
