@@ -27,3 +27,24 @@ def test_load_dataset_dir_reads_once_and_sees_a_rewrite(tmp_path):
     _, fresh = reader.load_dataset_dir(data)
     assert fresh["source"] == "edited"
     assert reader._load_dataset_dir.cache_info().misses == 2
+
+
+def test_predict_split_keeps_labels_and_groups_with_their_rows(tmp_path):
+    import numpy as np
+
+    from widedeep.data.pipeline import make_dataset
+    from widedeep.models.wide_deep import build_wide_deep
+    from widedeep.training import predict_split
+
+    data = tmp_path / "data"
+    assert main(["simulate", "--out", str(data), "--seed", "4", *TINY, "--json"]) == 0
+    schema, _ = reader.load_dataset_dir(data)
+    model = build_wide_deep(schema, hidden_units=[4])
+    probabilities, labels, groups = predict_split(model, str(data), "train", rows=(7, 230))
+    stored = reader.read_columns(data, "train", [schema.label, schema.group_key])
+    np.testing.assert_array_equal(labels, stored[schema.label][7:230])
+    np.testing.assert_array_equal(groups, stored[schema.group_key][7:230])
+    features = make_dataset(data, "train", schema, batch_size=50, rows=(7, 230))
+    expected = np.concatenate([model.predict_on_batch(x).reshape(-1) for x, _, _ in features])
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+    assert len(np.unique(probabilities)) > 10  # rows differ, so a shift would show
