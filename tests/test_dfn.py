@@ -102,6 +102,7 @@ def test_ablation_switches_remove_their_part(tiny_schema, tiny_batch, switch):
         assert np.abs(before - after).max() > 1e-4  # the branch did contribute
         np.testing.assert_allclose(ablated.predict(x, verbose=0), after, rtol=1e-5, atol=1e-6)
         return
+
     # Feedback switches: blocks [f_c; f_u; f_d; f_cu; f_du] of model_dim 8 each.
     def blocks(model, inputs):
         feedback = keras.Model(model.inputs, model.get_layer("feedback").output)
