@@ -5,10 +5,11 @@ click probability whose test AUC (`oracle_auc` in `meta.json`) is 0.956. Each mo
 trains 3 epochs at the default settings of `widedeep train` (hyper-parameters,
 optimizers, batch size, steps per execution) with fixed seeds.
 
-Measured (CPU, TensorFlow 2.21 / Keras 3.15, seeds as below): Wide & Deep test AUC
-0.848, log loss 0.443; DFN 0.880, log loss 0.397; the constant predictor's log loss is
-0.624. On worlds 1-3 of the same size the AUCs were 0.736-0.783 (Wide & Deep) and
-0.895-0.915 (DFN). The thresholds below leave about 0.03-0.05 of margin.
+Measured (CPU, TensorFlow 2.21 / Keras 3.15): with the training seed 0 used here, Wide &
+Deep test AUC 0.848, log loss 0.443; DFN 0.880, log loss 0.397; the constant predictor's
+log loss is 0.624. With training seeds 1-3 (same world): Wide & Deep AUC 0.847-0.853, log
+loss 0.436-0.448; DFN AUC 0.852-0.869, log loss 0.421-0.464. The thresholds hold for
+every one of these runs, with at least 0.03 of margin in AUC for the seeded run.
 """
 
 from __future__ import annotations
@@ -85,11 +86,12 @@ def test_wide_deep_learns_the_simulated_world(world):
 def test_dfn_learns_the_simulated_world_and_its_feedback(world):
     metrics, meta, model = _train_and_evaluate(world, "dfn")
     # Measured: AUC 0.880 (oracle 0.956, gap 0.077); log loss 0.397 (constant 0.624).
-    assert metrics["auc"] > 0.84
-    assert meta["oracle_auc"] - metrics["auc"] < 0.11
-    assert metrics["logloss"] < _constant_logloss(metrics["ctr"]) - 0.15
+    assert metrics["auc"] > 0.82
+    assert meta["oracle_auc"] - metrics["auc"] < 0.135
+    assert metrics["logloss"] < _constant_logloss(metrics["ctr"]) - 0.10
     # It learned from the feedback sequences: with them emptied its test AUC falls
-    # (measured: 0.880 -> 0.740).
+    # (measured: 0.880 -> 0.740; 0.861 -> 0.801, a fall of 0.06, when the feedback
+    # module's output is zeroed in the model and only the history counts remain).
     schema, _ = load_dataset_dir(world)
     sequences = {f"{s.name}_{f}" for s in schema.sequences for f in s.item_features} & set(
         schema.input_signature()
