@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,6 +59,11 @@ def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     for key in ("auc", "logloss", "gauc", "examples_per_sec"):
         assert key in metrics
     assert metrics["auc"] == pytest.approx(trained["auc"])
+    # One epoch learns something: measured test AUC 0.710 (wide_deep) and 0.707 (dfn), the
+    # oracle's 0.923; log loss 0.601 and 0.600 against the constant predictor's 0.648.
+    assert metrics["auc"] > 0.65
+    ctr = metrics["ctr"]
+    assert metrics["logloss"] < -(ctr * math.log(ctr) + (1 - ctr) * math.log(1 - ctr)) - 0.02
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == model
     if model == "dfn":

@@ -83,15 +83,45 @@ def test_ablation_switches_remove_their_part(tiny_schema, tiny_batch, switch):
     x, y = tiny_batch
     assert DFN_DEFAULTS[switch] is True
     full = _dfn(tiny_schema)
+    full.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)  # fm_logit leaves 0
     ablated = _dfn(tiny_schema, **{switch: False})
     assert ablated.count_params() < full.count_params()
     names = {layer.name for layer in ablated.layers}
-    if switch == "use_fm":
-        assert "fm" not in names
-    if switch == "use_wide":
-        assert "wide" not in names and ablated.wide_variables == []
-    ablated.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    assert np.isfinite(ablated.predict(x, verbose=0)).all()
+    if switch in ("use_fm", "use_wide"):
+        part = {"use_fm": "fm_logit", "use_wide": "wide"}[switch]
+        assert part not in names and (switch != "use_wide" or ablated.wide_variables == [])
+        # The ablated model is the full one without that logit: with the full model's
+        # weights, it predicts what the full model predicts once that branch is zeroed.
+        for layer in ablated.layers:
+            if layer.weights:
+                layer.set_weights(full.get_layer(layer.name).get_weights())
+        before = full.predict(x, verbose=0)
+        for v in full.get_layer(part).weights:
+            v.assign(np.zeros(v.shape, v.dtype))
+        after = full.predict(x, verbose=0)
+        assert np.abs(before - after).max() > 1e-4  # the branch did contribute
+        np.testing.assert_allclose(ablated.predict(x, verbose=0), after, rtol=1e-5, atol=1e-6)
+        return
+
+    # Feedback switches: blocks [f_c; f_u; f_d; f_cu; f_du] of model_dim 8 each.
+    def blocks(model, inputs):
+        feedback = keras.Model(model.inputs, model.get_layer("feedback").output)
+        out = np.asarray(feedback(inputs))
+        return np.split(out, out.shape[1] // 8, axis=1)
+
+    if switch == "use_click_aware_attention":
+        assert len(blocks(full, x)) == 5 and len(blocks(ablated, x)) == 3
+        return
+    # Without its Transformer a sequence's block is the masked mean of its items: the
+    # target item no longer enters it (with the Transformer it attends from the target).
+    index = ("click", "unclick", "dislike").index(switch.split("_")[1])
+    other_target = {**x, "item_id": (x["item_id"] + 1) % 20, "category": x["category"] + 1}
+    assert not np.allclose(blocks(full, x)[index], blocks(full, other_target)[index])
+    np.testing.assert_allclose(
+        blocks(ablated, x)[index], blocks(ablated, other_target)[index], atol=1e-6
+    )
+    for i in {0, 1, 2} - {index}:  # the other sequences keep theirs
+        assert not np.allclose(blocks(ablated, x)[i], blocks(ablated, other_target)[i])
 
 
 def test_sequence_length_keeps_most_recent_items(tiny_schema, tiny_batch):

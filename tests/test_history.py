@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -46,4 +47,14 @@ def test_dfn_feeds_the_statistics_to_its_deep_part_and_the_switch_removes_them(
     assert "history_statistics" not in [layer.name for layer in without.layers]
     # Four more inputs to the first deep layer: 4 x 8 more kernel weights.
     assert with_stats.count_params() - without.count_params() == 4 * 8
-    assert np.isfinite(np.asarray(with_stats.predict(x, verbose=0))).all()
+    # The layer sees the click, unclick and dislike masks of the whole histories, in that
+    # order, also when the feedback module keeps only the most recent positions.
+    counts = [(x[f"{s}_item_id"] >= 0).sum(1) for s in ("click", "unclick", "dislike")]
+    assert len({tuple(c) for c in counts}) == 3 and max(c.max() for c in counts) > 2
+    expected = np.stack([np.log1p(c) for c in counts] + [counts[0] / (sum(counts) + 1.0)], 1)
+    truncated = build_dfn(
+        tiny_schema, embedding_dim=4, hidden_units=(8,), model_dim=8, sequence_length=2
+    )
+    for model in (with_stats, truncated):
+        stats = keras.Model(model.inputs, model.get_layer("history_statistics").output)
+        np.testing.assert_allclose(np.asarray(stats(x)), expected, rtol=1e-6)

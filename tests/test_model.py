@@ -195,12 +195,15 @@ def test_callbacks_work(tiny_schema, tiny_batch, tmp_path):
     x, y = tiny_batch
     model = _compiled(tiny_schema)
     ckpt = tmp_path / "best.keras"
+    # Validating on the flipped labels: the better the fit to `y`, the worse `val_loss`, so
+    # the first epoch is the best one and patience=1 must stop training after the second.
     history = model.fit(
         x,
         y,
-        validation_data=(x, y),
+        validation_data=(x, 1 - y),
         batch_size=16,
-        epochs=3,
+        epochs=5,
+        shuffle=False,
         verbose=0,
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=1),
@@ -211,8 +214,16 @@ def test_callbacks_work(tiny_schema, tiny_batch, tmp_path):
             ),
         ],
     )
-    assert len(history.history["loss"]) >= 2
-    assert keras.models.load_model(ckpt).wide_optimizer.iterations.numpy() > 0
+    loss, val_loss = history.history["loss"], history.history["val_loss"]
+    assert loss[1] < loss[0] and val_loss[1] > val_loss[0]  # it learns y, so unlearns 1 - y
+    assert len(loss) == 2
+    # The checkpoint holds the best (first) epoch: 4 steps of each optimizer, its val_loss.
+    best = keras.models.load_model(ckpt)
+    assert int(best.wide_optimizer.iterations.numpy()) == 4
+    assert int(best.deep_optimizer.iterations.numpy()) == 4
+    restored = best.evaluate(x, 1 - y, batch_size=16, verbose=0, return_dict=True)["loss"]
+    assert restored == pytest.approx(val_loss[0], rel=1e-5)
+    assert int(model.deep_optimizer.iterations.numpy()) == 8
     assert os.listdir(tmp_path / "tb")
     # ReduceLROnPlateau acts on `model.optimizer`, the deep optimizer.
     assert float(model.deep_optimizer.learning_rate.numpy()) < 0.05

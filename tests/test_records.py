@@ -211,17 +211,51 @@ def test_read_columns_matches_make_dataset_order(tmp_path):
 
 
 def test_shuffle_is_seeded_and_a_permutation(tmp_path):
-    write_tiny(tmp_path)
-    order = [
-        collect(make_dataset(tmp_path, "train", batch_size=2, shuffle=True, seed=3))[0][
-            "item_id"
-        ].tolist()
-        for _ in range(2)
-    ]
-    assert order[0] == order[1]
-    assert sorted(order[0]) == sorted(ROWS["item_id"].tolist())
+    # 96 rows numbered by `price`, in records of 8 rows dealt round-robin to 4 shards;
+    # shuffle windows of one record.
+    n, window = 96, 8
+    rng = np.random.default_rng(0)
+    rows = {
+        "user_id": rng.integers(1, 4, n),
+        "city": rng.choice(["paris", "rome"], n).astype(object),
+        "item_id": rng.integers(10, 14, n),
+        "price": np.arange(n, dtype=np.float32),
+        "click_item_id": [rng.integers(10, 14, int(k)) for k in rng.integers(0, 4, n)],
+        "label": rng.integers(0, 2, n),
+        "feedback": rng.integers(0, 3, n),
+    }
+    writer = DatasetWriter(tmp_path, {"train": 4}, rows_per_record=window)
+    writer.write("train", rows)
+    writer.close(tiny_schema(), {})
+
+    def shuffled(seed):
+        ds = make_dataset(
+            tmp_path, "train", batch_size=5, shuffle=True, seed=seed, shuffle_buffer=window
+        )
+        features, labels, _ = collect(ds)
+        order = features["price"].astype(int)
+        # Whole rows move: every column of a row stays with its row number.
+        np.testing.assert_array_equal(features["user_id"], rows["user_id"][order])
+        np.testing.assert_array_equal(labels, rows["label"][order])
+        np.testing.assert_array_equal(
+            features["click_item_id"][:, 0],
+            [r[0] if r.size else -1 for r in (rows["click_item_id"][i] for i in order)],
+        )
+        return order
+
+    order = shuffled(5)  # (seed 3 happens to keep the 4 shards in order)
+    np.testing.assert_array_equal(shuffled(5), order)  # seeded
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))  # a permutation
+    assert not np.array_equal(shuffled(4), order)  # the seed matters
+    # Rows are shuffled within records: few neighbours keep their written order (a record's
+    # 8 rows in written order would keep 7 of every 8).
+    assert np.mean(np.diff(order) == 1) < 0.4
+    # Shard order is shuffled too: the records (windows) leave their written order.
+    records = order[::window] // window
+    np.testing.assert_array_equal(order // window, np.repeat(records, window))
+    assert not np.array_equal(records, np.arange(n // window))
     ds = make_dataset(tmp_path, "train", batch_size=2, repeat=True, drop_remainder=True)
-    assert sum(1 for _ in ds.take(7)) == 7
+    assert sum(1 for _ in ds.take(60)) == 60  # beyond the 48 batches of one pass
 
 
 def test_reshuffle_each_iteration_false_repeats_the_first_order(tmp_path):

@@ -44,9 +44,11 @@ def _grouped_average_ranks(scores: np.ndarray, groups: np.ndarray) -> tuple[np.n
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U), ties counted as one half.
 
-    Returns NaN when only one class is present.
+    Returns NaN when only one class (or no row) is present.
     """
     labels, scores = _as_arrays(labels, scores)
+    if labels.size == 0:
+        return float("nan")
     return float(_group_aucs(labels, scores, np.zeros(len(labels), np.int64))[0][0])
 
 
@@ -79,6 +81,8 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
         raise ValueError(
             f"groups and labels differ in length: {groups.shape[0]} vs {labels.shape[0]}"
         )
+    if labels.size == 0:
+        return float("nan")
     values, count = _group_aucs(labels, scores, groups)
     valid = ~np.isnan(values)
     if not valid.any():
