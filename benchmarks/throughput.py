@@ -87,7 +87,7 @@ from widedeep.data.records import (  # noqa: E402
 )
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
-from widedeep.model import WIDE_BRANCH, WideDeepModel  # noqa: E402
+from widedeep.models.base import WIDE_BRANCH, WideDeepModel  # noqa: E402
 from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema  # noqa: E402
 from widedeep.training import TrainConfig  # noqa: E402
 

@@ -6,7 +6,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from widedeep import layers, optimizers  # noqa: E402
-from widedeep.model import WideDeepModel  # noqa: E402
+from widedeep.models.base import WideDeepModel  # noqa: E402
 from widedeep.models.dfn import build_dfn  # noqa: E402
 from widedeep.models.wide_deep import build_wide_deep  # noqa: E402
 from widedeep.schema import (  # noqa: E402

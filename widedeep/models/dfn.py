@@ -12,7 +12,7 @@ from widedeep.layers.feedback import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
 from widedeep.layers.history import HistoryStatistics
 from widedeep.layers.mlp import MLP
-from widedeep.model import WIDE_BRANCH, WideDeepModel
+from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import logits_to_probability
 from widedeep.schema import Schema
 
