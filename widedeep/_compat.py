@@ -1,9 +1,9 @@
 """The private Keras and KerasTuner APIs that widedeep uses, and only those, in one place.
 
 Everything else in `widedeep` and `tuning` uses public APIs. Each item below says why no public
-API serves and the versions it was checked against: Keras 3.10.0 and 3.15.1 (TensorFlow 2.18.1
-and 2.21.0), KerasTuner 1.4.7 and 1.4.8, the ends of the range pinned in `pyproject.toml`. A
-Keras upgrade that breaks one of them breaks it here, and the test suite names which.
+API serves and the versions it was checked against: Keras 3.14.0 and 3.15.1 (with TensorFlow
+2.18.1 and 2.21.0), KerasTuner 1.4.7 and 1.4.8, the ends of the range pinned in `pyproject.toml`.
+A Keras upgrade that breaks one of them breaks it here, and the test suite names which.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ class FirstReplicaSymbolicBuild:
     in the private `_maybe_symbolic_build`. Under a `tf.distribute` strategy Keras averages the
     replicas' batches with `strategy.reduce("MEAN")`, which fails on string features (there is
     no AddN for strings). Shapes and dtypes are all the symbolic build needs, so this takes the
-    first replica's batch instead. No public hook runs at that point of `fit`. The epoch iterator
-    yields `(step, iterator)` in Keras 3.10 and `(begin_step, end_step, iterator)` in 3.15;
-    `_distribute_strategy` and `_symbolic_build` are unchanged between them.
+    first replica's batch instead. No public hook runs at that point of `fit`. Checked: Keras
+    3.14.0 and 3.15.1 (the epoch iterator yields step numbers, then the data iterator, last).
     """
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
@@ -58,8 +57,8 @@ class ClipGradientsHook:
     `BaseOptimizer.apply` unscales the gradients, then clips them with the private
     `_clip_gradients` before `update_step`; no public method sits between the two, so an optimizer
     that clips `tf.IndexedSlices` without densifying them must override it. Subclasses override
-    the public-looking `clip_gradients` instead; its default is the stock clipping. Checked:
-    Keras 3.10.0 and 3.15.1 call `self._clip_gradients(grads)` once per `apply`.
+    `clip_gradients` instead; its default is the stock clipping. Checked: Keras 3.14.0 and 3.15.1
+    call `self._clip_gradients(grads)` in `apply`, after unscaling and before `update_step`.
     """
 
     def _clip_gradients(self, grads: list[Any]) -> list[Any]:
@@ -77,7 +76,7 @@ def slot_variable(
 
     Keras 3 optimizers have no public slot accessor (tf-keras' `get_slot` is gone); they keep one
     list per slot kind (`_accumulators`, FTRL's `_linears`) indexed by `_get_variable_index`.
-    Checked: Keras 3.10.0 and 3.15.1.
+    Checked: Keras 3.14.0 and 3.15.1.
 
     Args:
         optimizer: a built Keras optimizer that trains `variable`.
@@ -99,7 +98,7 @@ def slot_owners(optimizer: keras.optimizers.Optimizer) -> dict[int, keras.Variab
 
     `optimizer.variables` lists the slots without saying whose they are, and the slot names
     follow no documented scheme; the private `_trainable_variables` and slot lists pair them.
-    Checked: Keras 3.10.0 and 3.15.1.
+    Checked: Keras 3.14.0 and 3.15.1.
 
     Args:
         optimizer: a built Keras optimizer.
