@@ -1,9 +1,10 @@
 """The private Keras and KerasTuner APIs that widedeep uses, and only those, in one place.
 
 Everything else in `widedeep` and `tuning` uses public APIs. Each item below says why no public
-API serves and the versions it was checked against: Keras 3.14.0 and 3.15.1 (with TensorFlow
-2.18.1 and 2.21.0), KerasTuner 1.4.7 and 1.4.8, the ends of the range pinned in `pyproject.toml`.
-A Keras upgrade that breaks one of them breaks it here, and the test suite names which.
+API serves and the versions it was checked against: Keras 3.14.0 to 3.15.1 (with TensorFlow
+2.18.1 and 2.21.0) and KerasTuner 1.4.7 and 1.4.8, which cover the range pinned in
+`pyproject.toml`. A Keras upgrade that breaks one of them breaks it here, and the test suite
+names which.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FirstReplicaSymbolicBuild:
     replicas' batches with `strategy.reduce("MEAN")`, which fails on string features (there is
     no AddN for strings). Shapes and dtypes are all the symbolic build needs, so this takes the
     first replica's batch instead. No public hook runs at that point of `fit`. Checked: Keras
-    3.14.0 and 3.15.1 (the epoch iterator yields step numbers, then the data iterator, last).
+    3.14.0 to 3.15.1 (the epoch iterator yields step numbers, then the data iterator, last).
     """
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
@@ -57,7 +58,7 @@ class ClipGradientsHook:
     `BaseOptimizer.apply` unscales the gradients, then clips them with the private
     `_clip_gradients` before `update_step`; no public method sits between the two, so an optimizer
     that clips `tf.IndexedSlices` without densifying them must override it. Subclasses override
-    `clip_gradients` instead; its default is the stock clipping. Checked: Keras 3.14.0 and 3.15.1
+    `clip_gradients` instead; its default is the stock clipping. Checked: Keras 3.14.0 to 3.15.1
     call `self._clip_gradients(grads)` in `apply`, after unscaling and before `update_step`.
     """
 
@@ -76,7 +77,7 @@ def slot_variable(
 
     Keras 3 optimizers have no public slot accessor (tf-keras' `get_slot` is gone); they keep one
     list per slot kind (`_accumulators`, FTRL's `_linears`) indexed by `_get_variable_index`.
-    Checked: Keras 3.14.0 and 3.15.1.
+    Checked: Keras 3.14.0 to 3.15.1.
 
     Args:
         optimizer: a built Keras optimizer that trains `variable`.
@@ -98,7 +99,7 @@ def slot_owners(optimizer: keras.optimizers.Optimizer) -> dict[int, keras.Variab
 
     `optimizer.variables` lists the slots without saying whose they are, and the slot names
     follow no documented scheme; the private `_trainable_variables` and slot lists pair them.
-    Checked: Keras 3.14.0 and 3.15.1.
+    Checked: Keras 3.14.0 to 3.15.1.
 
     Args:
         optimizer: a built Keras optimizer.
