@@ -84,7 +84,7 @@ from widedeep.data.reader import load_dataset_dir, read_columns  # noqa: E402
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
 from widedeep.data.writer import DatasetWriter  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
-from widedeep.model import WIDE_BRANCH, WideDeepModel  # noqa: E402
+from widedeep.models.base import WIDE_BRANCH, WideDeepModel  # noqa: E402
 from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema  # noqa: E402
 from widedeep.training import TrainConfig  # noqa: E402
 

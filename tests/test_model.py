@@ -22,11 +22,14 @@ def _compiled(schema, branches="wide_deep", **hp):
     keras.utils.set_random_seed(1)
     hp = {"dropout": 0.0, **hp}  # deterministic steps for the numpy oracles
     model = build_wide_deep(schema, branches=branches, hidden_units=(8,), **hp)
-    model.compile(
+    model.compile(  # accumulators at 0.1, as in the numpy oracles
         wide_optimizer=wd_optimizers.Ftrl(
-            learning_rate=0.1, l1_regularization_strength=0.01, l2_regularization_strength=0.02
+            learning_rate=0.1,
+            l1_regularization_strength=0.01,
+            l2_regularization_strength=0.02,
+            initial_accumulator_value=0.1,
         ),
-        deep_optimizer=wd_optimizers.Adagrad(learning_rate=0.05),
+        deep_optimizer=wd_optimizers.Adagrad(learning_rate=0.05, initial_accumulator_value=0.1),
     )
     return model
 
@@ -123,7 +126,7 @@ def test_save_load_continue_is_exact(tiny_schema, tiny_batch, tmp_path):
     path = tmp_path / "model.keras"
     first.save(path)
     reloaded = keras.models.load_model(path)
-    assert isinstance(reloaded, widedeep.model.WideDeepModel)
+    assert isinstance(reloaded, widedeep.models.base.WideDeepModel)
     assert isinstance(reloaded.wide_optimizer, wd_optimizers.Ftrl)
     assert int(reloaded.wide_optimizer.iterations.numpy()) == 4
     assert int(reloaded.deep_optimizer.iterations.numpy()) == 4

@@ -29,6 +29,16 @@ FTRL_REGULARISED = {
 }
 
 
+def _stock_twin(optimizer: keras.Optimizer) -> keras.Optimizer:
+    """The stock Keras optimizer at `optimizer`'s settings (ours default to the project's values)."""
+    stock_cls = (
+        keras.optimizers.Ftrl
+        if isinstance(optimizer, optimizers.Ftrl)
+        else keras.optimizers.Adagrad
+    )
+    return stock_cls.from_config(optimizer.get_config())
+
+
 def _batches(
     steps: int = 20, seed: int = 0, fixed_ids: bool = False
 ) -> list[tuple[tf.Tensor, tf.Tensor]]:
@@ -108,6 +118,7 @@ def test_ftrl_one_step_equals_numpy_ftrl_proximal():
         l2_shrinkage_regularization_strength=hyper["l2_shrinkage"],
         beta=hyper["beta"],
         learning_rate_power=hyper["lr_power"],
+        initial_accumulator_value=0.1,
     )
     grad = tf.IndexedSlices(tf.constant(grads), tf.constant(rows), tf.constant(w0.shape))
     optimizer.apply([grad], [table])
@@ -137,15 +148,11 @@ def test_ftrl_one_step_equals_numpy_ftrl_proximal():
     ],
 )
 def test_twenty_sparse_steps_equal_stock_dense(name, config, init, fixed_ids):
-    ours_cls, stock_cls = (
-        (optimizers.Ftrl, keras.optimizers.Ftrl)
-        if name.startswith("ftrl")
-        else (optimizers.Adagrad, keras.optimizers.Adagrad)
-    )
+    ours = (optimizers.Ftrl if name.startswith("ftrl") else optimizers.Adagrad)(**config)
     batches = _batches(fixed_ids=fixed_ids)
     initial = _initial_table(init)
-    table, slots = _train(ours_cls(**config), batches, initial, sparse=True)
-    stock_table, stock_slots = _train(stock_cls(**config), batches, initial, sparse=False)
+    stock_table, stock_slots = _train(_stock_twin(ours), batches, initial, sparse=False)
+    table, slots = _train(ours, batches, initial, sparse=True)
 
     assert len(slots) == len(stock_slots) == (2 if name.startswith("ftrl") else 1)
     np.testing.assert_allclose(table, stock_table, atol=1e-6, rtol=0)
@@ -198,8 +205,6 @@ def test_ftrl_non_zero_init_equals_stock_on_touched_rows_and_keeps_the_others():
 
 @pytest.mark.parametrize("ours_cls", [optimizers.Ftrl, optimizers.Adagrad])
 def test_learning_rate_schedule(ours_cls):
-    stock_cls = getattr(keras.optimizers, ours_cls.__name__)
-
     def schedule() -> keras.optimizers.schedules.LearningRateSchedule:
         return keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=3, decay_rate=0.5)
 
@@ -207,10 +212,9 @@ def test_learning_rate_schedule(ours_cls):
     # equals the sparse update when every touched row is in every batch. Adagrad: any batches.
     batches = _batches(steps=10, fixed_ids=ours_cls is optimizers.Ftrl)
     initial = _initial_table("zeros")
-    table, slots = _train(ours_cls(learning_rate=schedule()), batches, initial, sparse=True)
-    stock_table, stock_slots = _train(
-        stock_cls(learning_rate=schedule()), batches, initial, sparse=False
-    )
+    ours = ours_cls(learning_rate=schedule())
+    stock_table, stock_slots = _train(_stock_twin(ours), batches, initial, sparse=False)
+    table, slots = _train(ours, batches, initial, sparse=True)
     for slot, stock_slot in zip(slots, stock_slots, strict=True):
         np.testing.assert_allclose(slot, stock_slot, atol=1e-6, rtol=0)
     np.testing.assert_allclose(table, stock_table, atol=1e-6, rtol=0)
@@ -228,7 +232,6 @@ def test_learning_rate_schedule(ours_cls):
 )
 @pytest.mark.parametrize("ours_cls", [optimizers.Ftrl, optimizers.Adagrad])
 def test_apply_options_keep_gradients_sparse_and_equal_dense(ours_cls, options):
-    stock_cls = getattr(keras.optimizers, ours_cls.__name__)
     seen: list[str] = []
 
     class Probe(ours_cls):
@@ -242,8 +245,9 @@ def test_apply_options_keep_gradients_sparse_and_equal_dense(ours_cls, options):
     initial = np.zeros((6, 2), "float32")
     ours, stock = keras.Variable(initial), keras.Variable(initial)
     sparse = tf.IndexedSlices(values, rows, tf.constant([6, 2]))
-    Probe(learning_rate=0.1, **options).apply([sparse], [ours])
-    stock_cls(learning_rate=0.1, **options).apply([tf.convert_to_tensor(sparse)], [stock])
+    probe = Probe(learning_rate=0.1, **options)
+    _stock_twin(probe).apply([tf.convert_to_tensor(sparse)], [stock])
+    probe.apply([sparse], [ours])
     assert seen == ["IndexedSlices"]
     np.testing.assert_allclose(ours.numpy(), stock.numpy(), atol=1e-6)
     np.testing.assert_array_equal(ours.numpy()[[0, 2, 3, 5]], 0.0)
@@ -251,12 +255,12 @@ def test_apply_options_keep_gradients_sparse_and_equal_dense(ours_cls, options):
 
 @pytest.mark.parametrize("ours_cls", [optimizers.Ftrl, optimizers.Adagrad])
 def test_dense_gradient_takes_the_stock_update(ours_cls):
-    stock_cls = getattr(keras.optimizers, ours_cls.__name__)
     initial = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
     grad = tf.constant(np.random.default_rng(1).normal(size=(4, 3)).astype("float32"))
     ours, stock = keras.Variable(initial), keras.Variable(initial)
-    ours_cls(learning_rate=0.1).apply([grad], [ours])
-    stock_cls(learning_rate=0.1).apply([grad], [stock])
+    optimizer = ours_cls(learning_rate=0.1)
+    _stock_twin(optimizer).apply([grad], [stock])
+    optimizer.apply([grad], [ours])
     np.testing.assert_array_equal(ours.numpy(), stock.numpy())
 
 

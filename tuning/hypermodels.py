@@ -24,7 +24,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from widedeep.data.reader import load_dataset_dir
-from widedeep.model import WideDeepModel
+from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig

@@ -36,6 +36,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
+from widedeep import _compat
 from widedeep.data.reader import load_dataset_dir
 from widedeep.io import write_json
 from widedeep.training import finish_run
@@ -330,9 +331,7 @@ def _run_callbacks(
 
 def _write_hparams_config(run_logdir: str, space: kt.HyperParameters) -> None:
     """Declares the search space and the metric columns of TensorBoard's HParams dashboard."""
-    from keras_tuner.src.engine import tuner_utils
-
-    hparams = list(tuner_utils.convert_hyperparams_to_hparams(space, hparams_api))
+    hparams = _compat.hparams_of_space(space, hparams_api)
     metrics = [
         hparams_api.Metric("epoch_auc", group="validation", display_name="val AUC"),
         hparams_api.Metric("epoch_loss", group="validation", display_name="val loss"),

@@ -12,15 +12,28 @@ de-duplicated before clipping (so `clipnorm`, `clipvalue` and `global_clipnorm` 
 the dense gradient), `loss_scale_factor` unscaling divides the slice values, and `global_clipnorm` is
 computed from the slice values. What remains dense by nature: `weight_decay`, `use_ema`, variable
 constraints and `gradient_accumulation_steps` each read or write the whole variable, as in stock Keras.
+
+The defaults are the project's, not Keras': FTRL at learning rate 0.05, Adagrad at 0.01 (the DFN
+authors' rate), both with an initial accumulator of 1e-6 instead of 0.1, no L1 or L2. The loss is a
+batch mean, so the gradient of one id's row is about `1 / batch_size`; against an accumulator of 0.1
+such a row moves by a thousandth of the learning rate per step and an id seen a few times never
+learns (on a real log, the wide branch then lost to item popularity). With a tiny accumulator both
+optimizers take per-coordinate steps of about the learning rate whatever the gradient's scale, as
+FTRL and Adagrad intend. L1 cost AUC on the real log. The README has the measurements. The class
+signatures are where these values are defined; `OptimizerConfig`, `WideDeepModel.compile` and the
+CLI read them from there.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
+
+from widedeep import _compat
 
 __all__ = ["Adagrad", "Ftrl", "OptimizerConfig", "deduplicate_indexed_slices"]
 
@@ -70,8 +83,12 @@ def _deduplicate_after_all_reduce(gradient: tf.IndexedSlices) -> tf.IndexedSlice
     return gradient
 
 
-class _SparseAwareMixin:
-    """Keeps `tf.IndexedSlices` gradients sparse, unique and correctly clipped up to `update_step`."""
+class _SparseAwareMixin(_compat.ClipGradientsHook):
+    """Keeps `tf.IndexedSlices` gradients sparse, unique and correctly clipped up to `update_step`.
+
+    A dense gradient takes the stock `update_step`; a sparse one is de-duplicated once more after a
+    cross-replica sum and handed to `_update_rows`, which each optimizer implements.
+    """
 
     def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> None:
         grads = [self._prepare_sparse_gradient(g) for g in grads]
@@ -87,12 +104,12 @@ class _SparseAwareMixin:
             )
         return gradient
 
-    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
+    def clip_gradients(self, grads: list[Any]) -> list[Any]:
         # `clipnorm` (tf.clip_by_norm) and `clipvalue` (ops.clip on the values) already keep slices
         # sparse, and are exact because the slices are unique. The stock global norm would densify.
         has_sparse = any(isinstance(g, tf.IndexedSlices) for g in grads)
         if not (has_sparse and self.global_clipnorm and self.global_clipnorm > 0):
-            return super()._clip_gradients(grads)
+            return super().clip_gradients(grads)
         present = [g for g in grads if g is not None]
         squared_norm = tf.add_n(
             [
@@ -119,6 +136,24 @@ class _SparseAwareMixin:
 
         return [_scale(g) for g in grads]
 
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        gradient = _deduplicate_after_all_reduce(gradient)
+        dtype = variable.dtype
+        self._update_rows(
+            tf.cast(gradient.values, dtype),
+            gradient.indices,
+            variable,
+            tf.cast(learning_rate, dtype),
+        )
+
+    def _update_rows(
+        self, grad: tf.Tensor, indices: tf.Tensor, variable: Any, lr: tf.Tensor
+    ) -> None:
+        """Applies the update to the rows `indices` (unique) of `variable` and of its slots."""
+        raise NotImplementedError
+
     @staticmethod
     def _as_tf_variable(variable: Any) -> Any:
         return variable.value if isinstance(variable, keras.Variable) else variable
@@ -135,8 +170,9 @@ class _SparseAwareMixin:
 class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
     r"""FTRL-Proximal whose sparse updates touch only the rows in the batch.
 
-    A drop-in for `keras.optimizers.Ftrl`: same arguments, defaults, slots (`accumulator`, `linear`) and
-    config. A dense gradient takes the stock update. A `tf.IndexedSlices` gradient (an embedding or a
+    A drop-in for `keras.optimizers.Ftrl`: same arguments, slots (`accumulator`, `linear`) and config,
+    with the project's defaults (see the module docstring) for the learning rate and the initial
+    accumulator. A dense gradient takes the stock update. A `tf.IndexedSlices` gradient (an embedding or a
     wide table read with a gather, e.g. `widedeep.layers.Embedding`) is de-duplicated, and the stock
     formula is applied to those rows of the variable and both slots, in place, by TensorFlow's fused
     `ResourceSparseApplyFtrlV2` kernel (the same operations in the same order per row):
@@ -162,10 +198,10 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable
-            taking no arguments. Defaults to `0.001`.
+            taking no arguments. Defaults to `0.05`.
         learning_rate_power: A float `<= 0`; how the per-coordinate learning rate decays. Defaults to
             `-0.5`.
-        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `0.1`.
+        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `1e-6`.
         l1_regularization_strength: A float `>= 0`. Defaults to `0.0`.
         l2_regularization_strength: A float `>= 0` (the stabilising L2 of the paper). Defaults to `0.0`.
         l2_shrinkage_regularization_strength: A float `>= 0`; an L2 penalty added to the loss, applied
@@ -192,9 +228,9 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
 
     def __init__(
         self,
-        learning_rate: float | Any = 0.001,
+        learning_rate: float | Any = 0.05,
         learning_rate_power: float = -0.5,
-        initial_accumulator_value: float = 0.1,
+        initial_accumulator_value: float = 1e-6,
         l1_regularization_strength: float = 0.0,
         l2_regularization_strength: float = 0.0,
         l2_shrinkage_regularization_strength: float = 0.0,
@@ -212,16 +248,12 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
             **kwargs,
         )
 
-    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        gradient = _deduplicate_after_all_reduce(gradient)
-        indices = gradient.indices
+    def _update_rows(
+        self, grad: tf.Tensor, indices: tf.Tensor, variable: Any, lr: tf.Tensor
+    ) -> None:
         dtype = variable.dtype
-        lr = tf.cast(learning_rate, dtype)
-        grad = tf.cast(gradient.values, dtype)
-        index = self._get_variable_index(variable)
-        accumulator_var, linear_var = self._accumulators[index], self._linears[index]
+        accumulator_var = _compat.slot_variable(self, "accumulators", variable)
+        linear_var = _compat.slot_variable(self, "linears", variable)
 
         # TensorFlow's fused kernel runs, per unique row, the operations of
         # keras.optimizers.Ftrl.update_step in the same order (beta folded into l2, as
@@ -246,7 +278,8 @@ class Ftrl(_SparseAwareMixin, keras.optimizers.Ftrl):
 class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
     r"""Adagrad whose sparse updates touch only the rows in the batch.
 
-    A drop-in for `keras.optimizers.Adagrad`: same arguments, defaults, slot (`accumulator`) and config.
+    A drop-in for `keras.optimizers.Adagrad`: same arguments, slot (`accumulator`) and config, with the
+    project's defaults (see the module docstring) for the learning rate and the initial accumulator.
     A dense gradient takes the stock update. A `tf.IndexedSlices` gradient is de-duplicated and the stock
     formula (epsilon inside the square root, added to the already-updated accumulator) runs on the rows
     in the batch only:
@@ -261,8 +294,8 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`, or a callable
-            taking no arguments. Defaults to `0.001`.
-        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `0.1`.
+            taking no arguments. Defaults to `0.01`.
+        initial_accumulator_value: The starting value of the accumulators, `>= 0`. Defaults to `1e-6`.
         epsilon: A small constant for numerical stability. Defaults to `1e-7`.
         **kwargs: The base optimizer arguments of `keras.optimizers.Adagrad` (`weight_decay`,
             `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
@@ -285,8 +318,8 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
 
     def __init__(
         self,
-        learning_rate: float | Any = 0.001,
-        initial_accumulator_value: float = 0.1,
+        learning_rate: float | Any = 0.01,
+        initial_accumulator_value: float = 1e-6,
         epsilon: float = 1e-7,
         **kwargs: Any,
     ) -> None:
@@ -297,15 +330,11 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
             **kwargs,
         )
 
-    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        gradient = _deduplicate_after_all_reduce(gradient)
-        indices = gradient.indices
+    def _update_rows(
+        self, grad: tf.Tensor, indices: tf.Tensor, variable: Any, lr: tf.Tensor
+    ) -> None:
         dtype = variable.dtype
-        lr = tf.cast(learning_rate, dtype)
-        grad = tf.cast(gradient.values, dtype)
-        accumulator_var = self._accumulators[self._get_variable_index(variable)]
+        accumulator_var = _compat.slot_variable(self, "accumulators", variable)
 
         accumulator = self._sparse_rows(accumulator_var, indices) + tf.square(grad)
         self._scatter(accumulator_var, accumulator, indices)
@@ -313,29 +342,28 @@ class Adagrad(_SparseAwareMixin, keras.optimizers.Adagrad):
         self._as_tf_variable(variable).scatter_sub(tf.IndexedSlices(delta, indices))
 
 
+def _default(optimizer_cls: type, argument: str) -> float:
+    """The default of `argument` in `optimizer_cls`'s constructor."""
+    return inspect.signature(optimizer_cls).parameters[argument].default
+
+
 @dataclass
 class OptimizerConfig:
-    """Settings of the two optimizers (FTRL for wide, Adagrad for deep).
+    """Settings of the two optimizers (FTRL for wide, Adagrad for deep), as the CLI takes them.
 
-    Defaults: FTRL learning rate 0.05, Adagrad learning rate 0.01 (the DFN
-    authors' rate), both with an initial accumulator of 1e-6 instead of Keras'
-    0.1. The loss is a batch mean, so the gradient of one id's row is about
-    `1 / batch_size`; against an accumulator of 0.1 such a row moves by a
-    thousandth of the learning rate per step and an id seen a few times never
-    learns (on a real log, the wide branch then lost to item popularity). With
-    a tiny accumulator both optimizers take per-coordinate steps of about the
-    learning rate whatever the gradient's scale, as FTRL and Adagrad intend.
-    No L1 by default: it cost AUC on the real log. The README has the measurements.
+    Each default is the matching default of `Ftrl` or `Adagrad` (the project's defaults: the
+    module docstring says why), read from their signatures so that the two cannot drift apart.
     """
 
-    wide_learning_rate: float = 0.05
-    wide_l1: float = 0.0
-    wide_l2: float = 0.0
-    wide_initial_accumulator: float = 1e-6
-    deep_learning_rate: float = 0.01
-    deep_initial_accumulator: float = 1e-6
+    wide_learning_rate: float = _default(Ftrl, "learning_rate")
+    wide_l1: float = _default(Ftrl, "l1_regularization_strength")
+    wide_l2: float = _default(Ftrl, "l2_regularization_strength")
+    wide_initial_accumulator: float = _default(Ftrl, "initial_accumulator_value")
+    deep_learning_rate: float = _default(Adagrad, "learning_rate")
+    deep_initial_accumulator: float = _default(Adagrad, "initial_accumulator_value")
 
     def make(self) -> tuple[Ftrl, Adagrad]:
+        """A new `(Ftrl, Adagrad)` pair at these settings."""
         wide = Ftrl(
             learning_rate=self.wide_learning_rate,
             l1_regularization_strength=self.wide_l1,

@@ -29,7 +29,7 @@ from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.io import atomic_path, check_writable_dir, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics
-from widedeep.model import WideDeepModel
+from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig

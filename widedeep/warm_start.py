@@ -35,16 +35,14 @@ from typing import Any
 import keras
 import numpy as np
 
+from widedeep import _compat
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.preprocessing import HashedCross
 from widedeep.layers.wide import WideLinear
-from widedeep.model import WIDE_BRANCH, WideDeepModel
+from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.schema import Schema
 
 __all__ = ["WarmStartError", "row_keys", "warm_start"]
-
-_SLOT_LISTS = ("_accumulators", "_linears", "_momentums", "_velocities")
-"""Per-variable slot lists of Keras optimizers (ours: accumulators, and FTRL's linears)."""
 
 
 class WarmStartError(ValueError):
@@ -175,18 +173,6 @@ def _copy(old: Any, new: Any, where: str) -> None:
     new.assign(old)
 
 
-def _slot_owners(optimizer: keras.optimizers.Optimizer) -> dict[int, Any]:
-    """`{id(slot variable): model variable}` for the optimizer's per-variable slots."""
-    owners: dict[int, Any] = {}
-    variables = list(getattr(optimizer, "_trainable_variables", []))
-    for attribute in _SLOT_LISTS:
-        slots = getattr(optimizer, attribute, None) or []
-        for variable, slot in zip(variables, slots):
-            if slot is not None:
-                owners[id(slot)] = variable
-    return owners
-
-
 def _warm_optimizer(
     old: keras.optimizers.Optimizer,
     new: keras.optimizers.Optimizer,
@@ -200,7 +186,7 @@ def _warm_optimizer(
             f"{len(old_variables)} variables) does not match the new one's "
             f"({type(new).__name__}, {len(new_variables)} variables)"
         )
-    owners = _slot_owners(new)
+    owners = _compat.slot_owners(new)
     for old_v, new_v in zip(old_variables, new_variables):
         if new_v.name == "learning_rate":
             continue  # a setting of the new run

@@ -13,7 +13,7 @@ from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
 from widedeep.layers.history import HistoryStatistics
 from widedeep.layers.take_first import TakeFirst
-from widedeep.model import WIDE_BRANCH, WideDeepModel
+from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import deep_logit, logits_to_probability
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema
 

@@ -7,10 +7,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.losses import loss as loss_module
-from keras.src.saving import serialization_lib
-from keras.src.trainers.data_adapters import data_adapter_utils
 
+from widedeep import _compat
 from widedeep import optimizers as wd_optimizers
 
 WIDE_BRANCH = "wide"
@@ -30,7 +28,7 @@ def _tree_first(x: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="widedeep")
-class WideDeepModel(keras.Model):
+class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
     """A functional model whose `wide` branch trains with one optimizer and the rest with another.
 
     Build it functionally (the builders `widedeep.build_wide_deep` and
@@ -56,7 +54,7 @@ class WideDeepModel(keras.Model):
 
     ```python
     model = widedeep.build_wide_deep(schema)
-    model.compile()  # FTRL and Adagrad at `widedeep.optimizers.OptimizerConfig()`'s defaults
+    model.compile()  # `widedeep.optimizers.Ftrl()` and `Adagrad()`, the CLI's defaults
     model.fit(train_ds, validation_data=valid_ds, epochs=3)
     ```
     """
@@ -64,8 +62,8 @@ class WideDeepModel(keras.Model):
     # ------------------------------------------------------------- inputs
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
         # Keras names a missing feature itself; keys the model does not use are dropped.
-        if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
-            inputs = {k: v for k, v in inputs.items() if k in self._inputs_struct}
+        if isinstance(inputs, dict) and isinstance(self.input, dict):
+            inputs = {k: v for k, v in inputs.items() if k in self.input}
         return super().call(inputs, training=training, mask=mask)
 
     # ----------------------------------------------------------- variables
@@ -102,10 +100,11 @@ class WideDeepModel(keras.Model):
         """Configures the model for training with one optimizer per branch.
 
         Args:
-            wide_optimizer: optimizer of the `wide` branch. Defaults to the FTRL
-                of `widedeep.optimizers.OptimizerConfig()` (the CLI's default).
-            deep_optimizer: optimizer of every other variable. Defaults to the
-                Adagrad of `widedeep.optimizers.OptimizerConfig()`.
+            wide_optimizer: optimizer of the `wide` branch. Defaults to
+                `widedeep.optimizers.Ftrl()`, at the project's defaults (those of
+                `widedeep.optimizers.OptimizerConfig` and the CLI).
+            deep_optimizer: optimizer of every other variable. Defaults to
+                `widedeep.optimizers.Adagrad()`, likewise.
             loss: the loss; sample weights (e.g. per feedback type) are honoured.
             metrics, weighted_metrics, run_eagerly, steps_per_execution,
                 jit_compile: as in `keras.Model.compile`.
@@ -117,39 +116,32 @@ class WideDeepModel(keras.Model):
             )
         if kwargs:
             raise TypeError(f"unexpected compile arguments: {sorted(kwargs)}")
-        default_wide, default_deep = wd_optimizers.OptimizerConfig().make()
         wide_optimizer = keras.optimizers.get(
-            wide_optimizer if wide_optimizer is not None else default_wide
+            wide_optimizer if wide_optimizer is not None else wd_optimizers.Ftrl()
         )
         deep_optimizer = keras.optimizers.get(
-            deep_optimizer if deep_optimizer is not None else default_deep
+            deep_optimizer if deep_optimizer is not None else wd_optimizers.Adagrad()
         )
         if wide_optimizer is deep_optimizer:
             raise ValueError(
                 "wide_optimizer and deep_optimizer must be two different optimizer objects"
             )
-        super().compile(
-            optimizer=deep_optimizer,
-            loss=loss,
-            metrics=metrics,
-            weighted_metrics=weighted_metrics,
-            run_eagerly=run_eagerly,
-            steps_per_execution=steps_per_execution,
-            jit_compile=jit_compile,
-            auto_scale_loss=False,
-        )
+        settings = {
+            "loss": loss,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile,
+        }
+        super().compile(optimizer=deep_optimizer, auto_scale_loss=False, **settings)
         self.wide_optimizer = wide_optimizer
         self.deep_optimizer = deep_optimizer
-        self._compile_config = serialization_lib.SerializableDict(
-            wide_optimizer=wide_optimizer,
-            deep_optimizer=deep_optimizer,
-            loss=loss,
-            metrics=metrics,
-            weighted_metrics=weighted_metrics,
-            run_eagerly=run_eagerly,
-            steps_per_execution=steps_per_execution,
-            jit_compile=jit_compile,
-        )
+        self._compile_arguments = {
+            "wide_optimizer": wide_optimizer,
+            "deep_optimizer": deep_optimizer,
+            **settings,
+        }
         if self.built:
             self.build_optimizers()
 
@@ -160,6 +152,12 @@ class WideDeepModel(keras.Model):
         if not self.deep_optimizer.built:
             self.deep_optimizer.build(self.deep_variables)
 
+    def get_compile_config(self) -> dict[str, Any]:
+        """The arguments of `compile`, both optimizers included, serialized for saving."""
+        if not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(self._compile_arguments)
+
     def compile_from_config(self, config: dict[str, Any]) -> None:
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
@@ -169,38 +167,19 @@ class WideDeepModel(keras.Model):
             self.build_optimizers()
 
     # ---------------------------------------------------------- training
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        # Keras (3.15) builds metrics under a distribution strategy from the
-        # replicas' batches averaged with `strategy.reduce("MEAN")`, which fails
-        # on string features (no AddN for strings). Shapes and dtypes are all the
-        # symbolic build needs, so take the first replica's batch instead.
-        if self._distribute_strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        strategy = self.distribute_strategy
-        for _, _, it in iterator:
-            data_batch = tf.nest.map_structure(
-                lambda v: (
-                    strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v
-                ),
-                next(it),
-            )
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
     def train_step(self, data: Any) -> dict[str, Any]:
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         wide_variables = self.wide_variables
         deep_variables = self.deep_variables
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self._compute_loss(
+            loss = self.compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-            self._loss_tracker.update_state(
-                loss_module.unscale_loss_for_distribution(loss),
+            # Keras' losses divide by the number of replicas (the replicas' gradients are
+            # summed); the tracker logs the undivided loss, as `keras.Model.train_step` does.
+            self._loss_metric().update_state(
+                loss * tf.distribute.get_strategy().num_replicas_in_sync,
                 sample_weight=tf.shape(_tree_first(x))[0],
             )
         gradients = tape.gradient(loss, wide_variables + deep_variables)
@@ -222,6 +201,10 @@ class WideDeepModel(keras.Model):
         if not (wide_variables or deep_variables):
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         return self._reducible_logs(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+
+    def _loss_metric(self) -> keras.metrics.Metric:
+        """The compiled model's loss tracker, the metric `fit` logs as `loss`."""
+        return next(m for m in self.metrics if m.name == "loss")
 
     def test_step(self, data: Any) -> dict[str, Any]:
         return self._reducible_logs(super().test_step(data))

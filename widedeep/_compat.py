@@ -1,0 +1,135 @@
+"""The private Keras and KerasTuner APIs that widedeep uses, and only those, in one place.
+
+Everything else in `widedeep` and `tuning` uses public APIs. Each item below says why no public
+API serves and the versions it was checked against: Keras 3.14.0 to 3.15.1 (with TensorFlow
+2.18.1 and 2.21.0) and KerasTuner 1.4.7 and 1.4.8, which cover the range pinned in
+`pyproject.toml`. A Keras upgrade that breaks one of them breaks it here, and the test suite
+names which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "ClipGradientsHook",
+    "FirstReplicaSymbolicBuild",
+    "hparams_of_space",
+    "slot_owners",
+    "slot_variable",
+]
+
+
+class FirstReplicaSymbolicBuild:
+    """`keras.Model` mixin: builds the metrics under a strategy from the first replica's batch.
+
+    `Model.fit` and `evaluate` first build the model, metrics and loss symbolically from one batch
+    in the private `_maybe_symbolic_build`. Under a `tf.distribute` strategy Keras averages the
+    replicas' batches with `strategy.reduce("MEAN")`, which fails on string features (there is
+    no AddN for strings). Shapes and dtypes are all the symbolic build needs, so this takes the
+    first replica's batch instead. No public hook runs at that point of `fit`. Checked: Keras
+    3.14.0 to 3.15.1 (the epoch iterator yields step numbers, then the data iterator, last).
+    """
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        strategy = self.distribute_strategy
+        for *_, replica_iterator in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                next(replica_iterator),
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+
+class ClipGradientsHook:
+    """Optimizer mixin: routes the private `_clip_gradients` step of `apply` to `clip_gradients`.
+
+    `BaseOptimizer.apply` unscales the gradients, then clips them with the private
+    `_clip_gradients` before `update_step`; no public method sits between the two, so an optimizer
+    that clips `tf.IndexedSlices` without densifying them must override it. Subclasses override
+    `clip_gradients` instead; its default is the stock clipping. Checked: Keras 3.14.0 to 3.15.1
+    call `self._clip_gradients(grads)` in `apply`, after unscaling and before `update_step`.
+    """
+
+    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
+        return self.clip_gradients(grads)
+
+    def clip_gradients(self, grads: list[Any]) -> list[Any]:
+        """Clips the unscaled gradients by `clipnorm`, `global_clipnorm` or `clipvalue`."""
+        return super()._clip_gradients(grads)
+
+
+def slot_variable(
+    optimizer: keras.optimizers.Optimizer, slots: str, variable: keras.Variable
+) -> keras.Variable:
+    """The slot of `variable` in the built `optimizer`'s per-variable slot list `slots`.
+
+    Keras 3 optimizers have no public slot accessor (tf-keras' `get_slot` is gone); they keep one
+    list per slot kind (`_accumulators`, FTRL's `_linears`) indexed by `_get_variable_index`.
+    Checked: Keras 3.14.0 to 3.15.1.
+
+    Args:
+        optimizer: a built Keras optimizer that trains `variable`.
+        slots: the slot kind without its underscore, e.g. `"accumulators"` or `"linears"`.
+        variable: one of the variables the optimizer was built on.
+
+    Returns:
+        The slot variable.
+    """
+    return getattr(optimizer, f"_{slots}")[optimizer._get_variable_index(variable)]
+
+
+_SLOT_LISTS = ("_accumulators", "_linears", "_momentums", "_velocities")
+"""Per-variable slot lists of the stock Keras optimizers (ours: accumulators, FTRL's linears)."""
+
+
+def slot_owners(optimizer: keras.optimizers.Optimizer) -> dict[int, keras.Variable]:
+    """`{id(slot variable): model variable}` for the per-variable slots of a built optimizer.
+
+    `optimizer.variables` lists the slots without saying whose they are, and the slot names
+    follow no documented scheme; the private `_trainable_variables` and slot lists pair them.
+    Checked: Keras 3.14.0 to 3.15.1.
+
+    Args:
+        optimizer: a built Keras optimizer.
+
+    Returns:
+        The model variable each slot belongs to, keyed by the slot's `id`.
+    """
+    owners: dict[int, keras.Variable] = {}
+    variables = list(optimizer._trainable_variables)
+    for attribute in _SLOT_LISTS:
+        for variable, slot in zip(variables, getattr(optimizer, attribute, None) or []):
+            if slot is not None:
+                owners[id(slot)] = variable
+    return owners
+
+
+def hparams_of_space(space: Any, hparams_api: Any) -> list[Any]:
+    """TensorBoard `HParam`s of a KerasTuner search space, with KerasTuner's own domains.
+
+    KerasTuner logs each trial with the `HParam`s of its private
+    `tuner_utils.convert_hyperparams_to_hparams`; the HParams dashboard's config must declare the
+    same ones, and no public function builds them. Checked: KerasTuner 1.4.7 and 1.4.8.
+
+    Args:
+        space: the `keras_tuner.HyperParameters` of the search space.
+        hparams_api: `tensorboard.plugins.hparams.api`.
+
+    Returns:
+        One `hparams_api.HParam` per hyperparameter.
+    """
+    from keras_tuner.src.engine import tuner_utils
+
+    return list(tuner_utils.convert_hyperparams_to_hparams(space, hparams_api))
