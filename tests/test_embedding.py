@@ -55,6 +55,45 @@ def test_gradient_is_indexed_slices_of_the_batch_rows():
     np.testing.assert_array_equal(tf.convert_to_tensor(grad), tf.convert_to_tensor(gradient(stock)))
 
 
+def test_valid_positions_only_zeros_elsewhere_and_no_gradient_rows():
+    """`valid`: the valid positions' rows, zeros at the others; the gradient names valid rows only."""
+    ours, stock = _pair()
+    ids = tf.constant([[1, 4, 4, 0], [9, 1, 7, 7]], dtype=tf.int64)
+    valid = tf.constant([[True, True, False, False], [True, False, True, False]])
+    expected = np.where(valid.numpy()[..., None], stock(ids).numpy(), 0.0)
+    np.testing.assert_array_equal(ours(ids, valid=valid), expected)
+    weights = tf.constant(np.arange(24, dtype="float32").reshape(2, 4, 3))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(ours(ids, valid=valid) * weights)
+    grad = tape.gradient(loss, ours.trainable_variables)[0]
+    assert isinstance(grad, tf.IndexedSlices)
+    assert grad.indices.numpy().tolist() == [1, 4, 9, 7]  # row-major valid positions
+    np.testing.assert_array_equal(grad.values, weights.numpy()[valid.numpy()])
+    with tf.GradientTape() as tape:
+        dense = tf.reduce_sum(tf.where(valid[..., None], stock(ids), 0.0) * weights)
+    np.testing.assert_array_equal(
+        tf.convert_to_tensor(grad),
+        tf.convert_to_tensor(tape.gradient(dense, stock.trainable_variables)[0]),
+    )
+    none_valid = tf.zeros_like(valid)
+    np.testing.assert_array_equal(ours(ids, valid=none_valid), np.zeros((2, 4, 3)))
+
+
+def test_valid_in_a_functional_model_round_trips(tmp_path):
+    ids = keras.Input((4,), dtype="int64")
+    valid = keras.Input((4,), dtype="bool")
+    model = keras.Model([ids, valid], Embedding(12, 3, name="table")(ids, valid=valid))
+    x = [np.array([[3, 5, 5, 11]]), np.array([[True, False, True, False]])]
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    table = model.get_layer("table").embeddings.numpy()
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0)[0], [table[3], [0] * 3, table[5], [0] * 3]
+    )
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_lookup_reads_only_the_requested_rows():
     """The traced graph gathers from the table's resource handle and never reads it whole."""
     ours, stock = _pair(rows=1000)

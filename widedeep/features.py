@@ -220,12 +220,16 @@ class FeatureGraph:
         vector, as it does for the target item.
         """
         seq = self.schema.sequence(sequence)
-        parts = []
-        mask = None
-        for item_feature in seq.item_features:
-            ids, item_mask = self.sequence_index(sequence, item_feature)
-            parts.append(self.embedding_table(item_feature)(ids))
-            mask = item_mask if mask is None else keras.ops.logical_or(mask, item_mask)
+        indexed = [self.sequence_index(sequence, f) for f in seq.item_features]
+        mask = indexed[0][1]
+        for _, item_mask in indexed[1:]:
+            mask = keras.ops.logical_or(mask, item_mask)
+        # Only the valid positions are looked up (padding gets zero vectors and no
+        # gradient rows): feedback sequences are mostly padding on real logs.
+        parts = [
+            self.embedding_table(f)(ids, valid=mask)
+            for f, (ids, _) in zip(seq.item_features, indexed, strict=True)
+        ]
         vectors = (
             parts[0]
             if len(parts) == 1

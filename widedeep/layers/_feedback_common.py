@@ -2,11 +2,13 @@
 `FeedbackInteraction`): masking and argument checks.
 
 Masking convention: a mask is a `[B, L]` tensor, `True` (or non-zero) at valid positions.
-Every feedback layer replaces padded positions by zeros *before* any computation (`where`, not
-a multiplication, so even `inf`/`nan` padding cannot leak), masks attention logits with a
-large negative number, and pools over valid positions only. Hence no output depends on the
-values stored at padded positions, and an all-padding row gives finite outputs and finite
-gradients.
+Every feedback layer either computes on the valid positions alone, gathered into a packed
+`[N, d]` tensor with the batch row of each (`pack_valid`; feedback sequences are mostly
+padding, so this is most of the saving), or replaces padded positions by zeros *before* any
+computation (`where`, not a multiplication, so even `inf`/`nan` padding cannot leak), masks
+attention logits with a large negative number, and pools over valid positions only. Hence no
+output depends on the values stored at padded positions, and an all-padding row gives finite
+outputs and finite gradients.
 """
 
 from __future__ import annotations
@@ -41,6 +43,58 @@ def as_bool_mask(mask: Any, values: Any) -> Any:
 def zero_padding(values: Any, mask: Any) -> Any:
     """Replace the items at padded positions of `values` `[B, L, d]` by zeros."""
     return ops.where(ops.expand_dims(mask, -1), values, ops.zeros_like(values))
+
+
+def pack_valid(values: Any, mask: Any) -> tuple[Any, Any, Any]:
+    """The items at the valid positions of `values` `[B, L, d]`, in row-major order.
+
+    Returns:
+        `(items [N, d], rows [N], positions [N])`: the `N` valid items, the batch row and
+        the sequence position of each. Padded items are never read.
+    """
+    rows, positions = ops.nonzero(mask)
+    length, width = ops.shape(values)[1], ops.shape(values)[2]
+    flat = ops.reshape(values, (-1, width))
+    return ops.take(flat, rows * ops.cast(length, rows.dtype) + positions, axis=0), rows, positions
+
+
+def unpack(items: Any, rows: Any, positions: Any, shape: Any) -> Any:
+    """`pack_valid`'s inverse: packed `items` `[N, d]` back to `[B, L, d]`, zeros at padding."""
+    indices = ops.stack([rows, positions], axis=1)
+    return ops.scatter(indices, items, (shape[0], shape[1], ops.shape(items)[-1]))
+
+
+def segment_mean(items: Any, rows: Any, num_rows: Any) -> Any:
+    """Mean of packed `items` `[N, d]` within each batch row: `[num_rows, d]`, zeros if none."""
+    total = ops.segment_sum(items, rows, num_segments=num_rows)
+    count = ops.segment_sum(ops.ones_like(items[:, :1]), rows, num_segments=num_rows)
+    return total / ops.maximum(count, ops.ones_like(count))
+
+
+def segment_softmax(
+    scores: Any, rows: Any, num_rows: Any, row_scores: Any = None
+) -> tuple[Any, Any]:
+    """Softmax of packed `scores` `[N, ...]` within each batch row (`rows` `[N]`).
+
+    With `row_scores` `[num_rows, ...]`, every row has one more candidate (the target),
+    always present. A row without items gets no weights (and, with `row_scores`, weight 1
+    on its own candidate). The maximum subtracted for stability is held constant: softmax
+    does not depend on it.
+
+    Returns:
+        `(weights [N, ...], row_weights [num_rows, ...] or None)`.
+    """
+    top = ops.segment_max(ops.stop_gradient(scores), rows, num_segments=num_rows)
+    if row_scores is not None:
+        top = ops.maximum(top, ops.stop_gradient(row_scores))
+    exp = ops.exp(scores - ops.take(top, rows, axis=0))
+    total = ops.segment_sum(exp, rows, num_segments=num_rows)
+    row_weights = None
+    if row_scores is not None:
+        row_exp = ops.exp(row_scores - top)
+        total = total + row_exp
+        row_weights = row_exp / total
+    return exp / ops.take(total, rows, axis=0), row_weights
 
 
 def check_positive_int(name: str, value: Any) -> None:

@@ -12,9 +12,9 @@ from widedeep.layers._feedback_common import (
     as_bool_mask,
     check_rate,
     check_units,
-    large_negative,
+    pack_valid,
+    segment_softmax,
     shared_width,
-    zero_padding,
 )
 from widedeep.layers.mlp import MLP
 
@@ -33,9 +33,9 @@ class ClickAwareAttention(keras.layers.Layer):
     interaction) or `f_d` (the pooled dislike interaction): the clicks and dislikes pick out
     the unclicks that look like real likes / dislikes ("click-aware denoising").
 
-    Padded items are replaced by zeros and their scores by a large negative number before the
-    softmax; the weights are then zeroed outside the valid positions, so a row without any valid
-    position gives a zero vector (finite, with finite gradients). The authors' code also divides
+    Only the valid items are read (gathered into a packed `[N, d]` tensor), and the softmax runs
+    over each row's valid items, so a row without any valid position gives a zero vector
+    (finite, with finite gradients). The authors' code also divides
     the scores by `sqrt(d)`; we do not, as `w2`, `b2` absorb any constant scale (DIN has none).
 
     Args:
@@ -106,29 +106,39 @@ class ClickAwareAttention(keras.layers.Layer):
         self, query: Any, values: Any, values_mask: Any = None, training: bool | None = None
     ) -> Any:
         mask = as_bool_mask(values_mask, values)
-        values = zero_padding(values, mask)
+        items, rows, _ = pack_valid(values, mask)
+        return self.call_packed(query, items, rows, training=training)
+
+    def call_packed(self, query: Any, items: Any, rows: Any, training: bool | None = None) -> Any:
+        """The attention over the valid items alone, packed: `[B, d]`.
+
+        Args:
+            query: `[B, d]`.
+            items: the valid items, `[N, d]`.
+            rows: the batch row of each item, `[N]` (see `pack_valid`).
+            training: whether dropout is active.
+        """
+        dtype = items.dtype
         # W1 [q; x; q * x; q - x] = q (W_q + W_s) + x (W_x - W_s) + (q * x) W_m, with W1's
         # row blocks W_q, W_x, W_m, W_s: the query's part once per row, not once per item,
-        # and no [B, L, 4d] concatenation (the same product, summed in another order).
+        # and no [N, 4d] concatenation (the same product, summed in another order).
         first = self.scorer.hidden_layers[0]
-        w_q, w_x, w_m, w_s = ops.split(ops.cast(first.kernel, values.dtype), 4, axis=0)
+        w_q, w_x, w_m, w_s = ops.split(ops.cast(first.kernel, dtype), 4, axis=0)
         query_part = ops.matmul(query, w_q + w_s)
         if first.use_bias:
-            query_part = query_part + ops.cast(first.bias, values.dtype)
+            query_part = query_part + ops.cast(first.bias, dtype)
         product = (
-            ops.matmul(values, w_x - w_s)
-            + ops.matmul(ops.expand_dims(query, 1) * values, w_m)
-            + ops.expand_dims(query_part, 1)
-        )  # [B, L, h]
+            ops.matmul(items, w_x - w_s)
+            + ops.matmul(ops.take(query, rows, axis=0) * items, w_m)
+            + ops.take(query_part, rows, axis=0)
+        )  # [N, h]
         scores = ops.squeeze(
             self.scorer.call_after_first_product(product, training=training), axis=-1
-        )  # [B, L]
-        scores = ops.where(mask, scores, ops.full_like(scores, large_negative(scores.dtype)))
-        weights = ops.softmax(scores, axis=-1)
-        # A row without valid positions gets a uniform softmax over its padding; zero those
-        # weights (the padded values are zero already, so this keeps the weights exact).
-        weights = ops.where(mask, weights, ops.zeros_like(weights))
-        return ops.sum(ops.expand_dims(weights, -1) * values, axis=1)
+        )  # [N]
+        batch = ops.shape(query)[0]
+        weights, _ = segment_softmax(scores, rows, batch)
+        # A row without valid items has no weights: its output is a zero vector.
+        return ops.segment_sum(ops.expand_dims(weights, -1) * items, rows, num_segments=batch)
 
     def compute_output_shape(
         self, query_shape: tuple[int | None, ...], values_shape: tuple[int | None, ...]

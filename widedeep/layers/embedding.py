@@ -77,16 +77,43 @@ class Embedding(keras.layers.Embedding):
             **kwargs,
         )
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, valid: Any = None) -> Any:
+        """Looks up `inputs`; with `valid`, only the valid positions, zeros elsewhere.
+
+        Args:
+            inputs: integer ids of any shape `S`.
+            valid: optional bool tensor of shape `S`, `True` where an id is present (e.g. the
+                non-padded positions of a sequence). The rows of the other positions are
+                zeros, and they are neither read nor in the gradient: a sequence that is
+                mostly padding costs the lookup and the sparse update of its items only.
+
+        Returns:
+            `S + (output_dim,)` embeddings.
+        """
         table = self._resource_table()
         if table is None or isinstance(inputs, tf.SparseTensor):
-            return super().call(inputs)
+            outputs = super().call(inputs)
+            if valid is not None:
+                keep = tf.expand_dims(tf.cast(valid, tf.bool), -1)
+                outputs = tf.where(keep, outputs, tf.zeros_like(outputs))
+            return outputs
         if inputs.dtype not in (tf.int32, tf.int64):
             inputs = tf.cast(inputs, tf.int32)
-        # Same wrap-around as `ops.take` in the TensorFlow backend.
-        ids = tf.where(inputs < 0, inputs + tf.cast(self.input_dim, inputs.dtype), inputs)
-        outputs = tf.nn.embedding_lookup(table, ids)
-        return tf.cast(outputs, self.compute_dtype)
+        if valid is None:
+            return tf.cast(tf.nn.embedding_lookup(table, self._wrapped(inputs)), self.compute_dtype)
+        # The valid positions' ids, looked up, scattered back into a zero tensor: the
+        # gradient names those rows only (gather_nd is scatter_nd's gradient).
+        positions = tf.where(tf.cast(valid, tf.bool))
+        rows = tf.nn.embedding_lookup(table, self._wrapped(tf.gather_nd(inputs, positions)))
+        shape = tf.concat([tf.shape(inputs, out_type=tf.int64), [self.output_dim]], axis=0)
+        return tf.cast(tf.scatter_nd(positions, rows, shape), self.compute_dtype)
+
+    def _wrapped(self, ids: tf.Tensor) -> tf.Tensor:
+        """Negative ids wrap around, as `ops.take` does in the TensorFlow backend."""
+        return tf.where(ids < 0, ids + tf.cast(self.input_dim, ids.dtype), ids)
+
+    def compute_output_spec(self, inputs: Any, valid: Any = None) -> Any:
+        return super().compute_output_spec(inputs)
 
     def _resource_table(self) -> tf.Variable | None:
         """The table as a `tf.Variable` to gather from, or None where only the stock lookup works."""

@@ -30,11 +30,12 @@ from widedeep.layers._feedback_common import (
     check_positive_int,
     check_rate,
     check_units,
-    zero_padding,
+    pack_valid,
+    segment_mean,
+    unpack,
 )
 from widedeep.layers.click_aware_attention import ClickAwareAttention
 from widedeep.layers.feedback_transformer import FeedbackTransformer
-from widedeep.layers.pooling import masked_mean
 from widedeep.schema import FEEDBACK_SEQUENCES
 
 
@@ -292,48 +293,57 @@ class FeedbackInteraction(keras.layers.Layer):
         self.item_dim = item_dim
         super().build(inputs_shape)
 
-    def _project(self, sequence: str, items: Any, mask: Any) -> Any:
-        """`[x_i; p_i] W_s` for every position, zero at padded positions: `[B, L, d]`."""
-        items = zero_padding(items, mask)
+    def _project(self, sequence: str, items: Any, positions: Any) -> Any:
+        """`[x_i; p_i] W_s` for the valid items `[N, D_in]` at `positions` `[N]`: `[N, d]`."""
         table = ops.cast(self.position_embeddings[sequence], items.dtype)
         weights = self.projections[sequence]
         # [x_i; p_i] W = x_i W_items + p_i W_positions: the positions' part is computed
-        # once per position, not once per row and position.
-        positions = ops.matmul(table, weights[self.item_dim :])  # [L, d]
-        projected = ops.matmul(items, weights[: self.item_dim]) + positions
-        return zero_padding(projected, mask)
+        # once per position, not once per item.
+        position_part = ops.matmul(table, weights[self.item_dim :])  # [L, d]
+        return ops.matmul(items, weights[: self.item_dim]) + ops.take(
+            position_part, positions, axis=0
+        )
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         target = inputs["target"]
+        batch = ops.shape(target)[0]
         pooled: dict[str, Any] = {}
         projected: dict[str, Any] = {}
-        masks: dict[str, Any] = {}
         for sequence in FEEDBACK_SEQUENCES:
-            items = inputs[sequence]
-            mask = as_bool_mask(inputs.get(f"{sequence}_mask"), items)
-            masks[sequence] = mask
-            projected[sequence] = self._project(sequence, items, mask)
+            values = inputs[sequence]
+            mask = as_bool_mask(inputs.get(f"{sequence}_mask"), values)
+            # Only the valid items are read and computed on: feedback sequences are
+            # mostly padding.
+            items, rows, positions = pack_valid(values, mask)
+            items = self._project(sequence, items, positions)
+            projected[sequence] = (items, rows)
             transformer = self._transformer(sequence)
             if transformer is None:
-                pooled[sequence] = masked_mean(projected[sequence], mask)
+                pooled[sequence] = segment_mean(items, rows, batch)
             else:
                 # [t; 0] W_s: the target through the item rows of the sequence's projection.
                 target_projection = self.projections[sequence][: self.item_dim]
                 projected_target = ops.matmul(target, target_projection)
-                pooled[sequence] = transformer(
-                    projected_target, projected[sequence], sequence_mask=mask, training=training
-                )
+                if transformer.pooling == "target":
+                    pooled[sequence] = transformer.call_packed(
+                        projected_target, items, rows, training=training
+                    )
+                else:  # every position is a query: the full encoder over [B, L + 1, d]
+                    dense = unpack(items, rows, positions, ops.shape(values)[:2])
+                    pooled[sequence] = transformer(
+                        projected_target, dense, sequence_mask=mask, training=training
+                    )
         blocks = [pooled[s] for s in FEEDBACK_SEQUENCES]
         if self.use_click_aware_attention:
-            unclicks, unclick_mask = projected["unclick"], masks["unclick"]
+            unclicks, unclick_rows = projected["unclick"]
             blocks.append(
-                self.click_unclick_attention(
-                    pooled["click"], unclicks, values_mask=unclick_mask, training=training
+                self.click_unclick_attention.call_packed(
+                    pooled["click"], unclicks, unclick_rows, training=training
                 )
             )
             blocks.append(
-                self.dislike_unclick_attention(
-                    pooled["dislike"], unclicks, values_mask=unclick_mask, training=training
+                self.dislike_unclick_attention.call_packed(
+                    pooled["dislike"], unclicks, unclick_rows, training=training
                 )
             )
         return ops.concatenate(blocks, axis=-1)

@@ -13,6 +13,8 @@ from widedeep.layers._feedback_common import (
     check_positive_int,
     check_rate,
     large_negative,
+    pack_valid,
+    segment_softmax,
     shared_width,
     zero_padding,
 )
@@ -174,55 +176,101 @@ class FeedbackTransformer(keras.layers.Layer):
         training: bool | None = None,
     ) -> Any:
         mask = as_bool_mask(sequence_mask, sequence)
+        if self.pooling == "target":
+            items, rows, _ = pack_valid(sequence, mask)
+            return self.call_packed(target, items, rows, training=training)
         sequence = zero_padding(sequence, mask)
         hidden = ops.concatenate([ops.expand_dims(target, 1), sequence], axis=1)  # [B, L+1, d]
         valid = ops.concatenate([ops.ones_like(mask[:, :1]), mask], axis=1)  # [B, L+1]
-        # With target pooling only the target's row of the output is read, and in one
-        # layer that row depends on the other rows only as keys and values: attention,
-        # layer norms and the feed-forward network run for the target's query alone
-        # (the same output, 1 query instead of L + 1).
-        queries = 1 if self.pooling == "target" else None
         # Key mask [B, L+1 (queries), L+1 (keys)]: every query sees only the valid keys.
         attention_mask = ops.logical_and(ops.expand_dims(valid, 1), ops.expand_dims(valid, 2))
 
         def attend(x: Any) -> Any:
-            if queries == 1:
-                x = self._attend_one_query(x, valid, training)
-            else:
-                x = self.attention(x, x, attention_mask=attention_mask, training=training)
+            x = self.attention(x, x, attention_mask=attention_mask, training=training)
             return self.dropout_layer(x, training=training)
 
-        def feed_forward(x: Any) -> Any:
-            return self.dropout_layer(self.ffn_outer(self.ffn_inner(x)), training=training)
-
         if self.norm_first:
-            hidden = hidden[:, :queries] + attend(self.attention_norm(hidden))
-            hidden = hidden + feed_forward(self.ffn_norm(hidden))
+            hidden = hidden + attend(self.attention_norm(hidden))
+            hidden = hidden + self._feed_forward(self.ffn_norm(hidden), training)
         else:
-            hidden = self.attention_norm(hidden[:, :queries] + attend(hidden))
-            hidden = self.ffn_norm(hidden + feed_forward(hidden))
+            hidden = self.attention_norm(hidden + attend(hidden))
+            hidden = self.ffn_norm(hidden + self._feed_forward(hidden, training))
         return self._pool(hidden, valid)
 
-    def _attend_one_query(self, x: Any, valid: Any, training: bool | None) -> Any:
-        """`self.attention(x[:, :1], x, ...)` for the target's query alone: `[B, 1, d]`.
+    def call_packed(self, target: Any, items: Any, rows: Any, training: bool | None = None) -> Any:
+        """The `"target"`-pooled output from the valid items alone: `[B, d]`.
+
+        With target pooling only the target's row of the encoder's output is read, and in
+        one layer that row depends on the other rows only as keys and values: attention,
+        layer norms and the feed-forward network run for the target's query alone, over
+        the valid items only (the same output as the full encoder's row 0).
+
+        Args:
+            target: `[B, d]`.
+            items: the valid sequence items, packed, `[N, d]`.
+            rows: the batch row of each item, `[N]` (see `pack_valid`).
+            training: whether dropout is active.
+        """
+        if self.pooling != "target":
+            raise ValueError(
+                f"call_packed needs pooling='target'. Received: pooling={self.pooling!r}"
+            )
+        if self.norm_first:
+            attended = self._attend_target(
+                self.attention_norm(target), self.attention_norm(items), rows, training
+            )
+            hidden = target + self.dropout_layer(attended, training=training)
+            return hidden + self._feed_forward(self.ffn_norm(hidden), training)
+        attended = self._attend_target(target, items, rows, training)
+        hidden = self.attention_norm(target + self.dropout_layer(attended, training=training))
+        return self.ffn_norm(hidden + self._feed_forward(hidden, training))
+
+    def _feed_forward(self, x: Any, training: bool | None) -> Any:
+        return self.dropout_layer(self.ffn_outer(self.ffn_inner(x)), training=training)
+
+    def _attend_target(self, target: Any, items: Any, rows: Any, training: bool | None) -> Any:
+        """`self.attention(t, [t; x_valid])` for the target's query alone: `[B, d]`.
 
         The same weights and formula as `keras.layers.MultiHeadAttention` (scaled dot
-        product, masked softmax over the keys, dropout on the weights, output
-        projection), with one query written as products and sums over `[B, L+1, heads,
-        key_dim]`: Keras' batched matrix products of one row by `L + 1` columns cost far
-        more than the arithmetic, above all in the backward pass.
+        product, softmax over the target and the valid items, dropout on the weights,
+        output projection), written as plain matrix products over the packed items
+        (`[N, d] @ [d, heads * key_dim]`) and segment sums per batch row.
         """
         attention = self.attention
-        key_dim = attention.key_dim
-        query = attention.query_dense(x[:, :1])  # [B, 1, heads, key_dim]
-        key = attention.key_dense(x)  # [B, L+1, heads, key_dim]
-        value = attention.value_dense(x)
-        scores = ops.sum(query * key, axis=-1) / ops.cast(ops.sqrt(key_dim), x.dtype)
-        floor = ops.full_like(scores, large_negative(scores.dtype))
-        scores = ops.where(ops.expand_dims(valid, -1), scores, floor)  # [B, L+1, heads]
-        weights = self.attention_dropout(ops.softmax(scores, axis=1), training=training)
-        context = ops.sum(ops.expand_dims(weights, -1) * value, axis=1, keepdims=True)
-        return attention.output_dense(context)  # [B, 1, d]
+        heads, key_dim = attention.num_heads, attention.key_dim
+        dtype = target.dtype
+
+        def project(dense: Any, x: Any) -> Any:  # EinsumDense "abc,cde->abde" on [rows, d]
+            kernel = ops.reshape(ops.cast(dense.kernel, dtype), (-1, heads * key_dim))
+            out = ops.matmul(x, kernel)
+            if dense.bias is not None:
+                out = out + ops.reshape(ops.cast(dense.bias, dtype), (-1,))
+            return out  # [rows, heads * key_dim]
+
+        def per_head(x: Any) -> Any:
+            return ops.reshape(x, (-1, heads, key_dim))
+
+        scale = ops.cast(1.0 / ops.sqrt(key_dim), dtype)
+        query = per_head(project(attention.query_dense, target) * scale)  # [B, heads, key_dim]
+        target_keys = per_head(project(attention.key_dense, target))
+        item_keys = per_head(project(attention.key_dense, items))  # [N, heads, key_dim]
+        target_scores = ops.sum(query * target_keys, axis=-1)  # [B, heads]
+        item_scores = ops.sum(ops.take(query, rows, axis=0) * item_keys, axis=-1)  # [N, heads]
+        batch = ops.shape(target)[0]
+        item_weights, target_weights = segment_softmax(item_scores, rows, batch, target_scores)
+        item_weights = self.attention_dropout(item_weights, training=training)
+        target_weights = self.attention_dropout(target_weights, training=training)
+        target_values = per_head(project(attention.value_dense, target))
+        item_values = per_head(project(attention.value_dense, items))
+        context = ops.expand_dims(target_weights, -1) * target_values + ops.segment_sum(
+            ops.expand_dims(item_weights, -1) * item_values, rows, num_segments=batch
+        )  # [B, heads, key_dim]
+        output_dense = attention.output_dense
+        kernel = ops.reshape(ops.cast(output_dense.kernel, dtype), (heads * key_dim, -1))
+        output = ops.matmul(ops.reshape(context, (-1, heads * key_dim)), kernel)
+        if output_dense.bias is not None:
+            output = output + ops.cast(output_dense.bias, dtype)
+        return output  # [B, d]
 
     def _pool(self, hidden: Any, valid: Any) -> Any:
         if self.pooling == "target":
