@@ -25,8 +25,11 @@ hits them alike; the first round of each variant is warm-up, tracing included):
 
 Group `small` (d) repeats `ours_disk`, `ours_cached`, `stock_memory`, `stock_cached` with small
 tables (crosses hashed into 10^4 buckets; the categorical tables already have 10^4 + 1 rows).
-Group `simulated` trains `build_dfn(schema)` and `build_wide_deep(schema)` (defaults, our
-optimizers, `make_dataset` from disk) on `simulate_dataset` data, and DFN's two stock baselines
+Group `simulated` trains `build_dfn(schema)`, `build_wide_deep(schema)` and
+`build_wide_deep(schema, sequence_pooling=True)` (`wide_deep_seq`: W&D plus the sequences'
+mean-pooled item embeddings, the cheapest model that reads the feedback sequences; defaults,
+our optimizers, `make_dataset` from disk) on `simulate_dataset` data of the simulator's default
+size (`widedeep simulate`: 250k impressions, 200k for training), and DFN's two stock baselines
 as above: `dfn_stock_memory` (stock embeddings, one stock Adagrad, in-memory arrays) and
 `dfn_multi_optimizer_memory` (stock `MultiOptimizer` routing stock Ftrl / Adagrad).
 `tf_keras_wide_deep_model_memory` (e), in group `standard` when `tf_keras` is importable (the
@@ -50,7 +53,7 @@ per-epoch rates. Ratios compare medians of the same run.
 
 Usage:
     python benchmarks/throughput.py [--groups standard,small,simulated,executions] [--train-rows 200000]
-        [--rounds 5] [--sim-impressions 50000] [--workdir DIR]
+        [--rounds 5] [--sim-impressions 250000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -717,7 +721,14 @@ def run_simulated(
     schema, meta = load_dataset_dir(data_dir)
     n = int(meta["splits"]["train"]["examples"])
     runners = {}
-    for name, builder in (("dfn", build_dfn), ("wide_deep", build_wide_deep)):
+    builders = {
+        "dfn": build_dfn,
+        "wide_deep": build_wide_deep,
+        # The cheapest model that reads the feedback: W&D plus the sequences' mean-pooled
+        # item embeddings (BST's WDL+Seq), a floor for any model over the sequences.
+        "wide_deep_seq": functools.partial(build_wide_deep, sequence_pooling=True),
+    }
+    for name, builder in builders.items():
         model = builder(schema)
         model.compile(steps_per_execution=TrainConfig.steps_per_execution)
         dataset = make_dataset(data_dir, "train", batch_size=batch_size, shuffle=True)
@@ -754,6 +765,13 @@ def run_simulated(
         "variants": results,
         "ratios": {
             "dfn / wide_deep": ratio(results, "dfn", "wide_deep", "examples_per_sec"),
+            "dfn / wide_deep (steady)": ratio(
+                results, "dfn", "wide_deep", "steady_examples_per_sec"
+            ),
+            "wide_deep_seq / wide_deep": ratio(
+                results, "wide_deep_seq", "wide_deep", "examples_per_sec"
+            ),
+            "dfn / wide_deep_seq": ratio(results, "dfn", "wide_deep_seq", "examples_per_sec"),
             "dfn / dfn_stock_memory": ratio(results, "dfn", "dfn_stock_memory", "examples_per_sec"),
             "dfn / dfn_multi_optimizer_memory": ratio(
                 results, "dfn", "dfn_multi_optimizer_memory", "examples_per_sec"
@@ -777,7 +795,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--rounds", type=int, default=5, help="epochs per variant, first is warm-up"
     )
-    parser.add_argument("--sim-impressions", type=int, default=50_000)
+    parser.add_argument(
+        "--sim-impressions",
+        type=int,
+        default=SimulatorConfig.num_impressions,
+        help="default: the simulator's default data (widedeep simulate)",
+    )
     parser.add_argument("--sim-batch-size", type=int, default=512)
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     parser.add_argument("--seed", type=int, default=0)
