@@ -196,14 +196,31 @@ def labels(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- models
+class StockEmbedding(keras.layers.Embedding):
+    """`keras.layers.Embedding` taking the builders' `valid` argument as a stock user would.
+
+    The stock lookup of every position (a full read of the table, as the stock layer does),
+    then zeros where `valid` is False.
+    """
+
+    def call(self, inputs: Any, valid: Any = None) -> Any:
+        outputs = super().call(inputs)
+        if valid is None:
+            return outputs
+        return keras.ops.where(keras.ops.expand_dims(valid, -1), outputs, 0.0)
+
+    def compute_output_spec(self, inputs: Any, valid: Any = None) -> Any:
+        return super().compute_output_spec(inputs)
+
+
 @contextlib.contextmanager
 def stock_embeddings() -> Iterator[None]:
-    """Builds with `keras.layers.Embedding` wherever the builders use widedeep's sparse one."""
+    """Builds with stock embeddings wherever the builders use widedeep's sparse one."""
     patched = (widedeep.features, widedeep.layers.wide)
     saved = [module.Embedding for module in patched]
     try:
         for module in patched:
-            module.Embedding = keras.layers.Embedding
+            module.Embedding = StockEmbedding
         yield
     finally:
         for module, original in zip(patched, saved, strict=True):

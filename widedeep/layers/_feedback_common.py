@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from widedeep.layers._packing import expand_valid
 
 POOLINGS: tuple[str, ...] = ("mean", "sum", "max", "target")
 """Poolings of `FeedbackTransformer` (and `FeedbackInteraction`) over the valid positions."""
@@ -50,12 +53,24 @@ def pack_valid(values: Any, mask: Any) -> tuple[Any, Any, Any]:
 
     Returns:
         `(items [N, d], rows [N], positions [N])`: the `N` valid items, the batch row and
-        the sequence position of each. Padded items are never read.
+        the sequence position of each (`rows` ascending). Padded items are never read, and
+        the gradient with respect to `values` is zero there.
     """
     rows, positions = ops.nonzero(mask)
-    length, width = ops.shape(values)[1], ops.shape(values)[2]
-    flat = ops.reshape(values, (-1, width))
-    return ops.take(flat, rows * ops.cast(length, rows.dtype) + positions, axis=0), rows, positions
+    shape = ops.shape(values)
+    flat = ops.reshape(values, (-1, shape[2]))
+    flat_valid = ops.reshape(mask, (-1,))
+    flat_index = rows * ops.cast(shape[1], rows.dtype) + positions
+
+    @tf.custom_gradient
+    def gather(flat: Any) -> Any:
+        def grad(upstream: Any) -> Any:
+            # Each position is read once: its gradient is put back in place.
+            return expand_valid(upstream, flat_valid)
+
+        return tf.gather(flat, flat_index), grad
+
+    return gather(flat), rows, positions
 
 
 def unpack(items: Any, rows: Any, positions: Any, shape: Any) -> Any:
@@ -64,17 +79,42 @@ def unpack(items: Any, rows: Any, positions: Any, shape: Any) -> Any:
     return ops.scatter(indices, items, (shape[0], shape[1], ops.shape(items)[-1]))
 
 
+def row_sum(values: Any, rows: Any, num_rows: Any) -> Any:
+    """Sums packed `values` `[N, ...]` per batch row: `[num_rows, ...]`, zeros for no items.
+
+    `rows` must be ascending (as `pack_valid` gives them): a sorted segment sum reduces each
+    row's block at once, far cheaper on CPUs than a scatter-add per item.
+    """
+    summed = tf.math.segment_sum(values, rows)  # [rows[-1] + 1, ...]
+    missing = tf.cast(num_rows, tf.int32) - tf.shape(summed)[0]
+    padding = tf.concat([[[0, missing]], tf.zeros([tf.rank(values) - 1, 2], tf.int32)], axis=0)
+    return tf.pad(summed, padding)
+
+
+def take_rows(values: Any, rows: Any) -> Any:
+    """`values[rows]` (per-row values `[B, ...]` to each item), its gradient a `row_sum`."""
+
+    @tf.custom_gradient
+    def gather(values: Any) -> Any:
+        def grad(upstream: Any) -> Any:
+            return row_sum(upstream, rows, tf.shape(values)[0])
+
+        return tf.gather(values, rows), grad
+
+    return gather(values)
+
+
 def segment_mean(items: Any, rows: Any, num_rows: Any) -> Any:
     """Mean of packed `items` `[N, d]` within each batch row: `[num_rows, d]`, zeros if none."""
-    total = ops.segment_sum(items, rows, num_segments=num_rows)
-    count = ops.segment_sum(ops.ones_like(items[:, :1]), rows, num_segments=num_rows)
+    total = row_sum(items, rows, num_rows)
+    count = row_sum(ops.ones_like(items[:, :1]), rows, num_rows)
     return total / ops.maximum(count, ops.ones_like(count))
 
 
 def segment_softmax(
     scores: Any, rows: Any, num_rows: Any, row_scores: Any = None
 ) -> tuple[Any, Any]:
-    """Softmax of packed `scores` `[N, ...]` within each batch row (`rows` `[N]`).
+    """Softmax of packed `scores` `[N, ...]` within each batch row (`rows` `[N]`, ascending).
 
     With `row_scores` `[num_rows, ...]`, every row has one more candidate (the target),
     always present. A row without items gets no weights (and, with `row_scores`, weight 1
@@ -88,13 +128,13 @@ def segment_softmax(
     if row_scores is not None:
         top = ops.maximum(top, ops.stop_gradient(row_scores))
     exp = ops.exp(scores - ops.take(top, rows, axis=0))
-    total = ops.segment_sum(exp, rows, num_segments=num_rows)
+    total = row_sum(exp, rows, num_rows)
     row_weights = None
     if row_scores is not None:
         row_exp = ops.exp(row_scores - top)
         total = total + row_exp
         row_weights = row_exp / total
-    return exp / ops.take(total, rows, axis=0), row_weights
+    return exp / take_rows(total, rows), row_weights
 
 
 def check_positive_int(name: str, value: Any) -> None:

@@ -13,8 +13,10 @@ from widedeep.layers._feedback_common import (
     check_rate,
     check_units,
     pack_valid,
+    row_sum,
     segment_softmax,
     shared_width,
+    take_rows,
 )
 from widedeep.layers.mlp import MLP
 
@@ -129,8 +131,8 @@ class ClickAwareAttention(keras.layers.Layer):
             query_part = query_part + ops.cast(first.bias, dtype)
         product = (
             ops.matmul(items, w_x - w_s)
-            + ops.matmul(ops.take(query, rows, axis=0) * items, w_m)
-            + ops.take(query_part, rows, axis=0)
+            + ops.matmul(take_rows(query, rows) * items, w_m)
+            + take_rows(query_part, rows)
         )  # [N, h]
         scores = ops.squeeze(
             self.scorer.call_after_first_product(product, training=training), axis=-1
@@ -138,7 +140,7 @@ class ClickAwareAttention(keras.layers.Layer):
         batch = ops.shape(query)[0]
         weights, _ = segment_softmax(scores, rows, batch)
         # A row without valid items has no weights: its output is a zero vector.
-        return ops.segment_sum(ops.expand_dims(weights, -1) * items, rows, num_segments=batch)
+        return row_sum(ops.expand_dims(weights, -1) * items, rows, batch)
 
     def compute_output_shape(
         self, query_shape: tuple[int | None, ...], values_shape: tuple[int | None, ...]

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from widedeep.layers._packing import expand_valid
+
 __all__ = ["Embedding"]
 
 
@@ -101,12 +103,14 @@ class Embedding(keras.layers.Embedding):
             inputs = tf.cast(inputs, tf.int32)
         if valid is None:
             return tf.cast(tf.nn.embedding_lookup(table, self._wrapped(inputs)), self.compute_dtype)
-        # The valid positions' ids, looked up, scattered back into a zero tensor: the
-        # gradient names those rows only (gather_nd is scatter_nd's gradient).
-        positions = tf.where(tf.cast(valid, tf.bool))
-        rows = tf.nn.embedding_lookup(table, self._wrapped(tf.gather_nd(inputs, positions)))
-        shape = tf.concat([tf.shape(inputs, out_type=tf.int64), [self.output_dim]], axis=0)
-        return tf.cast(tf.scatter_nd(positions, rows, shape), self.compute_dtype)
+        # The valid positions' ids, looked up and put back in place: the gradient names
+        # those rows only.
+        flat_valid = tf.reshape(tf.cast(valid, tf.bool), [-1])
+        ids = tf.boolean_mask(tf.reshape(inputs, [-1]), flat_valid)
+        rows = tf.nn.embedding_lookup(table, self._wrapped(ids))
+        outputs = expand_valid(rows, flat_valid)
+        shape = tf.concat([tf.shape(inputs), [self.output_dim]], axis=0)
+        return tf.cast(tf.reshape(outputs, shape), self.compute_dtype)
 
     def _wrapped(self, ids: tf.Tensor) -> tf.Tensor:
         """Negative ids wrap around, as `ops.take` does in the TensorFlow backend."""

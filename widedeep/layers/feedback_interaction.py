@@ -304,9 +304,10 @@ class FeedbackInteraction(keras.layers.Layer):
         # [x_i; p_i] W = x_i W_items + p_i W_positions: the positions' part is computed
         # once per position, not once per item.
         position_part = ops.matmul(table, weights[self.item_dim :])  # [L, d]
-        return ops.matmul(items, weights[: self.item_dim]) + ops.take(
-            position_part, positions, axis=0
-        )
+        # Each item's row of it, as a product with the one-hot positions (whose gradient
+        # is a product too, not a scatter-add per item).
+        one_hot = ops.one_hot(positions, ops.shape(table)[0], dtype=items.dtype)  # [N, L]
+        return ops.matmul(items, weights[: self.item_dim]) + ops.matmul(one_hot, position_part)
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         target = inputs["target"]

@@ -14,8 +14,10 @@ from widedeep.layers._feedback_common import (
     check_rate,
     large_negative,
     pack_valid,
+    row_sum,
     segment_softmax,
     shared_width,
+    take_rows,
     zero_padding,
 )
 from widedeep.layers.pooling import masked_mean
@@ -255,15 +257,15 @@ class FeedbackTransformer(keras.layers.Layer):
         target_keys = per_head(project(attention.key_dense, target))
         item_keys = per_head(project(attention.key_dense, items))  # [N, heads, key_dim]
         target_scores = ops.sum(query * target_keys, axis=-1)  # [B, heads]
-        item_scores = ops.sum(ops.take(query, rows, axis=0) * item_keys, axis=-1)  # [N, heads]
+        item_scores = ops.sum(take_rows(query, rows) * item_keys, axis=-1)  # [N, heads]
         batch = ops.shape(target)[0]
         item_weights, target_weights = segment_softmax(item_scores, rows, batch, target_scores)
         item_weights = self.attention_dropout(item_weights, training=training)
         target_weights = self.attention_dropout(target_weights, training=training)
         target_values = per_head(project(attention.value_dense, target))
         item_values = per_head(project(attention.value_dense, items))
-        context = ops.expand_dims(target_weights, -1) * target_values + ops.segment_sum(
-            ops.expand_dims(item_weights, -1) * item_values, rows, num_segments=batch
+        context = ops.expand_dims(target_weights, -1) * target_values + row_sum(
+            ops.expand_dims(item_weights, -1) * item_values, rows, batch
         )  # [B, heads, key_dim]
         output_dense = attention.output_dense
         kernel = ops.reshape(ops.cast(output_dense.kernel, dtype), (heads * key_dim, -1))
