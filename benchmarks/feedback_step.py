@@ -5,12 +5,12 @@ One step = the module on a batch of random target and click / unclick / dislike 
 the valid items only), a weighted sum of its output as the loss, and the gradients of every
 weight and of the target and item vectors (in DFN they flow on to the embeddings), all inside
 one `tf.function`, at `DFN_DEFAULTS`' settings (model width
-16, 2 heads, target pooling, pre-norm). With `--xla` a second variant compiles the same step
-with `jit_compile=True`. Prints JSON: the median and minimum milliseconds per step.
+16, 2 heads, target pooling, pre-norm). Prints JSON: the median and minimum milliseconds per
+step. (XLA cannot compile the module: it works on the valid items, whose number varies.)
 
 Usage:
     python benchmarks/feedback_step.py [--batch 512] [--length 30] [--item-dim 16]
-        [--valid-fraction 0.32] [--steps 30] [--xla]
+        [--valid-fraction 0.32] [--steps 30]
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--xla", action="store_true", help="also time the step under XLA")
     args = parser.parse_args()
     if not 0.0 <= args.valid_fraction <= 1.0:
         parser.error(f"--valid-fraction must be in [0, 1]; got {args.valid_fraction}")
@@ -83,8 +82,6 @@ def main() -> None:
         return tape.gradient(loss, [*module.trainable_variables, *vectors])
 
     variants = {"graph": tf.function(step)}
-    if args.xla:
-        variants["xla"] = tf.function(step, jit_compile=True)
     results = {}
     for name, fn in variants.items():
         for _ in range(args.warmup):
