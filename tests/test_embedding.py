@@ -79,6 +79,17 @@ def test_valid_positions_only_zeros_elsewhere_and_no_gradient_rows():
     np.testing.assert_array_equal(ours(ids, valid=none_valid), np.zeros((2, 4, 3)))
 
 
+def test_valid_of_another_shape_raises_naming_both_shapes():
+    ours, _ = _pair()
+    ids = tf.constant([[1, 4, 4], [9, 1, 7]], dtype=tf.int64)
+    with pytest.raises(
+        ValueError, match=r"`valid` must have the shape of the ids.*\(2, 3\).*\(2, 2\)"
+    ):
+        ours(ids, valid=tf.ones((2, 2), tf.bool))
+    with pytest.raises(ValueError, match="`valid` must have the shape of the ids"):
+        ours(keras.Input((3,), dtype="int64"), valid=keras.Input((4,), dtype="bool"))
+
+
 def test_valid_in_a_functional_model_round_trips(tmp_path):
     ids = keras.Input((4,), dtype="int64")
     valid = keras.Input((4,), dtype="bool")

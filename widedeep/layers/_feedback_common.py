@@ -73,10 +73,11 @@ def pack_valid(values: Any, mask: Any) -> tuple[Any, Any, Any]:
     return gather(flat), rows, positions
 
 
-def unpack(items: Any, rows: Any, positions: Any, shape: Any) -> Any:
+def unpack(items: Any, mask: Any) -> Any:
     """`pack_valid`'s inverse: packed `items` `[N, d]` back to `[B, L, d]`, zeros at padding."""
-    indices = ops.stack([rows, positions], axis=1)
-    return ops.scatter(indices, items, (shape[0], shape[1], ops.shape(items)[-1]))
+    shape = ops.shape(mask)
+    dense = expand_valid(items, ops.reshape(mask, (-1,)))
+    return ops.reshape(dense, (shape[0], shape[1], ops.shape(items)[-1]))
 
 
 def row_sum(values: Any, rows: Any, num_rows: Any) -> Any:

@@ -12,6 +12,15 @@ from widedeep.layers._packing import expand_valid
 __all__ = ["Embedding"]
 
 
+def _check_valid(inputs: Any, valid: Any) -> None:
+    """Raises `ValueError` unless `valid` is None or has the ids' shape."""
+    if valid is not None and not tf.TensorShape(valid.shape).is_compatible_with(inputs.shape):
+        raise ValueError(
+            f"`valid` must have the shape of the ids. Received: inputs.shape={inputs.shape}, "
+            f"valid.shape={valid.shape}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="widedeep")
 class Embedding(keras.layers.Embedding):
     """Drop-in `keras.layers.Embedding` with a sparse (gather) lookup.
@@ -92,6 +101,7 @@ class Embedding(keras.layers.Embedding):
         Returns:
             `S + (output_dim,)` embeddings.
         """
+        _check_valid(inputs, valid)
         table = self._resource_table()
         if table is None or isinstance(inputs, tf.SparseTensor):
             outputs = super().call(inputs)
@@ -117,6 +127,7 @@ class Embedding(keras.layers.Embedding):
         return tf.where(ids < 0, ids + tf.cast(self.input_dim, ids.dtype), ids)
 
     def compute_output_spec(self, inputs: Any, valid: Any = None) -> Any:
+        _check_valid(inputs, valid)
         return super().compute_output_spec(inputs)
 
     def _resource_table(self) -> tf.Variable | None:

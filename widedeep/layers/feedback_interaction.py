@@ -334,7 +334,7 @@ class FeedbackInteraction(keras.layers.Layer):
                         projected_target, items, rows, training=training
                     )
                 else:  # every position is a query: the full encoder over [B, L + 1, d]
-                    dense = unpack(items, rows, positions, ops.shape(values)[:2])
+                    dense = unpack(items, mask)
                     pooled[sequence] = transformer(
                         projected_target, dense, sequence_mask=mask, training=training
                     )

@@ -275,8 +275,7 @@ class FeedbackTransformer(keras.layers.Layer):
         return output  # [B, d]
 
     def _pool(self, hidden: Any, valid: Any) -> Any:
-        if self.pooling == "target":
-            return hidden[:, 0]
+        # "target" never gets here: `call` hands it to `call_packed`.
         if self.pooling == "max":
             floor = ops.full_like(hidden, large_negative(hidden.dtype))
             return ops.max(ops.where(ops.expand_dims(valid, -1), hidden, floor), axis=1)
