@@ -619,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
             "steps between checkpoints inside an epoch; 0: at epoch ends only",
             {"type": _non_negative_int, "metavar": "STEPS"},
         ),
+        (
+            "cache_mb",
+            "keep the parsed training rows in memory across epochs when they take at most "
+            "MB MiB; 0 parses the files every epoch; None allows a quarter of this machine's memory",
+            {"type": _non_negative_int, "metavar": "MB"},
+        ),
     ):
         _add_option(p, training, name, text, **kwargs)
     p.add_argument(

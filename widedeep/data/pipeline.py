@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -17,7 +17,44 @@ from widedeep.data.reader import (
 )
 from widedeep.schema import FEEDBACK_TYPES, Schema
 
-__all__ = ["make_dataset"]
+__all__ = ["available_memory", "make_dataset", "make_dataset_fn", "parsed_bytes"]
+
+# Bytes of one parsed value by dtype; a `tf.string` element is a 24-byte `tstring`
+# (short strings inline) plus its characters, counted here as 32 in all.
+_VALUE_BYTES = {"int64": 8, "float32": 4, "string": 32}
+
+
+def parsed_bytes(schema: Schema, rows: int, extra_columns: Sequence[str] = ()) -> int:
+    """Memory of `rows` rows as `make_dataset(..., cache=True)` holds them, parsed.
+
+    Counts every input of `schema.input_signature()` (sequences at `max_length`),
+    the label and the feedback code at their parsed width; `extra_columns` count
+    8 bytes each.
+    """
+    per_row = 16 + 8 * len(extra_columns)  # label and feedback code, int64
+    for shape, dtype in schema.input_signature().values():
+        per_row += _VALUE_BYTES[dtype] * (shape[0] if shape else 1)
+    return per_row * rows
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower.
+
+    None where the platform does not say (then nothing is cached by default).
+    """
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    return memory
 
 
 def _row_range(ds: tf.data.Dataset, start: int, stop: int) -> tf.data.Dataset:
@@ -90,6 +127,7 @@ def make_dataset(
     rows: tuple[int, int] | None = None,
     reshuffle_each_iteration: bool = True,
     extra_columns: Sequence[str] = (),
+    cache: bool = False,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline over one split of a dataset directory.
 
@@ -140,12 +178,64 @@ def make_dataset(
         extra_columns: stored columns to add to `features` beside the inputs, e.g. the
             group key, so that they travel with their rows (a `WideDeepModel` ignores
             features it does not use).
+        cache: read and parse the rows once, here, and keep the parsed groups in
+            memory (`Dataset.cache`): every iterator (epoch) then starts from them
+            instead of the files. For data that fits in memory (see
+            `parsed_bytes`). With `shuffle`, the groups' order replaces the shard
+            order as what is shuffled beside the rows (unless `rows` is given: then
+            groups stay in time order, as without `cache`); the batches are
+            otherwise those of the uncached pipeline.
 
     Returns:
         A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
 
     Raises:
         DatasetError: if the directory, split or a needed column is missing.
+    """
+    return make_dataset_fn(
+        data_dir,
+        split,
+        schema,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        repeat=repeat,
+        feedback_weights=feedback_weights,
+        drop_remainder=drop_remainder,
+        deterministic=deterministic,
+        shuffle_buffer=shuffle_buffer,
+        num_parallel_reads=num_parallel_reads,
+        rows=rows,
+        reshuffle_each_iteration=reshuffle_each_iteration,
+        extra_columns=extra_columns,
+        cache=cache,
+    )(seed)
+
+
+def make_dataset_fn(
+    data_dir: str | os.PathLike,
+    split: str,
+    schema: Schema | None = None,
+    *,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    repeat: bool = False,
+    feedback_weights: Sequence[float] | None = None,
+    drop_remainder: bool = False,
+    deterministic: bool | None = None,
+    shuffle_buffer: int = 10_000,
+    num_parallel_reads: int | None = None,
+    rows: tuple[int, int] | None = None,
+    reshuffle_each_iteration: bool = True,
+    extra_columns: Sequence[str] = (),
+    cache: bool = False,
+) -> Callable[[int | None], tf.data.Dataset]:
+    """`make_dataset` as a function of the shuffle seed, for one pipeline per epoch.
+
+    `make_dataset_fn(...)(seed)` is `make_dataset(..., seed=seed)`. With `cache`,
+    the rows are read and parsed once, when this is called, and every pipeline
+    the function returns starts from the same parsed groups in memory: each
+    epoch gets its own seed without reading the files again, as `widedeep train`
+    does. The arguments are those of `make_dataset`.
     """
     data_dir = os.fspath(data_dir)
     dir_schema, meta = load_dataset_dir(data_dir)
@@ -163,11 +253,15 @@ def make_dataset(
             )
     if meta["splits"][split].get("examples", 1):
         check_columns(data_dir, split, schema)
-    if not shuffle:
-        deterministic = True
-    elif deterministic is None:
-        deterministic = seed is not None
-    parallel = num_parallel_reads
+    total = int(meta["splits"][split].get("examples", 0))
+    if rows is not None:
+        start, stop = rows
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
+            raise ValueError(
+                f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
+                f"'{split}'). Received: rows={rows!r}"
+            )
+    count = total if rows is None else rows[1] - rows[0]
 
     inputs = list(dict.fromkeys([*schema.input_signature(), *extra_columns]))
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
@@ -188,37 +282,50 @@ def make_dataset(
     rows_per_record = int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD))
     window = shuffle_buffer if shuffle else max(batch_size, 4096)
     group = max(1, -(-window // rows_per_record))
-    if rows is not None:
-        start, stop = rows
-        total = int(meta["splits"][split].get("examples", 0))
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
-            raise ValueError(
-                f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
-                f"'{split}'). Received: rows={rows!r}"
-            )
-        ds = interleaved_records(files, False, None, parallel, True)
-        ds = ds.batch(group).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = _row_range(ds, start, stop)
-    else:
-        ds = interleaved_records(
-            files, shuffle, seed, parallel, deterministic, reshuffle_each_iteration
-        ).batch(group)
-        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if shuffle:
-        ds = _shuffled_rows(ds, seed, reshuffle_each_iteration)
-    if repeat:
-        ds = ds.repeat()
-    # rebatch(n) == unbatch().batch(n), without per-row elements.
-    ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-    if not repeat:
-        # TFRecord readers cannot know their length; meta.json does. With it, Keras
-        # shows a complete progress bar and does not warn that the data ran out.
-        count = int(meta["splits"][split].get("examples", 0))
+
+    def parsed_groups(shuffle_files: bool, seed: int | None, ordered: bool) -> tf.data.Dataset:
         if rows is not None:
-            count = rows[1] - rows[0]
-        batches = count // batch_size if drop_remainder else -(-count // batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+            ds = interleaved_records(files, False, None, num_parallel_reads, True)
+            ds = ds.batch(group).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            return _row_range(ds, *rows)
+        ds = interleaved_records(
+            files, shuffle_files, seed, num_parallel_reads, ordered, reshuffle_each_iteration
+        ).batch(group)
+        return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+
+    cached = None
+    if cache:
+        cached = parsed_groups(False, None, True).cache()
+        for _ in cached:  # fills the cache now, so that no iterator stops it half-way
+            pass
+
+    def pipeline(seed: int | None) -> tf.data.Dataset:
+        ordered = (
+            True if not shuffle else (seed is not None if deterministic is None else deterministic)
+        )
+        if cached is None:
+            ds = parsed_groups(shuffle, seed, ordered)
+        elif shuffle and rows is None:
+            groups = max(1, -(-count // (group * rows_per_record)))
+            ds = cached.shuffle(
+                groups, seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
+            )
+        else:
+            ds = cached
+        if shuffle:
+            ds = _shuffled_rows(ds, seed, reshuffle_each_iteration)
+        if repeat:
+            ds = ds.repeat()
+        # rebatch(n) == unbatch().batch(n), without per-row elements.
+        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+        if not repeat:
+            # TFRecord readers cannot know their length; meta.json does. With it, Keras
+            # shows a complete progress bar and does not warn that the data ran out.
+            batches = count // batch_size if drop_remainder else -(-count // batch_size)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    return pipeline
