@@ -173,13 +173,18 @@ def test_fit_weights_dislikes_with_the_trial_value(tiny_data, monkeypatch):
     hypermodel.declare_hyperparameters(hp)
     hp.values.update({"dislike_weight": 3.5, "hidden_units": "32,16", "embedding_dim": 4})
     made = []
-    original = training_module.make_dataset
+    original, original_fn = training_module.make_dataset, training_module.make_dataset_fn
 
     def spy(*args: Any, **kwargs: Any) -> tf.data.Dataset:
         made.append(original(*args, **kwargs))
         return made[-1]
 
+    def fn_spy(*args: Any, **kwargs: Any) -> Any:
+        pipeline = original_fn(*args, **kwargs)
+        return lambda seed: made.append(pipeline(seed)) or made[-1]
+
     monkeypatch.setattr(training_module, "make_dataset", spy)
+    monkeypatch.setattr(training_module, "make_dataset_fn", fn_spy)
     history = hypermodel.fit(hp, hypermodel.build(hp), epochs=1, verbose=0)
     assert "val_auc" in history.history
     assert len(made) == 2
@@ -212,13 +217,14 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
 
     Records, per call, every `CTRHyperModel.fit` (the TensorBoard directory, the
     hyper-parameter values and what the optimizers of the model being fitted
-    hold) and every `make_dataset` call made while the hypermodel fits.
+    hold) and every `make_dataset` / `make_dataset_fn` call made while the hypermodel fits.
     """
     root = tmp_path_factory.mktemp("search")
     out_dir, logdir = str(root / "out"), str(root / "logs")
     calls: list[dict[str, list]] = []
     original_fit = CTRHyperModel.fit
     original_make = training_module.make_dataset
+    original_make_fn = training_module.make_dataset_fn
     interrupt = {"at": "1"}
     fitting = {"now": False}
 
@@ -242,6 +248,11 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
             calls[-1]["datasets"].append({"split": split, "rows": kwargs.get("rows")})
         return original_make(data_dir, split, *args, **kwargs)
 
+    def make_fn_spy(data_dir, split, *args, **kwargs):
+        if fitting["now"]:
+            calls[-1]["datasets"].append({"split": split, "rows": kwargs.get("rows")})
+        return original_make_fn(data_dir, split, *args, **kwargs)
+
     kwargs = dict(
         model="wide_deep",
         tuner="random",
@@ -254,6 +265,7 @@ def search_run(tiny_data, tmp_path_factory) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(CTRHyperModel, "fit", fit_spy)
         mp.setattr(training_module, "make_dataset", make_spy)
+        mp.setattr(training_module, "make_dataset_fn", make_fn_spy)
         calls.append({"fits": [], "datasets": []})
         with pytest.raises(_Interrupt):
             run_search(tiny_data, out_dir, **kwargs)

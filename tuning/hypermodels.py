@@ -32,8 +32,10 @@ from widedeep.schema import FEEDBACK_SEQUENCES, Schema
 from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
     OptimizerLogger,
+    TrainConfig,
     build_model,
     compile_model,
+    memory_cache_fits,
     training_datasets,
     validation_split_rows,
 )
@@ -87,6 +89,8 @@ class TrialData:
         batch_size: training batch size.
         seed: seed of the training shuffle (the same for every trial).
         validation_batch_size: batch size of the validation pass.
+        cache_mb: as `widedeep.training.TrainConfig.cache_mb`: each trial parses its rows
+            once and keeps them in memory for its epochs when they fit this budget.
 
     Example:
 
@@ -102,6 +106,7 @@ class TrialData:
     batch_size: int = 512
     seed: int = 0
     validation_batch_size: int = 4096
+    cache_mb: int | None = TrainConfig.cache_mb
 
     def __post_init__(self) -> None:
         (fit_start, fit_stop), (valid_start, valid_stop) = self.fit_rows, self.validation_rows
@@ -146,6 +151,8 @@ class TrialData:
         feedback_weights: tuple[float, float, float] | None = None,
     ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """`(train, validation)` pipelines of `(features, label, sample_weight)` batches."""
+        if schema is None:
+            schema, _ = load_dataset_dir(self.data_dir)
         return training_datasets(
             self.data_dir,
             schema,
@@ -155,6 +162,7 @@ class TrialData:
             seed=self.seed,
             feedback_weights=feedback_weights,
             validation_batch_size=self.validation_batch_size,
+            cache=memory_cache_fits(schema, self.validation_rows[1], self.cache_mb),
         )
 
 
