@@ -274,6 +274,27 @@ def test_deduplicate_indexed_slices():
     np.testing.assert_array_equal(tf.convert_to_tensor(unique), tf.convert_to_tensor(grad))
 
 
+@pytest.mark.parametrize("row_shape", [(1,), (3,), (16,), (2, 4), (40,)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_deduplicated_rows_are_the_segment_sums_exactly(row_shape, dtype):
+    # Row widths 2-31 are summed by a sparse one-hot matmul, the others by the segment sum:
+    # both must give numpy's sums of each index's rows, in the segment sum's own order.
+    rng = np.random.default_rng(1)
+    indices = rng.zipf(1.3, 3000) % 500
+    values = rng.normal(size=(3000, *row_shape)).astype(dtype)
+    grad = tf.IndexedSlices(tf.constant(values), tf.constant(indices), tf.constant([500, 1]))
+    unique = optimizers.deduplicate_indexed_slices(grad)
+    order = list(dict.fromkeys(indices.tolist()))  # first appearance
+    assert unique.indices.numpy().tolist() == order
+    expected = np.zeros((500, *row_shape), dtype)
+    np.add.at(expected, indices, values)
+    np.testing.assert_allclose(unique.values.numpy(), expected[order], rtol=1e-5, atol=1e-6)
+    _, positions = tf.unique(tf.constant(indices))
+    reference = tf.math.unsorted_segment_sum(tf.constant(values), positions, len(order))
+    np.testing.assert_array_equal(unique.values.numpy(), reference.numpy())
+    assert unique.values.dtype == dtype and unique.values.shape == (len(order), *row_shape)
+
+
 @pytest.mark.parametrize(
     ("ours_cls", "config"),
     [

