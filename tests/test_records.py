@@ -166,6 +166,31 @@ def test_records_are_blocks_of_consecutive_rows_dealt_round_robin(tmp_path):
     assert list(make_dataset(tmp_path, "train", rows=(3, 3))) == []
 
 
+def test_row_ranges_over_records_of_different_sizes(tmp_path):
+    # Three write() calls of 1, 2 and 2 rows in records of up to 2 rows, read in groups of
+    # one record (shuffle windows of 2 rows): a range is found by counting each group's
+    # rows, so records of unequal sizes must not shift it.
+    write_tiny(tmp_path, chunks=3, rows_per_record=2)
+    for start in range(5):
+        for stop in range(start + 1, 6):
+            ds = make_dataset(
+                tmp_path,
+                "train",
+                batch_size=2,
+                shuffle=True,
+                seed=0,
+                shuffle_buffer=2,
+                rows=(start, stop),
+            )
+            part, labels, _ = collect(ds)
+            order = np.argsort(part["price"])
+            np.testing.assert_array_equal(part["price"][order], np.sort(ROWS["price"][start:stop]))
+            expected = np.argsort(ROWS["price"][start:stop]) + start
+            np.testing.assert_array_equal(part["user_id"][order], ROWS["user_id"][expected])
+            np.testing.assert_array_equal(part["click_item_id"][order], EXPECTED_CLICKS[expected])
+            np.testing.assert_array_equal(labels[order], ROWS["label"][expected])
+
+
 def test_writer_checks_the_schema_columns(tmp_path):
     rows = {k: v for k, v in ROWS.items() if k not in ("city", "price")}
     writer = DatasetWriter(tmp_path, {"train": 1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -57,21 +58,34 @@ def available_memory() -> int | None:
     return memory
 
 
-def _row_range(ds: tf.data.Dataset, start: int, stop: int) -> tf.data.Dataset:
-    """Keeps rows `start <= i < stop` of a dataset of `{column: [rows, ...]}` groups, in order."""
+def _row_range(
+    records: tf.data.Dataset, parse: Any, count: Any, start: int, stop: int
+) -> tf.data.Dataset:
+    """Rows `start <= i < stop`, in order, from a dataset of groups of serialized records.
 
-    def count(columns: dict[str, tf.Tensor]) -> tf.Tensor:
-        return tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
+    Each group's rows are counted with `count` (a parser of one scalar column, cheap);
+    only the groups that hold rows of the range are parsed with `parse`, and reading
+    stops after the last of them.
+    """
 
-    def offsets(offset: tf.Tensor, columns: dict[str, tf.Tensor]):
-        return offset + count(columns), (offset, columns)
+    def counted(group: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.shape(next(iter(count(group).values())), out_type=tf.int64)[0], group
+
+    def offsets(offset: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]):
+        rows, group = element
+        return offset + rows, (offset, rows, group)
 
     start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
     return (
-        ds.scan(tf.constant(0, tf.int64), offsets)
-        .take_while(lambda offset, columns: offset < stop)
-        .filter(lambda offset, columns: offset + count(columns) > start)
-        .map(lambda offset, columns: _cut_rows(offset, columns, start_t, stop_t))
+        records.map(counted)
+        .scan(tf.constant(0, tf.int64), offsets)
+        .take_while(lambda offset, rows, group: offset < stop)
+        .filter(lambda offset, rows, group: offset + rows > start)
+        .map(
+            lambda offset, rows, group: _cut_rows(offset, parse(group), start_t, stop_t),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
     )
 
 
@@ -285,9 +299,9 @@ def make_dataset_fn(
 
     def parsed_groups(shuffle_files: bool, seed: int | None, ordered: bool) -> tf.data.Dataset:
         if rows is not None:
-            ds = interleaved_records(files, False, None, num_parallel_reads, True)
-            ds = ds.batch(group).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            return _row_range(ds, *rows)
+            records = interleaved_records(files, False, None, num_parallel_reads, True)
+            count_rows = compiled_parser(data_dir, meta, schema, (schema.label,))
+            return _row_range(records.batch(group), parse, count_rows, *rows)
         ds = interleaved_records(
             files, shuffle_files, seed, num_parallel_reads, ordered, reshuffle_each_iteration
         ).batch(group)
