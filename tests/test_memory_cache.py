@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_records import collect, tiny_schema
+from tests.test_records import collect, numbered_rows, tiny_schema
 from widedeep.data.pipeline import available_memory, make_dataset, make_dataset_fn, parsed_bytes
 from widedeep.data.writer import DatasetWriter
 from widedeep.training import TrainConfig, memory_cache_fits, train
@@ -20,16 +20,7 @@ N, RECORD_ROWS = 96, 8
 @pytest.fixture
 def numbered(tmp_path):
     """96 rows numbered by `price`, in records of 8 rows dealt round-robin to 4 shards."""
-    rng = np.random.default_rng(0)
-    rows = {
-        "user_id": rng.integers(1, 4, N),
-        "city": rng.choice(["paris", "rome"], N).astype(object),
-        "item_id": rng.integers(10, 14, N),
-        "price": np.arange(N, dtype=np.float32),
-        "click_item_id": [rng.integers(10, 14, int(k)) for k in rng.integers(0, 4, N)],
-        "label": rng.integers(0, 2, N),
-        "feedback": rng.integers(0, 3, N),
-    }
+    rows = numbered_rows(N)
     data = tmp_path / "data"
     writer = DatasetWriter(data, {"train": 4}, rows_per_record=RECORD_ROWS)
     writer.write("train", rows)
@@ -145,3 +136,8 @@ def test_train_with_and_without_the_cache_sees_the_same_batches(tmp_path):
     assert metrics[None]["cached_in_memory"] and not metrics[0]["cached_in_memory"]
     assert metrics[None]["validation_auc"] == metrics[0]["validation_auc"]
     assert metrics[None]["auc"] == metrics[0]["auc"]
+
+
+def test_a_negative_cache_budget_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cache_mb must be None or >= 0. Received: -1"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), cache_mb=-1))

@@ -71,6 +71,20 @@ def write_tiny(
     return writer.close(schema or tiny_schema(), {"source": "test", "note": np.float32(1.5)})
 
 
+def numbered_rows(n: int, seed: int = 0) -> dict:
+    """`n` random rows of `tiny_schema()`, numbered 0 .. n-1 by their `price`."""
+    rng = np.random.default_rng(seed)
+    return {
+        "user_id": rng.integers(1, 4, n),
+        "city": rng.choice(["paris", "rome"], n).astype(object),
+        "item_id": rng.integers(10, 14, n),
+        "price": np.arange(n, dtype=np.float32),
+        "click_item_id": [rng.integers(10, 14, int(k)) for k in rng.integers(0, 4, n)],
+        "label": rng.integers(0, 2, n),
+        "feedback": rng.integers(0, 3, n),
+    }
+
+
 def collect(ds: tf.data.Dataset):
     features, labels, weights = {}, [], []
     for x, y, w in ds:
@@ -239,16 +253,7 @@ def test_shuffle_is_seeded_and_a_permutation(tmp_path):
     # 96 rows numbered by `price`, in records of 8 rows dealt round-robin to 4 shards;
     # shuffle windows of one record.
     n, window = 96, 8
-    rng = np.random.default_rng(0)
-    rows = {
-        "user_id": rng.integers(1, 4, n),
-        "city": rng.choice(["paris", "rome"], n).astype(object),
-        "item_id": rng.integers(10, 14, n),
-        "price": np.arange(n, dtype=np.float32),
-        "click_item_id": [rng.integers(10, 14, int(k)) for k in rng.integers(0, 4, n)],
-        "label": rng.integers(0, 2, n),
-        "feedback": rng.integers(0, 3, n),
-    }
+    rows = numbered_rows(n)
     writer = DatasetWriter(tmp_path, {"train": 4}, rows_per_record=window)
     writer.write("train", rows)
     writer.close(tiny_schema(), {})
