@@ -43,7 +43,7 @@ from widedeep.data.well_specified import fit_well_specified
 from widedeep.training import TrainConfig, train
 
 
-def _variant(spec: str) -> tuple[str, str, dict]:
+def parse_variant(spec: str) -> tuple[str, str, dict]:
     """`name` or `name:key=value;key=value` -> (label, model, hyper-parameters)."""
     if ":" not in spec:
         return spec, spec, {}
@@ -55,6 +55,63 @@ def _variant(spec: str) -> tuple[str, str, dict]:
             json.loads(value.lower()) if value.lower() in ("true", "false") else json.loads(value)
         )
     return spec, model, hp
+
+
+def train_variant(
+    data: str,
+    workdir: str,
+    seed: int,
+    label: str,
+    model: str,
+    hp: dict,
+    *,
+    epochs: int | None = None,
+    early_stopping: int | None = None,
+    optimizer_overrides: list[str] = (),
+) -> dict:
+    """Trains one model variant with the CLI defaults (`widedeep.training.train`): its metrics and seconds."""
+    keras.backend.clear_session()
+    config = TrainConfig(
+        data=data,
+        out=os.path.join(workdir, f"run-{seed}-{label.replace(':', '_').replace(';', '_')}"),
+        model=model,
+        logdir=None,
+        seed=seed,
+        hyperparameters=hp,
+        verbose=0,
+    )
+    if epochs:
+        config.epochs = epochs
+    if early_stopping is not None:
+        config.early_stopping = early_stopping
+    for item in optimizer_overrides:
+        key, value = item.split("=")
+        setattr(config.optimizer, key, float(value))
+    start = time.perf_counter()
+    metrics = train(config)
+    metrics["seconds"] = time.perf_counter() - start
+    return metrics
+
+
+def summarise(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
+    """Mean / std / min-max spread of test AUC, and the means of GAUC and log loss, per variant."""
+    summary = {}
+    for label, runs in per_seed.items():
+        auc = np.array([r["auc"] for r in runs])
+        summary[label] = {
+            "auc_mean": float(auc.mean()),
+            "auc_std": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
+            "auc_spread": float(auc.max() - auc.min()),
+        }
+        if "gauc" in runs[0]:  # library models (the well-specified reference has AUC only)
+            gauc = np.array([r["gauc"] for r in runs])
+            summary[label].update(
+                gauc_mean=float(gauc.mean()),
+                gauc_spread=float(gauc.max() - gauc.min()),
+                logloss_mean=float(np.mean([r["logloss"] for r in runs])),
+                examples_per_sec_median=float(np.median([r["examples_per_sec"] for r in runs])),
+            )
+    return summary
 
 
 def main() -> None:
@@ -94,7 +151,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="widedeep-quality-")
-    variants = [_variant(m) for m in args.models.split(",")]
+    variants = [parse_variant(m) for m in args.models.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     per_seed: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
     if args.data:
@@ -127,49 +184,29 @@ def main() -> None:
                 per_seed[label].append(metrics)
                 print(f"seed {seed} {label}: auc {metrics['auc']:.4f}", file=sys.stderr, flush=True)
                 continue
-            config = TrainConfig(
-                data=data,
-                out=os.path.join(
-                    workdir, f"run-{seed}-{label.replace(':', '_').replace(';', '_')}"
-                ),
-                model=model,
-                logdir=None,
-                seed=seed,
-                hyperparameters=hp,
-                verbose=0,
+            metrics = train_variant(
+                data,
+                workdir,
+                seed,
+                label,
+                model,
+                hp,
+                epochs=args.epochs,
+                early_stopping=args.early_stopping,
+                optimizer_overrides=args.train,
             )
-            if args.epochs:
-                config.epochs = args.epochs
-            if args.early_stopping is not None:
-                config.early_stopping = args.early_stopping
-            for item in args.train:
-                key, value = item.split("=")
-                setattr(config.optimizer, key, float(value))
-            start = time.perf_counter()
-            metrics = train(config)
-            metrics["seconds"] = time.perf_counter() - start
             per_seed[label].append(metrics)
             print(
-                f"seed {seed} {label}: auc {metrics['auc']:.4f} "
+                f"seed {seed} {label}: auc {metrics['auc']:.4f} gauc {metrics['gauc']:.4f} "
                 f"(epochs {metrics['epochs_run']}, best {metrics.get('best_epoch', '-')})",
                 file=sys.stderr,
                 flush=True,
             )
-    summary = {}
-    for label, runs in per_seed.items():
-        auc = np.array([r["auc"] for r in runs])
-        summary[label] = {
-            "auc_mean": float(auc.mean()),
-            "auc_std": float(auc.std(ddof=1)) if len(auc) > 1 else 0.0,
-            "auc_spread": float(auc.max() - auc.min()),
-        }
-        if simulated:
-            summary[label]["gap_to_oracle_mean"] = float((np.array(oracle) - auc).mean())
-        if "gauc" in runs[0]:  # library models (the well-specified reference has AUC only)
-            summary[label].update(
-                gauc_mean=float(np.mean([r["gauc"] for r in runs])),
-                logloss_mean=float(np.mean([r["logloss"] for r in runs])),
-                examples_per_sec_median=float(np.median([r["examples_per_sec"] for r in runs])),
+    summary = summarise(per_seed)
+    if simulated:
+        for label, runs in per_seed.items():
+            summary[label]["gap_to_oracle_mean"] = float(
+                (np.array(oracle) - np.array([r["auc"] for r in runs])).mean()
             )
     if "wide_deep" in summary and simulated:
         base_gap = np.array(oracle) - np.array([r["auc"] for r in per_seed["wide_deep"]])
@@ -197,6 +234,11 @@ def main() -> None:
     result.update(
         summary=summary,
         per_seed_auc={label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
+        per_seed_gauc={
+            label: [r["gauc"] for r in runs]
+            for label, runs in per_seed.items()
+            if "gauc" in runs[0]
+        },
         per_seed_best_epoch={
             label: [r.get("best_epoch") for r in runs] for label, runs in per_seed.items()
         },

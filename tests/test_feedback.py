@@ -361,7 +361,7 @@ def test_interaction_composes_its_sublayers_as_documented():
     """f_s = Transformer_s([t; 0] W_s, [x; p] W_s) and f_qu = Attention_q(f_q, [x_u; p_u] W_u)."""
     rng = np.random.default_rng(21)
     inputs = feedback_inputs(rng)
-    module = FeedbackInteraction(model_dim=8, num_heads=2)
+    module = FeedbackInteraction(model_dim=8, num_heads=2, residual_gate=False)
     f_c, f_u, f_d, f_cu, f_du = blocks(module(inputs), 8)
 
     def projected(sequence):
@@ -413,6 +413,9 @@ def test_interaction_position_embeddings_make_order_matter():
     rng = np.random.default_rng(23)
     inputs = feedback_inputs(rng, batch=2, valid_counts=[4, 3])
     module = FeedbackInteraction(model_dim=8, num_heads=2)
+    module(inputs)
+    for gate in module.gates.values():  # at zero, f_c is a mean: order-invariant
+        gate.assign(np.ones(8))
     reference = blocks(module(inputs), 8)
     shuffled = dict(inputs)
     shuffled["click"] = inputs["click"][:, [2, 0, 1, 3]]  # permutes valid items of both rows
@@ -482,6 +485,46 @@ def test_interaction_ablation_switches(switches, output_dim):
     assert module.output_dim == output_dim
     assert outputs.shape == (3, output_dim)
     assert np.all(np.isfinite(outputs))
+
+
+def test_interaction_residual_gate_adds_the_gated_transformer_to_the_mean():
+    """f_s = mean(z^s) + g_s * Transformer_s(t^s, z^s), the second term zero for an empty sequence."""
+    rng = np.random.default_rng(29)
+    inputs = feedback_inputs(rng)  # row 2: every sequence empty
+    gated = FeedbackInteraction(model_dim=8, num_heads=2)
+    means = FeedbackInteraction(
+        model_dim=8,
+        num_heads=2,
+        use_click_transformer=False,
+        use_unclick_transformer=False,
+        use_dislike_transformer=False,
+    )
+    ungated = FeedbackInteraction(model_dim=8, num_heads=2, residual_gate=False)
+    for module in (gated, means, ungated):
+        module(inputs)
+    for sequence in FEEDBACK_SEQUENCES:
+        for module in (means, ungated):
+            module.projections[sequence].assign(gated.projections[sequence])
+            module.position_embeddings[sequence].assign(gated.position_embeddings[sequence])
+        ungated_transformer = getattr(ungated, f"{sequence}_transformer")
+        for theirs, ours in zip(
+            ungated_transformer.weights,
+            getattr(gated, f"{sequence}_transformer").weights,
+            strict=True,
+        ):
+            theirs.assign(ours)
+    # At initialisation the gates are zero: the three blocks are the plain means.
+    for got, mean in zip(blocks(gated(inputs), 8)[:3], blocks(means(inputs), 8)[:3], strict=True):
+        np.testing.assert_allclose(got, mean, rtol=1e-6, atol=1e-7)
+    gates = {s: rng.normal(size=8).astype("float32") for s in FEEDBACK_SEQUENCES}
+    for sequence, gate in gates.items():
+        gated.gates[sequence].assign(gate)
+    outputs = blocks(gated(inputs), 8)
+    for i, sequence in enumerate(FEEDBACK_SEQUENCES):
+        mean, interaction = blocks(means(inputs), 8)[i], blocks(ungated(inputs), 8)[i]
+        expected = mean + gates[sequence] * interaction
+        expected[2] = 0.0  # an empty sequence: no target-only vector
+        np.testing.assert_allclose(outputs[i], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_interaction_without_transformer_pools_the_projected_items():

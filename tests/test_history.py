@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from widedeep.layers.history import HistoryStatistics
+from widedeep.layers.history import CandidateHistory, HistoryStatistics
 from widedeep.models.dfn import build_dfn
 
 
@@ -58,3 +58,44 @@ def test_dfn_feeds_the_statistics_to_its_deep_part_and_the_switch_removes_them(
     for model in (with_stats, truncated):
         stats = keras.Model(model.inputs, model.get_layer("history_statistics").output)
         np.testing.assert_allclose(np.asarray(stats(x)), expected, rtol=1e-6)
+
+
+def test_candidate_history_is_the_share_of_each_sequence_matching_the_candidate():
+    target = [np.array([7, 5]), np.array([1, 2])]  # two rows, two item features
+    clicks = [np.array([[7, 3, 7], [5, 5, 0]]), np.array([[1, 1, 9], [2, 4, 2]])]
+    unclicks = [np.array([[7, 7]]).repeat(2, 0), np.array([[1, 2]]).repeat(2, 0)]
+    masks = [np.array([[True, True, False], [True, True, True]]), np.array([[False, False]] * 2)]
+    out = np.asarray(CandidateHistory([-1, -1])([target, [clicks, unclicks], masks]))
+    # Row 0 clicks: 2 valid items (7, 3 / 1, 1): one id match, two feature-2 matches, / (2 + 1).
+    # Row 1 clicks: 3 valid (5, 5, 0 / 2, 4, 2): two and two matches, / 4. Unclicks: all padding.
+    np.testing.assert_allclose(out, [[1 / 3, 2 / 3, 0.0, 0.0], [2 / 4, 2 / 4, 0.0, 0.0]], rtol=1e-6)
+
+
+def test_dfn_candidate_history_reads_the_target_and_the_whole_histories(tiny_schema, tiny_batch):
+    x, _ = tiny_batch
+    model = build_dfn(
+        tiny_schema,
+        embedding_dim=4,
+        hidden_units=(8,),
+        model_dim=8,
+        sequence_length=2,
+        use_candidate_history=True,
+    )
+    features = tiny_schema.target_item_features
+    expected = []
+    for s in ("click", "unclick", "dislike"):
+        valid = x[f"{s}_{features[0]}"] >= 0
+        for f in features:
+            target = np.asarray(x[f]).reshape(-1, 1)
+            same = (x[f"{s}_{f}"] == target) & valid & (target != -1)
+            expected.append(same.sum(1) / (valid.sum(1) + 1.0))
+    expected = np.stack(expected, 1)
+    assert expected.any()
+    shares = keras.Model(model.inputs, model.get_layer("candidate_history").output)
+    np.testing.assert_allclose(np.asarray(shares(x)), expected, rtol=1e-6)
+
+
+def test_candidate_history_a_missing_candidate_value_matches_nothing():
+    masks = [np.array([[True, True]])]
+    shares = CandidateHistory([-1])([[np.array([-1])], [[np.array([[-1, -1]])]], masks])
+    np.testing.assert_array_equal(np.asarray(shares), [[0.0]])

@@ -162,6 +162,7 @@ class FeedbackInteraction(keras.layers.Layer):
         use_unclick_transformer: bool = True,
         use_dislike_transformer: bool = True,
         use_click_aware_attention: bool = True,
+        residual_gate: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -184,6 +185,7 @@ class FeedbackInteraction(keras.layers.Layer):
             ("use_unclick_transformer", use_unclick_transformer),
             ("use_dislike_transformer", use_dislike_transformer),
             ("use_click_aware_attention", use_click_aware_attention),
+            ("residual_gate", residual_gate),
         ]:
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
@@ -202,6 +204,7 @@ class FeedbackInteraction(keras.layers.Layer):
         self.use_unclick_transformer = use_unclick_transformer
         self.use_dislike_transformer = use_dislike_transformer
         self.use_click_aware_attention = use_click_aware_attention
+        self.residual_gate = residual_gate
 
         def transformer(sequence: str) -> FeedbackTransformer:
             return FeedbackTransformer(
@@ -238,6 +241,7 @@ class FeedbackInteraction(keras.layers.Layer):
 
         self.position_embeddings: dict[str, Any] = {}
         self.projections: dict[str, Any] = {}
+        self.gates: dict[str, Any] = {}
         self.item_dim: int | None = None
 
     @property
@@ -289,6 +293,10 @@ class FeedbackInteraction(keras.layers.Layer):
             transformer = self._transformer(sequence)
             if transformer is not None:
                 transformer.build((shape[0], self.model_dim), projected_shape)
+                if self.residual_gate:
+                    self.gates[sequence] = self.add_weight(
+                        shape=(self.model_dim,), initializer="zeros", name=f"{sequence}_gate"
+                    )
             if sequence == "unclick" and self.use_click_aware_attention:
                 query_shape = (shape[0], self.model_dim)
                 self.click_unclick_attention.build(query_shape, projected_shape)
@@ -323,21 +331,27 @@ class FeedbackInteraction(keras.layers.Layer):
             items = self._project(sequence, items, positions)
             projected[sequence] = (items, rows)
             transformer = self._transformer(sequence)
+            mean = segment_mean(items, rows, batch)
             if transformer is None:
-                pooled[sequence] = segment_mean(items, rows, batch)
-            else:
-                # [t; 0] W_s: the target through the item rows of the sequence's projection.
-                target_projection = self.projections[sequence][: self.item_dim]
-                projected_target = ops.matmul(target, target_projection)
-                if transformer.pooling == "target":
-                    pooled[sequence] = transformer.call_packed(
-                        projected_target, items, rows, training=training
-                    )
-                else:  # every position is a query: the full encoder over [B, L + 1, d]
-                    dense = unpack(items, mask)
-                    pooled[sequence] = transformer(
-                        projected_target, dense, sequence_mask=mask, training=training
-                    )
+                pooled[sequence] = mean
+                continue
+            # [t; 0] W_s: the target through the item rows of the sequence's projection.
+            target_projection = self.projections[sequence][: self.item_dim]
+            projected_target = ops.matmul(target, target_projection)
+            if transformer.pooling == "target":
+                interaction = transformer.call_packed(
+                    projected_target, items, rows, training=training
+                )
+            else:  # every position is a query: the full encoder over [B, L + 1, d]
+                interaction = transformer(
+                    projected_target, unpack(items, mask), sequence_mask=mask, training=training
+                )
+            if self.residual_gate:
+                # The plain mean plus a gated interaction, zero for an empty sequence.
+                has_items = ops.any(mask, axis=1, keepdims=True)
+                gated = ops.cast(has_items, interaction.dtype) * interaction
+                interaction = mean + ops.cast(self.gates[sequence], interaction.dtype) * gated
+            pooled[sequence] = interaction
         blocks = [pooled[s] for s in FEEDBACK_SEQUENCES]
         if self.use_click_aware_attention:
             unclicks, unclick_rows = projected["unclick"]
@@ -376,6 +390,7 @@ class FeedbackInteraction(keras.layers.Layer):
                 "use_unclick_transformer": self.use_unclick_transformer,
                 "use_dislike_transformer": self.use_dislike_transformer,
                 "use_click_aware_attention": self.use_click_aware_attention,
+                "residual_gate": self.residual_gate,
             }
         )
         return config

@@ -51,3 +51,75 @@ class HistoryStatistics(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: list[tuple]) -> tuple:
         return (input_shape[0][0], 4)
+
+
+@keras.saving.register_keras_serializable(package="widedeep")
+class CandidateHistory(keras.layers.Layer):
+    """How much of each feedback sequence shares a feature value with the candidate item.
+
+    The counts of `HistoryStatistics` describe the user: they separate users (AUC)
+    but say nothing about which of one user's candidates to rank first (GAUC).
+    This layer describes the candidate *within* the user's history: for every
+    sequence `s` and item feature `f` (e.g. the clicks and the category), the share
+    of the sequence's valid items whose raw value of `f` equals the candidate's,
+    `matches_sf / (n_s + 1)` (an empty sequence reads 0). Raw values are compared,
+    not vocabulary indices, so two out-of-vocabulary values never match, and a
+    candidate whose value is missing matches nothing.
+
+    Args:
+        missing_values: the missing value of each item feature, in input order.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a list `[target_ids, sequence_ids, sequence_masks]`: `target_ids`
+            a list of `F` tensors `[B]` (the candidate's raw values, one per item
+            feature); `sequence_ids` a list of `S` lists of `F` tensors `[B, L_s]`
+            (the same features' raw values in each sequence); `sequence_masks` a
+            list of `S` boolean masks `[B, L_s]`.
+
+    Returns:
+        `[B, S * F]` float32, sequence-major.
+
+    Example:
+
+    ```python
+    target = [np.array([7])]                       # one feature, one row
+    clicks = [[np.array([[7, 3, 7]])]]             # one sequence
+    masks = [np.array([[True, True, False]])]
+    CandidateHistory([-1])([target, clicks, masks])  # [[1 / 3]]: one match of two items
+    ```
+    """
+
+    def __init__(self, missing_values: list[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.missing_values = list(missing_values)
+
+    def call(self, inputs: list[Any]) -> Any:
+        if len(inputs) != 3:
+            raise ValueError(
+                "CandidateHistory expects [target_ids, sequence_ids, sequence_masks]. "
+                f"Received: {len(inputs)} inputs"
+            )
+        target_ids, sequence_ids, masks = inputs
+        if len(target_ids) != len(self.missing_values):
+            raise ValueError(
+                f"CandidateHistory has {len(self.missing_values)} missing values for "
+                f"{len(target_ids)} item features. Received: missing_values={self.missing_values}"
+            )
+        shares = []
+        for ids, mask in zip(sequence_ids, masks, strict=True):
+            valid = ops.cast(mask, "float32")
+            count = ops.sum(valid, axis=1, keepdims=True)
+            for target, items, missing in zip(target_ids, ids, self.missing_values, strict=True):
+                target = ops.expand_dims(ops.convert_to_tensor(target), 1)
+                same = ops.logical_and(ops.equal(items, target), ops.not_equal(target, missing))
+                matches = ops.sum(ops.cast(same, "float32") * valid, axis=1, keepdims=True)
+                shares.append(matches / (count + 1.0))
+        return ops.concatenate(shares, axis=1)
+
+    def compute_output_shape(self, input_shape: list[Any]) -> tuple:
+        target_shapes, sequence_shapes, _ = input_shape
+        return (target_shapes[0][0], len(sequence_shapes) * len(target_shapes))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "missing_values": self.missing_values}

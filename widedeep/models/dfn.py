@@ -11,7 +11,7 @@ import keras
 from widedeep.features import FeatureGraph
 from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
-from widedeep.layers.history import HistoryStatistics
+from widedeep.layers.history import CandidateHistory, HistoryStatistics
 from widedeep.layers.take_first import TakeFirst
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import deep_logit, logits_to_probability
@@ -29,6 +29,7 @@ _MODULE_ARGUMENTS: dict[str, str] = {
     "use_unclick_transformer": "use_unclick_transformer",
     "use_dislike_transformer": "use_dislike_transformer",
     "use_click_aware_attention": "use_click_aware_attention",
+    "residual_gate": "residual_gate",
 }
 """The `build_dfn` keywords that configure `FeedbackInteraction`, each with its argument there."""
 
@@ -46,6 +47,7 @@ DFN_DEFAULTS: dict[str, Any] = {
     "use_fm": True,
     "use_wide": True,
     "use_history_statistics": True,
+    "use_candidate_history": False,
 }
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
@@ -165,5 +167,21 @@ def build_dfn(
     deep_extra = [f_feed]
     if hp["use_history_statistics"]:
         deep_extra.append(HistoryStatistics(name="history_statistics")(full_masks))
+    if hp["use_candidate_history"]:
+        features = [
+            f
+            for f in schema.target_item_features
+            if all(f in schema.sequence(s).item_features for s in FEEDBACK_SEQUENCES)
+        ]
+        sequence_values = [
+            [graph.inputs[schema.sequence(s).input_name(f)] for f in features]
+            for s in FEEDBACK_SEQUENCES
+        ]
+        candidate = CandidateHistory(
+            [schema.feature(f).missing_value for f in features], name="candidate_history"
+        )
+        deep_extra.append(
+            candidate([[graph.inputs[f] for f in features], sequence_values, full_masks])
+        )
     logits.append(deep_logit(graph.deep_input(deep_extra), hidden_units, dropout, use_batch_norm))
     return WideDeepModel(graph.inputs, logits_to_probability(logits), name=name)
