@@ -37,6 +37,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
 from widedeep import _compat
+from widedeep.data.carve import ValidationCarve, count_rows
 from widedeep.data.reader import load_dataset_dir
 from widedeep.io import write_json
 from widedeep.training import finish_run
@@ -122,9 +123,10 @@ def run_search(
 ) -> dict[str, Any]:
     """Searches hyper-parameters on the validation rows, then retrains and tests the best.
 
-    1. Validation rows are the last `validation_fraction` of the *train* split
-       in time order (as in `widedeep.training.train`); the test split is
-       read only by the final evaluation.
+    1. Validation rows are carved from the *train* split as `widedeep train`
+       carves them (`widedeep.data.carve`: its latest rows, or each user's last
+       rows for a per-user split); the test split is read only by the final
+       evaluation.
     2. The tuner (`make_tuner`) runs up to `max_trials` trials of `epochs`
        epochs, each scored by its best epoch's `val_auc`. Its state lives in
        `out_dir/<model>_<tuner>`, so running the same call again after an
@@ -149,8 +151,8 @@ def run_search(
         batch_size: training batch size.
         seed: seed of the weights, the shuffles and the oracle.
         logdir: TensorBoard root directory; None writes no logs.
-        validation_fraction: share of the train split (its most recent rows)
-            used as validation rows; must be in (0, 1).
+        validation_fraction: share of the train split used as validation rows
+            (`widedeep.data.carve`); must be in (0, 1).
         overwrite: discard a previous search in `out_dir` instead of resuming.
         executions_per_trial: fits averaged per trial.
         evaluate_defaults: also train and score the default hyper-parameters.
@@ -195,8 +197,9 @@ def run_search(
         "seed": seed,
         "validation_fraction": validation_fraction,
         "executions_per_trial": executions_per_trial,
-        "fit_rows": list(data.fit_rows),
-        "validation_rows": list(data.validation_rows),
+        "carve": data.carve,
+        "fit_rows": data.num_fit_rows,
+        "validation_rows": count_rows(data.validation_rows),
     }
     write_json(os.path.join(out_dir, "search_config.json"), {**settings, "logdir": logdir})
 
@@ -274,7 +277,10 @@ def run_search(
     }
     if default_val_auc is not None:
         extra["default_val_auc"] = default_val_auc
-    return finish_run(best_model, data_dir, meta, out_dir, data.validation_rows, extra)
+    carve = ValidationCarve(
+        data.carve, data.fit_rows, data.validation_rows, int(meta["splits"]["train"]["examples"])
+    )
+    return finish_run(best_model, data_dir, meta, out_dir, carve, extra)
 
 
 def _default_baseline(

@@ -605,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", "", {"type": int}),
         (
             "validation_fraction",
-            "last fraction of the training period held out for validation",
+            "share of the train split held out for validation: its last rows by time, or "
+            "each user's last rows for a dataset prepared with --split-by user",
             {"type": _fraction},
         ),
         (

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep import checkpointing, distribute
+from widedeep.data.carve import Rows, ValidationCarve, count_rows, take_rows, validation_carve
 from widedeep.data.pipeline import (
     available_memory,
     make_dataset,
@@ -254,7 +255,7 @@ def predict_split(
     model: keras.Model,
     data_dir: str,
     split: str,
-    rows: tuple[int, int] | None = None,
+    rows: Rows | None = None,
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A model's probabilities on a split's rows, with their labels and group keys.
@@ -266,7 +267,8 @@ def predict_split(
         model: the model.
         data_dir: the dataset directory.
         split: e.g. `"test"`.
-        rows: `(start, stop)` to score only those rows of the split.
+        rows: a row range `(start, stop)` or an array of row numbers (`widedeep.data.carve.Rows`)
+            to score only those rows of the split.
         batch_size: rows per prediction batch.
 
     Returns:
@@ -290,13 +292,13 @@ def predict_split(
     return probabilities, labels, groups
 
 
-def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float:
+def calibrate(model: keras.Model, data_dir: str, rows: Rows) -> float:
     """Sets the model's `calibration` offset to minimise the unweighted log loss on train rows.
 
     Args:
         model: a model built by this package (it has a `LogitOffset` named `calibration`).
         data_dir: the dataset directory.
-        rows: the row range `[start, stop)` of the train split to calibrate on.
+        rows: the rows of the train split to calibrate on (`widedeep.data.carve.Rows`).
 
     Returns:
         The offset now in the model (see `widedeep.layers.calibration.fit_logit_offset`).
@@ -309,24 +311,11 @@ def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float
     return offset
 
 
-def validation_split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, int]:
-    """`(fit_stop, total)`: rows `[0, fit_stop)` of the train split fit, `[fit_stop, total)` validate.
-
-    The validation rows are the last `fraction` of the training period (rows are
-    stored in time order), never the test split.
-    """
-    total = int(meta["splits"]["train"]["examples"])
-    if not 0 <= fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1). Received: {fraction}")
-    valid = int(round(total * fraction))
-    return total - valid, total
-
-
 def training_datasets(
     data_dir: str,
     schema: Schema | None,
-    fit_rows: tuple[int, int],
-    validation_rows: tuple[int, int],
+    fit_rows: Rows,
+    validation_rows: Rows,
     *,
     batch_size: int,
     seed: int,
@@ -334,7 +323,7 @@ def training_datasets(
     validation_batch_size: int = 4096,
     cache: bool = False,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """`(train, validation)` pipelines over two row ranges of the train split (time order).
+    """`(train, validation)` pipelines over two sets of rows of the train split (`widedeep.data.carve`).
 
     The fit rows are shuffled with `seed`; the validation pipeline is `None` when
     `validation_rows` is empty. With `cache`, both hold their parsed rows in memory.
@@ -361,7 +350,7 @@ def training_datasets(
 def fit_dataset_fn(
     data_dir: str,
     schema: Schema | None,
-    rows: tuple[int, int],
+    rows: Rows,
     *,
     batch_size: int,
     feedback_weights: tuple[float, float, float] | None,
@@ -390,14 +379,14 @@ def fit_dataset_fn(
 def validation_dataset(
     data_dir: str,
     schema: Schema | None,
-    rows: tuple[int, int],
+    rows: Rows,
     *,
     batch_size: int = 4096,
     feedback_weights: tuple[float, float, float] | None,
     cache: bool = False,
 ) -> tf.data.Dataset | None:
     """The validation pipeline over `rows` of the train split, in order; None when empty."""
-    if rows[0] == rows[1]:
+    if not count_rows(rows):
         return None
     return make_dataset(
         data_dir,
@@ -428,11 +417,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     The run directory gets `model.keras`, `config.json` (model, hyper-parameters,
     optimizer settings, the loss weights as given and as normalised to mean 1) and
     `metrics.json` (exact test metrics plus `examples_per_sec` of training,
-    `epochs_run`, `best_epoch`, the per-epoch `validation_auc` and the
-    `calibration_offset`; see `calibrate`). TensorBoard logs go to
+    `epochs_run`, `best_epoch`, the per-epoch `validation_auc`, the `validation`
+    carve and the `calibration_offset`; see `finish_run`). TensorBoard logs go to
     `config.logdir/<run name>`: loss and AUC per epoch for train and validation
-    (the last `validation_fraction` of the training period), both optimizers'
-    learning rates, and weight histograms.
+    (`validation_fraction` of the train split, carved as its test split was:
+    `widedeep.data.carve`), both optimizers' learning rates, and weight histograms.
 
     Under `config.strategy="multi_worker"` every worker trains; only the chief
     evaluates and writes files.
@@ -486,19 +475,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         warm_started = warm_start(model, config.warm_start, schema)
 
-    fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
+    carve = validation_carve(config.data, config.validation_fraction, meta=meta)
+    fit_rows = carve.num_fit_rows
     requested_weights = weights = config.resolved_feedback_weights()
     if weights is not None:
         feedback = read_columns(config.data, "train", [schema.feedback])[schema.feedback]
-        counts = np.bincount(feedback[:fit_rows], minlength=len(FEEDBACK_TYPES))
+        counts = np.bincount(take_rows(feedback, carve.fit_rows), minlength=len(FEEDBACK_TYPES))
         weights = normalize_feedback_weights(weights, counts)
 
-    cache = memory_cache_fits(schema, total_rows, config.cache_mb)
+    cache = memory_cache_fits(schema, carve.total, config.cache_mb)
     reading = time.perf_counter()  # with `cache`, the rows are read and parsed here
     fit_pipeline = fit_dataset_fn(
         config.data,
         schema,
-        (0, fit_rows),
+        carve.fit_rows,
         batch_size=config.batch_size,
         feedback_weights=weights,
         cache=cache,
@@ -508,7 +498,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return distribute.shard_by_batch(fit_pipeline(checkpointing.epoch_seed(config.seed, epoch)))
 
     valid_ds = validation_dataset(
-        config.data, schema, (fit_rows, total_rows), feedback_weights=weights, cache=cache
+        config.data, schema, carve.validation_rows, feedback_weights=weights, cache=cache
     )
     if valid_ds is not None:
         valid_ds = distribute.shard_by_batch(valid_ds)
@@ -595,7 +585,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     extra["model"] = config.model
     if warm_started is not None:
         extra["warm_start"] = {"from": config.warm_start, "tables": warm_started}
-    metrics = finish_run(model, config.data, meta, config.out, (fit_rows, total_rows), extra)
+    metrics = finish_run(model, config.data, meta, config.out, carve, extra)
     record = dataclasses.asdict(config)
     record["feedback_weights"] = requested_weights
     record["normalized_feedback_weights"] = weights
@@ -610,15 +600,16 @@ def finish_run(
     data_dir: str,
     meta: dict[str, Any],
     out_dir: str,
-    validation_rows: tuple[int, int],
+    carve: ValidationCarve,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Calibrates a trained model, scores it on the test split and writes it with its metrics.
 
     The end of every training run (`train`, and `tuning.search.run_search`'s retrain):
-    one logit offset fitted without weights on the validation rows (the train rows before
-    them when there are none, see `calibrate`), the exact test metrics of
-    `evaluate_model` merged with `extra` and the simulator's oracle when `meta` has it,
+    one logit offset fitted without weights on the validation rows (the fit rows when
+    there are none, see `calibrate`), the exact test metrics of `evaluate_model` merged
+    with `extra`, the carve (`"validation": {"carve", "rows", "users"}`: its kind, and
+    the validation rows and their users) and the simulator's oracle when `meta` has it,
     then `out_dir/model.keras` and `out_dir/metrics.json`.
 
     Args:
@@ -626,7 +617,7 @@ def finish_run(
         data_dir: its dataset directory.
         meta: the directory's `meta.json`.
         out_dir: the run directory.
-        validation_rows: `(start, stop)` rows of the train split that validated.
+        carve: the fit and validation rows of the train split (`widedeep.data.carve`).
         extra: training statistics to record beside the test metrics.
 
     Returns:
@@ -636,9 +627,21 @@ def finish_run(
     # between the fit rows and the latest ones. It moves no ranking (AUC and GAUC unchanged);
     # test log loss fell in 11 of 12 runs at equal weights (dev log, simulator, MovieLens
     # layout; README).
-    start, stop = validation_rows
-    offset = calibrate(model, data_dir, validation_rows if stop > start else (0, start))
-    metrics = {**evaluate_model(model, data_dir, "test"), **extra, "calibration_offset": offset}
+    validated = carve.num_validation_rows > 0
+    offset = calibrate(model, data_dir, carve.validation_rows if validated else carve.fit_rows)
+    schema, _ = load_dataset_dir(data_dir)
+    users = read_columns(data_dir, "train", [schema.group_key])[schema.group_key]
+    validation = {
+        "carve": carve.kind,
+        "rows": carve.num_validation_rows,
+        "users": int(len(np.unique(take_rows(users, carve.validation_rows)))),
+    }
+    metrics = {
+        **evaluate_model(model, data_dir, "test"),
+        **extra,
+        "validation": validation,
+        "calibration_offset": offset,
+    }
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
             metrics[key] = meta[key]
