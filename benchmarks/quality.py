@@ -40,7 +40,7 @@ from well_specified import simulator_overrides
 from widedeep.baselines import run_baselines
 from widedeep.data.simulator import SimulatorConfig, simulate, simulate_dataset
 from widedeep.data.well_specified import fit_well_specified
-from widedeep.training import TrainConfig, train
+from widedeep.training import MONITORS, TrainConfig, train
 
 
 def _variant(spec: str) -> tuple[str, str, dict]:
@@ -68,7 +68,13 @@ def main() -> None:
         type=int,
         default=None,
         metavar="PATIENCE",
-        help="patience of early stopping on validation AUC (default: the CLI default; 0 = off)",
+        help="patience of early stopping (default: the CLI default; 0 = off)",
+    )
+    parser.add_argument(
+        "--monitor",
+        choices=MONITORS,
+        default=None,
+        help="what early stopping and the best epoch maximise (default: the CLI default)",
     )
     parser.add_argument("--num-impressions", type=int, default=None)
     parser.add_argument(
@@ -142,6 +148,8 @@ def main() -> None:
                 config.epochs = args.epochs
             if args.early_stopping is not None:
                 config.early_stopping = args.early_stopping
+            if args.monitor is not None:
+                config.monitor = args.monitor
             for item in args.train:
                 key, value = item.split("=")
                 setattr(config.optimizer, key, float(value))
@@ -184,6 +192,9 @@ def main() -> None:
             closed = (np.array([r["auc"] for r in runs]) - base) / (ceiling - base)
             summary[label]["ceiling_gap_closed_mean"] = float(closed.mean())
     result: dict = {"data": data, "training_seeds": seeds}
+    trained = [r for runs in per_seed.values() for r in runs if "validation" in r]
+    if trained:  # the carve of widedeep.data.carve, the same for every run
+        result.update(validation=trained[0]["validation"], monitor=trained[0].get("monitor"))
     if simulated:
         result.update(
             data_seed=args.data_seed,
@@ -197,6 +208,7 @@ def main() -> None:
     result.update(
         summary=summary,
         per_seed_auc={label: [r["auc"] for r in runs] for label, runs in per_seed.items()},
+        per_seed_gauc={label: [r.get("gauc") for r in runs] for label, runs in per_seed.items()},
         per_seed_best_epoch={
             label: [r.get("best_epoch") for r in runs] for label, runs in per_seed.items()
         },

@@ -35,6 +35,7 @@ from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
     OptimizerLogger,
     TrainConfig,
+    ValidationGAUC,
     build_model,
     compile_model,
     memory_cache_fits,
@@ -206,7 +207,8 @@ class CTRHyperModel(kt.HyperModel):
 
     `build(hp)` returns a `WideDeepModel` compiled by
     `widedeep.training.compile_model` with an FTRL and an Adagrad made from `hp`
-    (and AUC / log-loss metrics, so the tuner's objective is `val_auc`).
+    (and AUC / log-loss metrics); `fit` adds `val_gauc` (`widedeep.training.ValidationGAUC`),
+    so the tuner's objective may be `val_auc` or `val_gauc`.
     `fit(hp, model, **kwargs)` trains on `data` with the trial's loss weights;
     each `keras.callbacks.TensorBoard` among the callbacks also gets a
     `widedeep.training.OptimizerLogger` writing both optimizers' learning rates
@@ -351,7 +353,9 @@ class CTRHyperModel(kt.HyperModel):
         if self.data is None:
             raise ValueError("CTRHyperModel.fit needs `data` (a `TrialData`); received data=None")
         train_ds, valid_ds = self.data.datasets(self.schema, self.feedback_weights(hp))
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        # First, so that the tuner's own callbacks and `History` see `val_gauc` too.
+        callbacks = [ValidationGAUC(valid_ds, self.schema.group_key)]
+        callbacks += list(kwargs.pop("callbacks", None) or [])
         callbacks += [
             OptimizerLogger(callback.log_dir)
             for callback in callbacks

@@ -212,7 +212,7 @@ class TrainingBackup:
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` on the validation AUC whose state survives a restart and several `fit` calls.
+    """`EarlyStopping` on a validation metric whose state survives a restart and several `fit` calls.
 
     `state()` / `load_state()` carry the patience count and the best epoch and
     value; the best weights themselves are saved by `BackupCallback`. The state
@@ -221,13 +221,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     the rest of an interrupted epoch first, then the remaining epochs).
 
     Args:
-        patience: epochs without a better validation AUC before stopping.
+        patience: epochs without a better `monitor` before stopping.
+        monitor: the validation metric to maximise, e.g. `"val_auc"` or `"val_gauc"`.
     """
 
-    def __init__(self, patience: int) -> None:
-        super().__init__(
-            monitor="val_auc", mode="max", patience=patience, restore_best_weights=True
-        )
+    def __init__(self, patience: int, monitor: str = "val_auc") -> None:
+        super().__init__(monitor=monitor, mode="max", patience=patience, restore_best_weights=True)
         self.restore_at_train_end = True
         self._started = False
 

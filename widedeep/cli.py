@@ -416,6 +416,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         seed=args.seed,
         logdir=args.logdir or None,
         validation_fraction=args.validation_fraction,
+        monitor=args.monitor,
         overwrite=args.overwrite,
         evaluate_defaults=not args.no_baseline,
         verbose=2,
@@ -510,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tuning.search import TUNERS, run_search
     from widedeep.data.feedback_log import PrepareOptions
     from widedeep.distribute import STRATEGIES
-    from widedeep.training import MODELS, TrainConfig
+    from widedeep.training import MODELS, MONITORS, TrainConfig
 
     prepare = _defaults_of(PrepareOptions)
     training = _defaults_of(TrainConfig)
@@ -611,9 +612,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         (
             "early_stopping",
-            "stop after PATIENCE epochs without a better validation AUC and keep the best "
+            "stop after PATIENCE epochs without a better --monitor and keep the best "
             "epoch's weights; 0 trains every epoch",
             {"type": _non_negative_int, "metavar": "PATIENCE"},
+        ),
+        (
+            "monitor",
+            "what early stopping and the best epoch maximise: the validation AUC or GAUC "
+            "(per-user AUC weighted by impressions)",
+            {"choices": MONITORS},
         ),
         (
             "backup_every",
@@ -668,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option(p, tuning, "seed", type=int)
     _add_option(p, tuning, "logdir", "TensorBoard root ('' to disable)")
     _add_option(p, tuning, "validation_fraction", type=_fraction)
+    _add_option(p, tuning, "monitor", "the trials' objective", choices=MONITORS)
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the default settings")
     p.set_defaults(func=_cmd_tune)

@@ -35,7 +35,7 @@ from widedeep.data.pipeline import (
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.io import atomic_path, check_writable_dir, write_json
 from widedeep.layers.calibration import fit_logit_offset
-from widedeep.metrics import ctr_metrics
+from widedeep.metrics import ctr_metrics, gauc
 from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
@@ -47,6 +47,11 @@ MODELS = ("wide_deep", "wide", "deep", "wide_deep_seq", "dfn")
 
 PAPER_FEEDBACK_WEIGHTS = (1.0, 1.0, 10.0)
 """The DFN paper's loss weights `(unclick, click, dislike)`: `--loss-weights 1,1,10`."""
+
+MONITORS = ("val_auc", "val_gauc")
+"""What early stopping, the best epoch and `tune` can maximise (`TrainConfig.monitor`): the
+validation AUC, or the validation GAUC (per-user AUC weighted by impressions, computed each
+epoch by `ValidationGAUC`)."""
 
 DEFAULT_CACHE_MEMORY_FRACTION = 0.25
 """The share of this machine's memory that parsed training rows may take (`TrainConfig.cache_mb`)."""
@@ -134,9 +139,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class TrainConfig:
     """Everything `train()` needs; recorded as `config.json` in the run directory.
 
-    `early_stopping=N > 0` stops after `N` epochs without a better validation AUC
-    and keeps the weights of the best epoch (`epochs` is then the most epochs);
-    it needs a validation split. The optimizers keep their last epoch's state
+    `early_stopping=N > 0` stops after `N` epochs without a better `monitor` (one of
+    `MONITORS`) and keeps the weights of the best epoch (`epochs` is then the most
+    epochs); it needs a validation split. The optimizers keep their last epoch's state
     (Keras' `EarlyStopping` restores weights only).
 
     The run is resumable: every `backup_every` steps and at each epoch's end the
@@ -161,6 +166,8 @@ class TrainConfig:
     seed: int = 0
     validation_fraction: float = 0.1
     early_stopping: int = 2
+    monitor: str = "val_auc"
+    """What early stopping and the best epoch maximise, one of `MONITORS`."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     feedback_weights: tuple[float, float, float] | None = None
@@ -243,6 +250,64 @@ class OptimizerLogger(keras.callbacks.Callback):
         self._writer.flush()
 
 
+class ValidationGAUC(keras.callbacks.Callback):
+    """Adds `val_gauc`, the exact GAUC of the validation rows, to every epoch's logs.
+
+    Put it first among the callbacks: the later ones (early stopping, TensorBoard,
+    backups, `History`) then see `val_gauc` beside Keras' own `val_auc`. Each epoch
+    costs one prediction pass over the validation rows.
+
+    Args:
+        validation_data: the validation pipeline of `validation_dataset` (its
+            features carry `group_key`).
+        group_key: the column whose values are the groups (users).
+    """
+
+    def __init__(self, validation_data: tf.data.Dataset, group_key: str) -> None:
+        super().__init__()
+        self.validation_data = validation_data
+        self.group_key = group_key
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        probabilities, labels, groups = predictions(
+            self.model, self.validation_data, self.group_key
+        )
+        finite = np.isfinite(probabilities).all()  # a diverged epoch: the NaN stop reports it
+        logs["val_gauc"] = gauc(labels, probabilities, groups) if finite else float("nan")
+
+
+def predictions(
+    model: keras.Model, dataset: tf.data.Dataset, group_key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model's probabilities on a pipeline's batches, with their labels and group keys.
+
+    Each batch's labels and group keys come with its features, so they stay aligned
+    whatever order the pipeline yields.
+
+    Args:
+        model: the model.
+        dataset: `(features, label, sample_weight)` batches whose features carry `group_key`.
+        group_key: the group column.
+
+    Returns:
+        `(probabilities, labels, groups)`, 1-D arrays in the pipeline's order.
+    """
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+        (
+            np.asarray(model.predict_on_batch(features), np.float64).reshape(-1),
+            label.numpy().reshape(-1).astype(np.int64),
+            features[group_key].numpy(),
+        )
+        for features, label, _ in dataset
+    ]
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
+    return probabilities, labels, groups
+
+
 def evaluate_model(
     model: keras.Model, data_dir: str, split: str = "test", batch_size: int = 4096
 ) -> dict[str, float]:
@@ -258,10 +323,7 @@ def predict_split(
     rows: Rows | None = None,
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A model's probabilities on a split's rows, with their labels and group keys.
-
-    One pass over the rows: each batch's labels and group keys come with its
-    features, so they stay aligned whatever order the pipeline yields.
+    """A model's probabilities on a split's rows, with their labels and group keys (`predictions`).
 
     Args:
         model: the model.
@@ -278,18 +340,7 @@ def predict_split(
     dataset = make_dataset(
         data_dir, split, schema, batch_size=batch_size, rows=rows, extra_columns=[schema.group_key]
     )
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-        (
-            np.asarray(model.predict_on_batch(features), np.float64).reshape(-1),
-            label.numpy().reshape(-1).astype(np.int64),
-            features[schema.group_key].numpy(),
-        )
-        for features, label, _ in dataset
-    ]
-    if not parts:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
-    return probabilities, labels, groups
+    return predictions(model, dataset, schema.group_key)
 
 
 def calibrate(model: keras.Model, data_dir: str, rows: Rows) -> float:
@@ -385,9 +436,13 @@ def validation_dataset(
     feedback_weights: tuple[float, float, float] | None,
     cache: bool = False,
 ) -> tf.data.Dataset | None:
-    """The validation pipeline over `rows` of the train split, in order; None when empty."""
+    """The validation pipeline over `rows` of the train split, in order; None when empty.
+
+    Its features carry the group key too, for `ValidationGAUC`.
+    """
     if not count_rows(rows):
         return None
+    schema = schema or load_dataset_dir(data_dir)[0]
     return make_dataset(
         data_dir,
         "train",
@@ -396,6 +451,7 @@ def validation_dataset(
         feedback_weights=feedback_weights,
         rows=rows,
         cache=cache,
+        extra_columns=[schema.group_key],
     )
 
 
@@ -417,7 +473,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     The run directory gets `model.keras`, `config.json` (model, hyper-parameters,
     optimizer settings, the loss weights as given and as normalised to mean 1) and
     `metrics.json` (exact test metrics plus `examples_per_sec` of training,
-    `epochs_run`, `best_epoch`, the per-epoch `validation_auc`, the `validation`
+    `epochs_run`, `best_epoch` by `monitor`, the per-epoch `validation_auc` and
+    `validation_gauc`, the `validation`
     carve and the `calibration_offset`; see `finish_run`). TensorBoard logs go to
     `config.logdir/<run name>`: loss and AUC per epoch for train and validation
     (`validation_fraction` of the train split, carved as its test split was:
@@ -438,6 +495,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"cache_mb must be None or >= 0. Received: {config.cache_mb}")
     if config.early_stopping < 0:
         raise ValueError(f"early_stopping must be >= 0. Received: {config.early_stopping}")
+    if config.monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}. Received: {config.monitor!r}")
     if config.early_stopping and not config.validation_fraction:
         raise ValueError(
             "early_stopping needs a validation split: validation_fraction is 0; set it > 0 "
@@ -517,6 +576,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     record = backup.restore() or {"epochs_done": 0, "history": {}}
     divergence = StopOnNonFiniteLoss()
     callbacks: list[keras.callbacks.Callback] = [divergence]
+    if valid_ds is not None:
+        callbacks.insert(0, ValidationGAUC(valid_ds, schema.group_key))
     run_logdir = None
     if config.logdir and chief:
         run_name = f"{os.path.basename(os.path.normpath(config.out))}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -527,7 +588,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         ]
     early_stopping = None
     if config.early_stopping:
-        early_stopping = checkpointing.ResumableEarlyStopping(config.early_stopping)
+        early_stopping = checkpointing.ResumableEarlyStopping(
+            config.early_stopping, monitor=config.monitor
+        )
         if "early_stopping" in record:
             best = record.get("best_checkpoint")
             early_stopping.load_state(
@@ -571,7 +634,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if task_type is not None:  # one of several workers
         model = _local_copy(model, config.out)
 
-    validation_auc = record["history"].get("val_auc", [])
+    history = record["history"]
     steps_run = checkpointing.global_step(model) - start_step
     extra: dict[str, Any] = {
         "examples_per_sec": fit_rows * steps_run / steps_per_epoch / seconds,
@@ -580,8 +643,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "epochs_run": record["epochs_done"],
     }
     if config.early_stopping:
-        extra["best_epoch"] = int(np.argmax(validation_auc)) + 1
-    extra["validation_auc"] = validation_auc
+        extra["monitor"] = config.monitor
+        extra["best_epoch"] = int(np.argmax(history[config.monitor])) + 1
+    extra["validation_auc"] = history.get("val_auc", [])
+    extra["validation_gauc"] = history.get("val_gauc", [])
     extra["model"] = config.model
     if warm_started is not None:
         extra["warm_start"] = {"from": config.warm_start, "tables": warm_started}
