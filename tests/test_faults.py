@@ -15,8 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import keras
@@ -25,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 import widedeep  # noqa: F401  (registers the custom objects)
+from tests.conftest import start_widedeep
 from widedeep import export as export_module
 from widedeep.cli import EXIT_NO_SPACE, EXIT_USAGE, main
 from widedeep.data.reader import load_dataset_dir
@@ -204,6 +203,34 @@ def test_simulate_into_a_full_disk(tmp_path, monkeypatch, capsys):
     assert _hidden(out) == []
     # "About" the size of the dataset (rows written so far, extrapolated).
     assert float(error["mb"]) == pytest.approx(_size(str(out)) / 2**20, abs=0.11)
+
+
+def test_a_dataset_writer_removes_what_it_wrote_when_the_disk_fills(tmp_path, monkeypatch):
+    from tests.test_records import ROWS, tiny_schema
+    from widedeep.data import writer as writer_module
+    from widedeep.data.writer import DatasetWriter
+
+    out = tmp_path / "data"
+    writer = DatasetWriter(out, {"train": 2, "test": 1}, expected_rows=3 * len(ROWS))
+    writer.write("train", ROWS)  # a first chunk reaches the disk
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _fill_after(1, _tf_enospc))
+    with pytest.raises(NoSpaceError, match=f"while writing {out} "):
+        writer.write("test", ROWS)  # no `with`: the writer cleans up by itself
+    assert os.listdir(out) == []
+    monkeypatch.undo()
+    real = writer_module.write_json
+
+    def fill_at_meta(path, payload, *args):  # everything else of the dataset is written
+        if path.endswith("meta.json"):
+            raise _enospc(path)
+        return real(path, payload, *args)
+
+    monkeypatch.setattr(writer_module, "write_json", fill_at_meta)
+    writer = DatasetWriter(out, {"train": 2, "test": 1})
+    writer.write("train", ROWS)
+    with pytest.raises(NoSpaceError):
+        writer.close(tiny_schema(), files={"config.json": {"a": 1}})
+    assert os.listdir(out) == []
 
 
 def test_an_unfinished_dataset_is_replaced_without_overwrite(data_dir, tmp_path, capsys):
@@ -436,13 +463,7 @@ def test_two_trains_into_one_out_exactly_one_runs(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--data", data_dir, "--out", str(run), *TRAIN, *EVERY_2, "--epochs", "500",
             "--early-stopping", "0"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "widedeep.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start_widedeep(args)
     try:
         deadline = time.monotonic() + 240
         while not glob.glob(str(run / "backup" / "state-2.index")):  # training, lock held

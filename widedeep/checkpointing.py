@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from widedeep.io import no_space_as_error, variables_bytes
+from widedeep.io import no_space_as_error, remove_path, sync_to_disk, variables_bytes
 
 __all__ = [
     "BackupCallback",
@@ -186,8 +186,7 @@ class TrainingBackup:
         def remove_partial_files() -> None:
             pattern = glob.escape(prefix)
             for path in glob.glob(pattern + ".*") + glob.glob(pattern + "_temp*"):
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                remove_path(path)
 
         return no_space_as_error(
             self.save_directory, lambda: variables_bytes(variables), cleanup=remove_partial_files
@@ -199,13 +198,17 @@ class TrainingBackup:
         self._record.assign(json.dumps(record))
         prefix = os.path.join(self.save_directory, f"state-{record['global_step']}")
         with self._saving(prefix, state_variables(self.model)):
-            return self._manager.save(checkpoint_number=record["global_step"])
+            path = self._manager.save(checkpoint_number=record["global_step"])
+            sync_to_disk([self.save_directory])  # on the disk before the run goes on
+        return path
 
     def save_best_weights(self, epoch: int) -> str:
         """Writes the model's weights as the best epoch's (0-based `epoch`); returns the path."""
         prefix = os.path.join(self.save_directory, f"best-epoch-{epoch}")
         with self._saving(prefix, self.model.variables):
-            return self._best_checkpoint.write(prefix)
+            path = self._best_checkpoint.write(prefix)
+            sync_to_disk([self.save_directory])
+        return path
 
     def remove_best_weights(self, keep: str | None) -> None:
         """Deletes best-epoch weight files but `keep` and the newest `max_to_keep` epochs' ones.

@@ -301,9 +301,8 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
     A run directory holding only a backup is a run to resume, not to refuse;
     `--overwrite` deletes the backup as well, so training starts afresh.
     """
-    import shutil
 
-    from widedeep.io import LOCK_FILE, check_writable_dir
+    from widedeep.io import LOCK_FILE, check_writable_dir, remove_path
 
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name))]
     if found and not overwrite:
@@ -318,8 +317,7 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
         backup = config.resolved_backup_dir()
         for name in os.listdir(backup) if os.path.isdir(backup) else ():
             if name != LOCK_FILE:  # this run's lock, when the backup is outside --out
-                path = os.path.join(backup, name)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                remove_path(os.path.join(backup, name))
     check_writable_dir(config.resolved_backup_dir(), "--backup-dir")
     if config.logdir:
         check_writable_dir(config.logdir, "--logdir")

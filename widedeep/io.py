@@ -52,6 +52,7 @@ __all__ = [
     "directory_lock",
     "is_out_of_space",
     "no_space_as_error",
+    "remove_path",
     "sync_to_disk",
     "variables_bytes",
     "write_json",
@@ -210,7 +211,13 @@ def sync_to_disk(paths: Iterable[str | os.PathLike]) -> None:
                 os.fsync(f.fileno())
 
 
-def _remove(path: str) -> None:
+def remove_path(path: str | os.PathLike) -> None:
+    """Removes a file, or a directory with everything in it; nothing when it is absent.
+
+    Args:
+        path: the file or directory.
+    """
+    path = os.fspath(path)
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -276,8 +283,8 @@ def atomic_path(
             os.replace(tmp, path)
             _fsync_directory(directory)
     finally:
-        _remove(tmp)
-        _remove(aside)
+        remove_path(tmp)
+        remove_path(aside)
 
 
 def _json_value(value: Any) -> Any:

@@ -304,8 +304,11 @@ class DatasetWriter:
         self._writers = {}
         self._closed = True
         for path in reversed(self._written):
-            with contextlib.suppress(OSError):  # a folder is removed only if empty
-                os.rmdir(path) if os.path.isdir(path) else os.remove(path)
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    os.rmdir(path)  # only if empty: it may hold files that are not ours
+                else:
+                    os.remove(path)
         self._written = []
 
     def close(
