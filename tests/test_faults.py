@@ -282,6 +282,25 @@ def test_prepare_into_a_full_disk(tmp_path, monkeypatch, capsys):
     assert os.path.isfile(out / "prepare_config.json") and _hidden(out) == []
 
 
+def test_a_killed_prepare_leaves_nothing_that_blocks_the_next(tmp_path):
+    import hashlib
+
+    out = tmp_path / "data"
+    os.makedirs(out / "train")
+    (out / "train" / "part-00000-of-00008.tfrecord").write_bytes(b"half a shard")
+    key = hashlib.sha1(str(out).encode()).hexdigest()[:12]
+    stale = tmp_path / f".widedeep-prepare-{key}-x1y2"  # the sort's scratch, never removed
+    os.makedirs(stale)
+    (stale / "time").write_bytes(b"\0" * 64)
+    other = tmp_path / ".widedeep-prepare-0123456789ab-x1y2"  # another dataset's, in use
+    os.makedirs(other)
+    args = ["prepare", "log", "--log", _log_csv(tmp_path), "--user", "who", "--item", "sku",
+            "--time", "ts", "--label", "clicked", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0  # no --overwrite needed: there was no dataset
+    load_dataset_dir(out)
+    assert not stale.exists() and other.exists()
+
+
 def test_training_into_a_full_disk_keeps_the_backup_and_resumes(
     data_dir, tmp_path, monkeypatch, capsys
 ):
@@ -456,6 +475,33 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(
     assert line.startswith(f"widedeep: error: no checkpoint in the backup {damaged}/backup reads")
     assert line.endswith("add --overwrite to start afresh")
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_a_backup_skips_a_damaged_best_epoch_and_an_unreadable_index(tmp_path, capsys):
+    from tests.conftest import make_tiny_schema
+    from widedeep.checkpointing import TrainingBackup
+    from widedeep.training import build_model, compile_model
+
+    model = compile_model(build_model(make_tiny_schema(), "wide_deep", hidden_units=[4]))
+    with pytest.raises(ValueError, match="max_to_keep must be >= 2"):
+        TrainingBackup(str(tmp_path), model, "settings", max_to_keep=1)
+    backup = TrainingBackup(str(tmp_path), model, "settings")
+    weight = model.trainable_variables[0]
+    for step in (1, 2, 3):
+        model.deep_optimizer.iterations.assign(step)
+        weight.assign(np.full(weight.shape, step, "float32"))
+        record = {"epochs_done": step}
+        if step == 3:
+            record["best_checkpoint"] = backup.save_best_weights(epoch=2)
+        backup.save(record)
+    _truncate(glob.glob(str(tmp_path / "best-epoch-2.data-*"))[0])  # named by state-3 only
+    (tmp_path / "checkpoint").write_text("model_checkpoint_path: {")  # the index is garbled
+    weight.assign(np.zeros(weight.shape, "float32"))
+    capsys.readouterr()
+    record = TrainingBackup(str(tmp_path), model, "settings").restore()
+    assert record["epochs_done"] == 2 and record["global_step"] == 2
+    np.testing.assert_array_equal(weight.numpy(), np.full(weight.shape, 2, "float32"))
+    assert "(state-3: " in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ two runs, one directory

@@ -769,8 +769,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug or not is_out_of_space(e):
             raise
-        # A write that no `NoSpaceError` names (TensorBoard's event files, Keras internals).
-        where = getattr(e, "filename", None) or str(e).strip().splitlines()[0]
+        # A write that no `NoSpaceError` names (TensorBoard's event files, Keras internals);
+        # TensorFlow's messages read "<file>; No space left on device".
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        where = getattr(e, "filename", None) or (text.split("; ")[0] if "; " in text else "")
+        where = where or "an output"
         print(
             f"widedeep: error: no space left on device while writing {where}; free space or "
             "choose another --out",

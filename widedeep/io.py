@@ -360,6 +360,8 @@ def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
+        if is_out_of_space(e):
+            raise NoSpaceError(path, 0, flag) from None
         raise OutputError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
 
 
@@ -431,8 +433,9 @@ def directory_lock(
             break
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {command}".strip().encode())
+        with no_space_as_error(lock_path, 0, flag):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {command}".strip().encode())
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):

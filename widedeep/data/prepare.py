@@ -41,6 +41,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import glob
+import hashlib
 import os
 import shutil
 import sys
@@ -867,18 +869,23 @@ def prepare_impressions(
     """
     out_dir = os.fspath(out_dir)
     scratch_dir: list[str] = []
+    scratch_parent = options.temp_dir or os.path.dirname(os.path.abspath(out_dir))
+    # Named after the dataset, so that a run holding its lock can clear what a killed one left.
+    key = hashlib.sha1(os.path.abspath(out_dir).encode()).hexdigest()[:12]
+    scratch_prefix = f".widedeep-prepare-{key}-"
 
     def scratch() -> str:
         if not scratch_dir:
-            parent = options.temp_dir or os.path.dirname(os.path.abspath(out_dir))
-            os.makedirs(parent, exist_ok=True)
-            scratch_dir.append(tempfile.mkdtemp(prefix=".widedeep-prepare-", dir=parent))
+            os.makedirs(scratch_parent, exist_ok=True)
+            scratch_dir.append(tempfile.mkdtemp(prefix=scratch_prefix, dir=scratch_parent))
         return scratch_dir[0]
 
     def scratch_bytes() -> int:  # the sort's scratch files hold about the log's bytes
         return sum(os.path.getsize(path) for path in source.logs if os.path.isfile(path))
 
     with directory_lock(out_dir, "--out", "prepare"), contextlib.ExitStack() as on_failure:
+        for stale in glob.glob(os.path.join(glob.escape(scratch_parent), scratch_prefix + "*")):
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             return _prepare(
                 source,
