@@ -110,6 +110,7 @@ def test_out_of_space_is_recognised_through_wrappers():
             raise RuntimeError("saving failed") from inner
     except RuntimeError as outer:
         assert is_out_of_space(outer)
+    assert is_out_of_space(OSError("27286 requested and 19952 written"))  # NumPy's tofile
     assert not is_out_of_space(OSError(errno.EACCES, os.strerror(errno.EACCES)))
     assert not is_out_of_space(tf.errors.ResourceExhaustedError(None, None, "OOM on GPU"))
 

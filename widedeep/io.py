@@ -32,6 +32,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -62,6 +63,7 @@ LOCK_FILE = ".widedeep.lock"
 """The lock file `directory_lock` keeps in a directory while a process works in it."""
 
 _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
 class OutputError(ValueError):
@@ -102,7 +104,8 @@ def is_out_of_space(error: BaseException) -> bool:
 
     Python's `OSError` carries `errno.ENOSPC` / `errno.EDQUOT`; TensorFlow
     (`ResourceExhaustedError`), h5py and Arrow put the system's text for them in
-    their messages.
+    their messages; NumPy's `tofile` (and so `np.save`) reports the short write a
+    full disk causes as `OSError: N requested and M written`, without the errno.
 
     Args:
         error: an exception.
@@ -128,6 +131,8 @@ def is_out_of_space(error: BaseException) -> bool:
         if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
             return True
         if any(text in str(current) for text in texts):
+            return True
+        if isinstance(current, OSError) and _SHORT_WRITE.search(str(current)):
             return True
         current = current.__cause__ or current.__context__
     return False
