@@ -136,6 +136,19 @@ def test_atomic_path_turns_a_full_disk_into_one_error_and_keeps_the_old_file(tmp
     assert os.listdir(tmp_path) == ["metrics.json"]
 
 
+def test_atomic_path_clears_what_killed_writers_left(tmp_path):
+    no_such_pid = 999_999_999  # above Linux's largest pid
+    (tmp_path / f".model.keras.{no_such_pid}-0123abcd.tmp.keras").write_bytes(b"PK half")
+    (tmp_path / f".model.keras.{no_such_pid}-0123abcd.old").mkdir()
+    running = f".model.keras.{os.getpid()}-0123abcd.tmp.keras"  # a writer still at work
+    (tmp_path / running).write_bytes(b"PK in progress")
+    other = f".export.{no_such_pid}-0123abcd.old"  # another target's: left to its writer
+    (tmp_path / other).mkdir()
+    with atomic_path(tmp_path / "model.keras") as tmp, open(tmp, "wb") as f:
+        f.write(b"PK whole")
+    assert sorted(os.listdir(tmp_path)) == sorted([other, running, "model.keras"])
+
+
 def test_atomic_path_replaces_a_directory_whole(tmp_path):
     out = tmp_path / "export"
     out.mkdir()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -230,6 +231,25 @@ def remove_path(path: str | os.PathLike) -> None:
             os.remove(path)
 
 
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Removes what `atomic_path` left beside `name` in processes that were killed."""
+    pattern = os.path.join(glob.escape(directory), f".{glob.escape(name)}.*-*")
+    for path in glob.glob(pattern):
+        match = re.fullmatch(r"\.(?:.*)\.(\d+)-[0-9a-f]{8}\.(?:tmp.*|old)", os.path.basename(path))
+        if match and not _alive(int(match.group(1))):
+            remove_path(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike,
@@ -243,6 +263,7 @@ def atomic_path(
     parent directory synced. The temporary name keeps `path`'s extension (Keras
     picks the format from it). If the body raises, the temporary file is removed
     and `path` is untouched; if the disk is full, that becomes a `NoSpaceError`.
+    Temporary files beside `path` of processes that were killed are removed first.
 
     Args:
         path: the file or directory to (over)write; its parent must exist.
@@ -265,6 +286,7 @@ def atomic_path(
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     _, extension = os.path.splitext(name)
+    _remove_stale_temporaries(directory, name)
     # A fresh name, not a file: the writer creates it with the usual permissions.
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = os.path.join(directory, f".{name}.{token}.tmp{extension}")
