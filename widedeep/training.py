@@ -33,7 +33,7 @@ from widedeep.data.pipeline import (
     parsed_bytes,
 )
 from widedeep.data.reader import load_dataset_dir, read_columns
-from widedeep.io import atomic_path, check_writable_dir, write_json
+from widedeep.io import atomic_path, check_writable_dir, variables_bytes, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics, gauc
 from widedeep.models.base import WideDeepModel
@@ -716,8 +716,10 @@ def finish_run(
 
 
 def save_model(model: keras.Model, path: str) -> None:
-    """`model.save(path)`, atomically: a crash while saving leaves the previous file intact."""
-    with atomic_path(path) as tmp:
+    """`model.save(path)`, atomically: a crash while saving leaves the previous file intact, and a
+    full disk raises `widedeep.io.NoSpaceError`."""
+    size = variables_bytes(checkpointing.state_variables(model))
+    with atomic_path(path, size) as tmp:
         model.save(tmp)
 
 
