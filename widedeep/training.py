@@ -480,6 +480,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             steps_per_execution,
         )
         model.build_optimizers()
+        model.global_batch_size = config.batch_size
     warm_started = None
     if config.warm_start:
         from widedeep.warm_start import warm_start
