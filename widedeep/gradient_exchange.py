@@ -6,10 +6,11 @@ update. The dense way sums every table, whole, across the replicas each step. He
 values, padded to a static bound (`rows`, the ids one replica's batch can look up in that
 table) and marked by index `-1` where padded. Every replica sends tensors of the same static
 shape, so each collective has a shape fixed when the step is traced, never one that depends on
-the data. All tables travel in two `all_gather`s (one of indices, one of values); each replica
-drops the padding and keeps the rows of every replica, repeated ids included, as one
-`tf.IndexedSlices` that the optimizer de-duplicates (sums) before its sparse update. Dense
-gradients and tables without a bound take the replica context's `all_reduce`.
+the data. All tables travel in one `all_gather` (each table's indices, bit for bit, and its
+rows, in the values' dtype); each replica drops the padding and keeps the rows of every
+replica, repeated ids included, as one `tf.IndexedSlices` that the optimizer de-duplicates
+(sums) before its sparse update. Dense gradients and tables without a bound take the replica
+context's `all_reduce`.
 
 Example:
 
@@ -103,29 +104,25 @@ def sum_across_replicas(
             nbytes = math.prod(shape) * gradient.dtype.size
             sent.append(Exchanged(shape, None, (shape,), nbytes))
     if sparse:
-        indices, values = [], []
+        # One payload of the values' dtype: each table's int64 indices, bit for bit, then its rows.
+        dtype = sparse[0][1].values.dtype
+        payload, sizes = [], []
         for _, gradient, variable, bound in sparse:
             row_indices, row_values = _padded_rows(gradient, variable, bound)
-            indices.append(row_indices)
-            values.append(tf.reshape(row_values, [-1]))
+            packed = tf.reshape(tf.bitcast(row_indices, dtype), [-1])
+            payload += [packed, tf.reshape(tf.cast(row_values, dtype), [-1])]
+            sizes += [packed.shape[0], row_values.shape.num_elements()]
             shapes = (tuple(row_indices.shape), tuple(row_values.shape))
             nbytes = _nbytes(row_indices) + _nbytes(row_values)
             sent.append(Exchanged(tuple(variable.shape), bound, shapes, nbytes))
-        all_indices, all_values = context.all_gather(
-            [tf.concat(indices, 0), tf.concat(values, 0)], axis=0
-        )
-        all_indices = tf.reshape(all_indices, [replicas, -1])
-        all_values = tf.reshape(all_values, [replicas, -1])
-        index_sizes = [bound for *_, bound in sparse]
-        value_sizes = [bound * math.prod(v.shape[1:]) for _, _, v, bound in sparse]
-        for (position, gradient, variable, _), table_indices, table_values in zip(
-            sparse,
-            tf.split(all_indices, index_sizes, axis=1),
-            tf.split(all_values, value_sizes, axis=1),
-        ):
+        gathered = context.all_gather(tf.concat(payload, 0), axis=0)
+        parts = tf.split(tf.reshape(gathered, [replicas, -1]), sizes, axis=1)
+        for i, (position, gradient, variable, _) in enumerate(sparse):
+            packed, rows = parts[2 * i], parts[2 * i + 1]
+            table_indices = tf.bitcast(tf.reshape(packed, [-1, 8 // dtype.size]), tf.int64)
             table_indices = tf.reshape(table_indices, [-1])
             keep = table_indices != _PADDING
-            rows = tf.reshape(table_values, [-1, *variable.shape[1:]])
+            rows = tf.cast(tf.reshape(rows, [-1, *variable.shape[1:]]), gradient.values.dtype)
             summed[position] = (
                 tf.IndexedSlices(
                     tf.boolean_mask(rows, keep),
