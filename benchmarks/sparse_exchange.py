@@ -14,6 +14,7 @@ Printed per (rows, exchange), as one JSON object:
 - `bytes_sent_per_replica`: computed from the static shapes of the tensors each replica hands
   to the collectives per step (`WideDeepModel`'s optimizers record them), and
   `bytes_per_row_touched` (over the rows the replica's batch touched);
+- `peak_rss_mb`: each process's peak resident memory (worker 0, and the one process);
 - `loopback_bytes_per_step`: measured, the growth of the loopback interface's byte counter
   (`/proc/net/dev`, `lo`) over the timed steps, divided by the steps: everything the workers
   sent each other (both of them, gRPC framing included), plus any other local traffic on a
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -116,6 +118,7 @@ def _worker(spec: dict) -> dict:
         ],
         "rows_touched_per_replica": float(np.mean(touched)),
         "loopback_bytes_per_step": (clock.loopback[-1] - clock.loopback[0]) / spec["steps"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -193,6 +196,8 @@ def main() -> None:
                         "bytes_per_row_touched": worker["bytes_sent_per_replica"]
                         / worker["rows_touched_per_replica"],
                         "loopback_bytes_per_step": worker["loopback_bytes_per_step"],
+                        "two_workers_peak_rss_mb": worker["peak_rss_mb"],
+                        "one_process_peak_rss_mb": single["peak_rss_mb"],
                         "exchanged": worker["exchanged"],
                     }
                 ),

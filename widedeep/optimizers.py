@@ -197,8 +197,10 @@ class _SparseAwareMixin(_compat.ClipGradientsHook, _compat.AllReduceHook):
         return variable.value if isinstance(variable, keras.Variable) else variable
 
     def _sparse_rows(self, variable: Any, indices: tf.Tensor) -> tf.Tensor:
-        # `tf.gather` on a resource variable is a ResourceGather: it reads only `indices`.
-        return tf.gather(self._as_tf_variable(variable), indices)
+        # A ResourceGather reads only `indices`; on the handle, also of a mirrored variable
+        # (`tf.gather` would read a mirrored variable whole first).
+        handle = self._as_tf_variable(variable).handle
+        return tf.raw_ops.ResourceGather(resource=handle, indices=indices, dtype=variable.dtype)
 
     def _scatter(self, variable: Any, values: tf.Tensor, indices: tf.Tensor) -> None:
         self._as_tf_variable(variable).scatter_update(tf.IndexedSlices(values, indices))
