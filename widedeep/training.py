@@ -161,7 +161,8 @@ class TrainConfig:
     trip and one round of callbacks per 16 steps instead of per step (+21% examples/s
     on the standard Wide & Deep workload, `benchmarks/throughput.py --groups executions`). Callbacks, the
     NaN stop and mid-epoch backups then act at those boundaries. With more than one
-    replica (`strategy`) Keras' multi-step loop fails, and `train` uses 1."""
+    replica (`strategy`) Keras' multi-step loop fails (the README says why), and `train`
+    uses 1."""
     logdir: str | None = "logs"
     seed: int = 0
     validation_fraction: float = 0.1
@@ -186,8 +187,8 @@ class TrainConfig:
     strategy: str = "default"
     """One of `widedeep.distribute.STRATEGIES`: `"mirrored"` trains on this machine's
     devices, `"multi_worker"` on the cluster of `TF_CONFIG` (only the chief writes
-    files). With more than one replica, steps run one per execution and sparse
-    gradients are all-reduced dense (see the README)."""
+    files). With more than one replica, steps run one per execution and each table's
+    gradient is exchanged as the rows the batch touched (see the README)."""
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
@@ -512,8 +513,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     chief = distribute.is_chief(strategy)
     steps_per_execution = config.steps_per_execution
     if strategy.num_replicas_in_sync > 1 and steps_per_execution > 1:
-        # Keras' multi-step loop fails with more than one replica ("You must feed a value
-        # for placeholder tensor ... while/cond") on TensorFlow 2.21 / Keras 3.15.
+        # Keras' multi-step loop runs each step inside a `tf.cond` (to stop at the end of the
+        # data), and a replica step that calls `merge_call` (every collective does, on CPU
+        # and with MultiWorkerMirroredStrategy) fails there: "You must feed a value for
+        # placeholder tensor ... while/cond/Placeholder" (TF 2.21, Keras 3.15.1;
+        # keras-team/keras#19246, open).
         print(
             f"--strategy {config.strategy}: {strategy.num_replicas_in_sync} replicas run one "
             f"step per execution (--steps-per-execution {steps_per_execution} is for one replica)",
@@ -528,6 +532,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             steps_per_execution,
         )
         model.build_optimizers()
+        model.global_batch_size = config.batch_size
     warm_started = None
     if config.warm_start:
         from widedeep.warm_start import warm_start
