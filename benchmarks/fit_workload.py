@@ -25,7 +25,9 @@ The script uses only widedeep's public API of the oldest tree it is meant to tim
   `compile()` at its defaults, on the training rows of a dataset directory (`--data`, e.g. the
   simulator's default data), batch 512, read into memory with `load_columns`.
 
-`--steps-per-execution N` / `--jit-compile` pass those to `compile` (diagnostics: they are not
+`--input arrays` (wide_deep) passes the arrays to `fit(x, y, batch_size=1024)` instead (Keras
+slices whole batches; the documented in-memory one-liner). `--steps-per-execution N` /
+`--jit-compile` pass those to `compile` (diagnostics: they are not
 the user's defaults).
 
 Usage:
@@ -173,11 +175,28 @@ def deep_input_width(schema: Any) -> int:
     return embeddings + sum(1 for f in schema.numeric if f.deep)
 
 
+COLUMNS_FILE = "columns.npz"
+"""Training columns saved by `export_columns`, read by any tree (formats of dataset directories
+change between trees; numpy arrays do not)."""
+
+
+def export_columns(data_dir: str, out_dir: str) -> None:
+    """Writes `data_dir`'s schema and training columns to `out_dir` for `load_columns`."""
+    schema, columns = load_columns(data_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    schema.save(os.path.join(out_dir, "schema.json"))
+    np.savez(os.path.join(out_dir, COLUMNS_FILE), **columns)
+
+
 def load_columns(data_dir: str, split: str = "train") -> tuple[Any, dict[str, np.ndarray]]:
-    """A dataset directory's schema and one split's columns, with whichever reader the tree has."""
+    """A directory's schema and training columns: `COLUMNS_FILE` if present, else the split
+    read from a dataset directory with this tree's reader."""
     from widedeep import Schema
 
     schema = Schema.load(os.path.join(data_dir, "schema.json"))
+    if os.path.exists(os.path.join(data_dir, COLUMNS_FILE)):
+        with np.load(os.path.join(data_dir, COLUMNS_FILE)) as saved:
+            return schema, {name: saved[name] for name in saved.files}
     names = [*schema.input_signature(), schema.label]
     try:
         from widedeep.data.reader import read_columns
@@ -298,7 +317,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 deep_optimizer=widedeep.optimizers.Adagrad(DEEP_LEARNING_RATE),
                 **compile_settings(args),
             )
-            dataset = user_dataset(model_inputs(schema, columns), y, batch_size)
+            x = model_inputs(schema, columns)
+            if args.input == "arrays":
+                dataset = {"x": x, "y": y, "batch_size": batch_size}
+            else:
+                dataset = user_dataset(x, y, batch_size)
             clock = epoch_clock(keras.callbacks.Callback)
         elif args.variant == "peer":
             import tf_keras as tfk
@@ -314,7 +337,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dataset = user_dataset(x, y, batch_size)
             clock = epoch_clock(keras.callbacks.Callback)
     rows = int(len(next(iter(columns.values())))) if args.variant != "mlp_floor" else args.rows
-    model.fit(dataset, epochs=args.epochs, verbose=0, callbacks=[clock])
+    fit_data = dataset if isinstance(dataset, dict) else {"x": dataset}
+    model.fit(epochs=args.epochs, verbose=0, callbacks=[clock], **fit_data)
     rates = [rows / s for s in clock.seconds]
     timed = slice(1, None) if len(rates) > 1 else slice(None)
     batches = -(-rows // batch_size)
@@ -325,6 +349,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "examples_per_sec": round(float(np.median(rates[timed]))),
         "cpu_ms_per_batch": round(float(np.median(clock.cpu_seconds[timed])) / batches * 1e3, 2),
         "epochs_examples_per_sec": [round(r) for r in rates],
+        "input": args.input if args.variant == "wide_deep" else "dataset",
         "compile": compile_settings(args),
         "widedeep": sys.modules["widedeep"].__file__ if "widedeep" in sys.modules else None,
     }
@@ -336,6 +361,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the standard workload")
     parser.add_argument("--epochs", type=int, default=4, help="epoch 1 is warm-up")
     parser.add_argument("--data", default=None, help="dataset directory (dfn, dfn_wide_deep)")
+    parser.add_argument(
+        "--input",
+        choices=("dataset", "arrays"),
+        default="dataset",
+        help="wide_deep: the user's tf.data pipeline, or the arrays passed to fit (batch_size)",
+    )
     parser.add_argument("--steps-per-execution", type=int, default=None)
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
