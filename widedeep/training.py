@@ -36,7 +36,7 @@ from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.io import atomic_path, check_writable_dir, variables_bytes, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics, gauc
-from widedeep.models.base import WideDeepModel
+from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig
@@ -156,12 +156,9 @@ class TrainConfig:
     model: str = "wide_deep"
     epochs: int = 10
     batch_size: int = 512
-    steps_per_execution: int = 16
-    """Training steps per call into TensorFlow (`keras.Model.compile`): one Python round
-    trip and one round of callbacks per 16 steps instead of per step (+21% examples/s
-    on the standard Wide & Deep workload, `benchmarks/throughput.py --groups executions`). Callbacks, the
-    NaN stop and mid-epoch backups then act at those boundaries. With more than one
-    replica (`strategy`) Keras' multi-step loop fails (the README says why), and `train`
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    """Training steps per call into TensorFlow (`WideDeepModel.compile`, whose default this
+    is). With more than one replica (`strategy`) Keras' multi-step loop fails, and `train`
     uses 1."""
     logdir: str | None = "logs"
     seed: int = 0
@@ -214,7 +211,7 @@ def build_model(schema: Schema, model: str, **hyperparameters: Any) -> WideDeepM
 def compile_model(
     model: WideDeepModel,
     optimizer: OptimizerConfig | None = None,
-    steps_per_execution: int = 1,
+    steps_per_execution: int | None = None,
 ) -> WideDeepModel:
     """Compiles with the two optimizers, binary cross-entropy and streaming AUC / log loss."""
     wide, deep = (optimizer or OptimizerConfig()).make()

@@ -14,6 +14,15 @@ from widedeep import optimizers as wd_optimizers
 WIDE_BRANCH = "wide"
 """Name of the layer holding the wide (linear) branch; its variables go to the wide optimizer."""
 
+DEFAULT_STEPS_PER_EXECUTION = 16
+"""Training steps per call into TensorFlow when `WideDeepModel.compile` is not told otherwise.
+
+One Python round trip and one round of callbacks per 16 steps instead of per step; `fit` of
+a user's script and `widedeep train` both get it (the README's Performance section has the
+measurements). Batch-level callbacks, the NaN stop and mid-epoch backups then act at those
+boundaries. With more than one replica Keras' multi-step loop fails (TensorFlow 2.21, Keras
+3.15), and `compile` uses 1."""
+
 
 def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
     """Whether `strategy` is a MultiWorkerMirroredStrategy over more than one worker."""
@@ -93,7 +102,7 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
         metrics: Any = None,
         weighted_metrics: Any = None,
         run_eagerly: bool = False,
-        steps_per_execution: int = 1,
+        steps_per_execution: int | None = None,
         jit_compile: bool | str = False,
         **kwargs: Any,
     ) -> None:
@@ -106,8 +115,11 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             deep_optimizer: optimizer of every other variable. Defaults to
                 `widedeep.optimizers.Adagrad()`, likewise.
             loss: the loss; sample weights (e.g. per feedback type) are honoured.
-            metrics, weighted_metrics, run_eagerly, steps_per_execution,
-                jit_compile: as in `keras.Model.compile`.
+            steps_per_execution: training steps per call into TensorFlow, as in
+                `keras.Model.compile`. Defaults to `DEFAULT_STEPS_PER_EXECUTION` on one
+                replica and to 1 under a strategy with more replicas.
+            metrics, weighted_metrics, run_eagerly, jit_compile: as in
+                `keras.Model.compile`.
         """
         if "optimizer" in kwargs:
             raise ValueError(
@@ -126,6 +138,9 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             raise ValueError(
                 "wide_optimizer and deep_optimizer must be two different optimizer objects"
             )
+        if steps_per_execution is None:
+            single = self.distribute_strategy.num_replicas_in_sync == 1
+            steps_per_execution = DEFAULT_STEPS_PER_EXECUTION if single else 1
         settings = {
             "loss": loss,
             "metrics": metrics,
