@@ -265,19 +265,28 @@ class ValidationGAUC(keras.callbacks.Callback):
         super().__init__()
         self.validation_data = validation_data
         self.group_key = group_key
+        self._forward: Callable[[Any], Any] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
+        if self._forward is None:
+            # The model's own forward pass on this process's rows: `predict_on_batch` would
+            # split each batch across the replicas and, with several workers, gather every
+            # worker's rows (twice the labels' length with two workers).
+            model = self.model
+            self._forward = tf.function(
+                lambda features: model(features, training=False), reduce_retracing=True
+            )
         probabilities, labels, groups = predictions(
-            self.model, self.validation_data, self.group_key
+            self._forward, self.validation_data, self.group_key
         )
         finite = np.isfinite(probabilities).all()  # a diverged epoch: the NaN stop reports it
         logs["val_gauc"] = gauc(labels, probabilities, groups) if finite else float("nan")
 
 
 def predictions(
-    model: keras.Model, dataset: tf.data.Dataset, group_key: str
+    model: keras.Model | Callable[[Any], Any], dataset: tf.data.Dataset, group_key: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A model's probabilities on a pipeline's batches, with their labels and group keys.
 
@@ -285,16 +294,18 @@ def predictions(
     whatever order the pipeline yields.
 
     Args:
-        model: the model.
+        model: the model (its `predict_on_batch`), or a function of a batch's features
+            that returns its probabilities.
         dataset: `(features, label, sample_weight)` batches whose features carry `group_key`.
         group_key: the group column.
 
     Returns:
         `(probabilities, labels, groups)`, 1-D arrays in the pipeline's order.
     """
+    predict = model.predict_on_batch if isinstance(model, keras.Model) else model
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
         (
-            np.asarray(model.predict_on_batch(features), np.float64).reshape(-1),
+            np.asarray(predict(features), np.float64).reshape(-1),
             label.numpy().reshape(-1).astype(np.int64),
             features[group_key].numpy(),
         )
