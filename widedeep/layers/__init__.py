@@ -2,7 +2,6 @@
 
 from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.click_aware_attention import ClickAwareAttention
-from widedeep.layers.dropout import Dropout
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.feedback_transformer import FeedbackTransformer
@@ -17,7 +16,6 @@ from widedeep.layers.wide import WideLinear
 __all__ = [
     "MLP",
     "ClickAwareAttention",
-    "Dropout",
     "Embedding",
     "FactorizationMachine",
     "FeedbackInteraction",

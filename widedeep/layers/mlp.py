@@ -7,8 +7,6 @@ from typing import Any
 
 import keras
 
-from widedeep.layers.dropout import Dropout
-
 
 @keras.saving.register_keras_serializable(package="widedeep")
 class MLP(keras.layers.Layer):
@@ -107,7 +105,7 @@ class MLP(keras.layers.Layer):
 
         self.hidden_layers: list[keras.layers.Dense] = []
         self.batch_norms: list[keras.layers.BatchNormalization] = []
-        self.dropouts: list[Dropout] = []
+        self.dropouts: list[keras.layers.Dropout] = []
         for i, units in enumerate(hidden_units):
             self.hidden_layers.append(
                 keras.layers.Dense(
@@ -125,7 +123,7 @@ class MLP(keras.layers.Layer):
                 )
             if self.dropout > 0.0:
                 self.dropouts.append(
-                    Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}")
+                    keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}")
                 )
         self.output_layer = (
             keras.layers.Dense(
