@@ -53,6 +53,7 @@ from public_layouts import kuairand_config, movielens_config, write_kuairand, wr
 from widedeep.data.kuairand import prepare_kuairand
 from widedeep.data.movielens import prepare_movielens
 from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.io import atomic_path, write_json
 from widedeep.optimizers import OptimizerConfig
 from widedeep.training import MODELS, TrainConfig, train
 
@@ -425,13 +426,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["sources"][source] = run_source(source, source_inputs, args, models)
     result["seconds"] = time.perf_counter() - start
 
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+        write_json(args.output, result)
     if args.markdown:
-        with open(args.markdown, "w") as f:
+        with atomic_path(args.markdown) as tmp, open(tmp, "w") as f:
             f.write(markdown_table(result))
     return result
 

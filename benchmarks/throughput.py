@@ -83,6 +83,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from fit_workload import (  # noqa: E402  (the workload's one home: it runs under old trees too)
+    BATCH_SIZE,
+    CROSSED_PAIRS,
+    EMBEDDING_DIM,
+    HIDDEN_UNITS,
+    NUM_CATEGORICAL,
+    NUM_NUMERIC,
+    STANDARD_CROSS_BUCKETS,
+    VOCABULARY_SIZE,
+    ZIPF_EXPONENT,
+    deep_input_width,
+    labels,
+    model_inputs,
+    peer_arrays,
+    standard_columns,
+    standard_schema,
+)
 
 import widedeep.features  # noqa: E402
 import widedeep.layers.wide  # noqa: E402
@@ -93,19 +110,10 @@ from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E
 from widedeep.data.writer import DatasetWriter  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel  # noqa: E402
-from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema  # noqa: E402
+from widedeep.schema import Schema  # noqa: E402
 from widedeep.training import TrainConfig, memory_cache_fits  # noqa: E402
 
-BATCH_SIZE = 1024
-HIDDEN_UNITS = (256, 128, 64)
-NUM_CATEGORICAL = 10
-VOCABULARY_SIZE = 10**4
-NUM_NUMERIC = 5
-EMBEDDING_DIM = 16
-CROSSED_PAIRS = ((0, 1), (2, 3), (4, 5))
-STANDARD_CROSS_BUCKETS = 10**5
 SMALL_CROSS_BUCKETS = 10**4
-ZIPF_EXPONENT = 1.2
 STEADY_SKIP = 5  # batches left out at the start of an epoch for the steady rate
 
 TARGETS = {
@@ -116,66 +124,6 @@ TARGETS = {
 
 
 # ------------------------------------------------------------------------------------- data
-def categorical_name(i: int) -> str:
-    return f"c{i}"
-
-
-def numeric_name(i: int) -> str:
-    return f"n{i}"
-
-
-def standard_schema(cross_buckets: int = STANDARD_CROSS_BUCKETS) -> Schema:
-    """The standard workload's schema; `cross_buckets` sizes the three hashed crosses."""
-    return Schema(
-        categorical=[
-            CategoricalFeature(
-                categorical_name(i),
-                vocabulary=list(range(VOCABULARY_SIZE)),
-                wide=True,
-                embedding_dim=EMBEDDING_DIM,
-            )
-            for i in range(NUM_CATEGORICAL)
-        ],
-        numeric=[
-            NumericFeature(numeric_name(i), mean=0.0, std=1.0, wide=False, deep=True)
-            for i in range(NUM_NUMERIC)
-        ],
-        crosses=[
-            CrossFeature(
-                f"{categorical_name(a)}_x_{categorical_name(b)}",
-                [categorical_name(a), categorical_name(b)],
-                hash_buckets=cross_buckets,
-                wide=True,
-                embedding_dim=None,
-            )
-            for a, b in CROSSED_PAIRS
-        ],
-        label="label",
-        feedback="feedback",
-        group_key="user_id",
-    )
-
-
-def standard_columns(num_rows: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Synthetic rows: Zipf ids scattered over each vocabulary, normal numerics, a planted label."""
-    rng = np.random.default_rng(seed)
-    columns: dict[str, np.ndarray] = {}
-    logit = np.full(num_rows, -1.5)
-    for i in range(NUM_CATEGORICAL):
-        ranks = rng.zipf(ZIPF_EXPONENT, size=num_rows) - 1
-        ids = rng.permutation(VOCABULARY_SIZE)[ranks % VOCABULARY_SIZE].astype(np.int64)
-        columns[categorical_name(i)] = ids
-        if i < 3:
-            logit += rng.normal(0.0, 0.7, size=VOCABULARY_SIZE)[ids]
-    for i in range(NUM_NUMERIC):
-        values = rng.normal(size=num_rows).astype(np.float32)
-        columns[numeric_name(i)] = values
-        logit += 0.2 * values
-    label = (rng.random(num_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-    columns["label"] = label
-    columns["feedback"] = label  # FEEDBACK_TYPES: 0 unclick, 1 click
-    columns["user_id"] = columns[categorical_name(0)]
-    return columns
 
 
 def write_standard_dataset(
@@ -189,14 +137,6 @@ def write_standard_dataset(
         writer.write("train", {k: v[start : start + 100_000] for k, v in columns.items()})
     writer.close(schema, {"source": "benchmarks/throughput.py", "seed": seed})
     return schema, columns
-
-
-def model_inputs(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: columns[name] for name in schema.input_signature()}
-
-
-def labels(columns: dict[str, np.ndarray]) -> np.ndarray:
-    return columns["label"].astype(np.float32)[:, None]
 
 
 # ----------------------------------------------------------------------------------- models
@@ -327,31 +267,6 @@ def build_tf_keras(schema: Schema) -> tuple[Any, Any]:
     return tf_keras_wide_deep(inputs, linear_logit, deep, optimizers), tf_keras_clock()
 
 
-def peer_arrays(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The workload as a tf-keras user feeds it: ids pre-offset into one table, crosses precomputed.
-
-    `wide_ids` `[N, fields + crosses]`: every categorical id and every hashed cross, offset so that
-    all of them index one linear table; `deep_ids` `[N, fields]`: the categorical ids offset into
-    one embedding table; `numeric` `[N, numerics]`: the numerics, already standardised. No lookup,
-    hashing or normalisation is left to the model.
-    """
-    categorical = [f for f in schema.categorical if f.wide or f.embedding_dim]
-    ids = [columns[f.name].astype(np.int64) for f in categorical]
-    sizes = [len(f.vocabulary) for f in categorical]
-    deep = np.stack([i + sum(sizes[:k]) for k, i in enumerate(ids)], axis=1)
-    wide = [deep]
-    offset = sum(sizes)
-    position = {f.name: k for k, f in enumerate(categorical)}
-    for c in schema.crosses:
-        a, b = (position[name] for name in c.features)
-        wide.append(((ids[a] * sizes[b] + ids[b]) % c.hash_buckets + offset)[:, None])
-        offset += c.hash_buckets
-    numeric = np.stack(
-        [(columns[f.name] - f.mean) / f.std for f in schema.numeric if f.deep], axis=1
-    ).astype(np.float32)
-    return {"wide_ids": np.concatenate(wide, axis=1), "deep_ids": deep, "numeric": numeric}
-
-
 def build_tf_keras_legacy(schema: Schema, arrays: dict[str, np.ndarray]) -> tuple[Any, Any]:
     """(g) The fastest peer we know: tf-keras `WideDeepModel` with the *legacy* Ftrl / Adagrad.
 
@@ -416,11 +331,6 @@ def tf_keras_clock() -> Any:
     clock = Clock()
     clock.times = []
     return clock
-
-
-def deep_input_width(schema: Schema) -> int:
-    embeddings = sum(f.embedding_dim or 0 for f in [*schema.categorical, *schema.crosses])
-    return embeddings + sum(1 for f in schema.numeric if f.deep)
 
 
 # ---------------------------------------------------------------------------------- timing

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -70,3 +72,13 @@ def tiny_schema() -> Schema:
 @pytest.fixture
 def tiny_batch() -> tuple[dict[str, np.ndarray], np.ndarray]:
     return make_batch()
+
+
+def start_widedeep(args: list[str]) -> subprocess.Popen:
+    """`widedeep ARGS` in a process of its own (this checkout, TensorFlow quiet, output dropped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "widedeep.cli", *args],
+        env={**os.environ, "PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import keras
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 import widedeep  # noqa: F401  (registers the custom objects)
+from tests.conftest import start_widedeep
 from widedeep.checkpointing import epoch_seed
 from widedeep.cli import EXIT_DIVERGED, main
 from widedeep.io import atomic_path, write_json
@@ -110,13 +110,7 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_uninterrupted_weights(data_d
     steps = -(-fit_rows // 64)
 
     args = ["train", "--data", data_dir, "--out", run, *TRAIN, "--backup-every", "3"]
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "widedeep.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_widedeep(args)
     try:
         _wait_for_mid_epoch_checkpoint(os.path.join(run, "backup"), proc, steps, steps)
         proc.send_signal(signal.SIGKILL)  # inside epoch 2 (of 3), possibly while saving

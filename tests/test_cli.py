@@ -206,9 +206,10 @@ def test_console_script_reports_without_traceback(tmp_path):
 def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
     import keras
 
+    from widedeep.data.carve import validation_carve
     from widedeep.data.reader import load_dataset_dir
     from widedeep.models.wide_deep import CALIBRATION
-    from widedeep.training import training_datasets, validation_split_rows
+    from widedeep.training import training_datasets
 
     run = tmp_path / "run"
     # A wide MLP, small batches and fast optimizers (Keras' 0.1 accumulators, large rates)
@@ -227,10 +228,11 @@ def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
     assert len(history) == 8 or len(history) == best + 2
     assert json.loads((run / "config.json").read_text())["early_stopping"] == 2
     # The saved model has the best epoch's weights: its validation AUC is the best one.
-    schema, meta = load_dataset_dir(str(sim_dir))
-    fit_rows, total = validation_split_rows(meta, 0.1)
+    schema, _ = load_dataset_dir(str(sim_dir))
+    carve = validation_carve(str(sim_dir), 0.1)
+    assert carve.kind == "time"
     _, valid = training_datasets(
-        str(sim_dir), schema, (0, fit_rows), (fit_rows, total), batch_size=64, seed=0,
+        str(sim_dir), schema, carve.fit_rows, carve.validation_rows, batch_size=64, seed=0,
         feedback_weights=None,
     )  # fmt: skip
     model = keras.saving.load_model(run / "model.keras")

@@ -112,6 +112,109 @@ def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
         assert os.listdir(f"{outs[1]}/{name}") == []  # not even an empty backup directory
 
 
+# A model with 1000-row tables (wide, one id per example in the user table, three in the item
+# table) trained with `fit` on 72 rows in global batches of 16; saves its weights and what each
+# optimizer exchanged. Rows 0-7 of each batch go to replica 0 (worker 0), rows 8-15 to replica 1.
+_SPARSE_DRIVER = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    sys.path.insert(0, sys.argv[1])
+    from widedeep.distribute import get_strategy, shard_by_batch
+    strategy, out = get_strategy(sys.argv[2]), sys.argv[3]
+    import keras, numpy as np, tensorflow as tf
+    from widedeep.layers.embedding import Embedding
+    from widedeep.layers.wide import WideLinear
+    from widedeep.models.base import WideDeepModel
+    data = {k: np.array(v, "int32") for k, v in json.loads(sys.argv[4]).items()}
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        user = keras.Input((), dtype="int32", name="user")
+        items = keras.Input((3,), dtype="int32", name="items")
+        deep = keras.layers.Concatenate()(
+            [Embedding(1000, 4)(user), keras.layers.Flatten()(Embedding(1000, 4)(items))]
+        )
+        wide = WideLinear([1000, 1000], name="wide")([user, items[:, 0]])
+        logit = keras.layers.Add()([wide, keras.layers.Dense(1)(deep)])
+        model = WideDeepModel({"user": user, "items": items}, keras.layers.Activation("sigmoid")(logit))
+        model.compile()
+        model.global_batch_size = 16
+    rows = tf.data.Dataset.from_tensor_slices(({"user": data["user"], "items": data["items"]}, data["label"]))
+    model.fit(shard_by_batch(rows.batch(16)), epochs=2, verbose=0)
+    np.savez(out + ".npz", *model.get_weights())
+    sent = [model.wide_optimizer.exchanged or [], model.deep_optimizer.exchanged or []]
+    with open(out + ".json", "w") as f:
+        json.dump([[dataclasses.asdict(e) for e in group] for group in sent], f)
+    """
+)
+
+
+def _touched_rows_data() -> dict[str, list]:
+    """72 rows whose every global batch has ids both replicas touch and ids only one touches."""
+    rng = np.random.default_rng(3)
+    shared = rng.integers(0, 1000, 10)
+    user, items = [], []
+    for row in range(72):
+        own = int(rng.integers(0, 1000))
+        user.append(int(shared[row % 5]) if row % 2 else own)
+        items.append([int(shared[5 + row % 5]), own, int(rng.integers(0, 1000))])
+    label = rng.integers(0, 2, 72).tolist()
+    return {"user": user, "items": items, "label": label}
+
+
+def test_two_workers_exchange_only_touched_rows(tmp_path):
+    data = _touched_rows_data()
+    user, items = np.array(data["user"]), np.array(data["items"])
+    for start in range(0, 72, 16):  # the replicas' halves of each batch (the last: 4 and 4)
+        size = min(16, 72 - start) // 2
+        a, b = ({*user[s : s + size], *items[s : s + size].ravel()} for s in (start, start + size))
+        assert a & b and a - b and b - a
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+
+    def driver(strategy: str, out: str, env: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", _SPARSE_DRIVER, ROOT, strategy, out, json.dumps(data)],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    outs = [str(tmp_path / f"worker{i}") for i in range(2)]
+    procs = [
+        driver(
+            "multi_worker",
+            outs[i],
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        )
+        for i in range(2)
+    ]
+    procs.append(driver("default", str(tmp_path / "single"), {"TF_CONFIG": ""}))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    reference = _weights(str(tmp_path / "single.npz"))
+    for out in outs:
+        for a, b in zip(_weights(out + ".npz"), reference, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # What each worker sent per step: the tables as their rows in the batch (8 rows of 16 per
+    # replica times the ids per example), never the tables.
+    with open(outs[0] + ".json") as f:
+        wide, deep = json.load(f)
+    sparse = {
+        (tuple(e["variable_shape"]), e["rows"], tuple(map(tuple, e["shapes"])))
+        for e in wide + deep
+        if e["rows"]
+    }
+    assert sparse == {
+        ((2000, 1), 16, ((16,), (16, 1))),
+        ((1000, 4), 8, ((8,), (8, 4))),
+        ((1000, 4), 24, ((24,), (24, 4))),
+    }
+    dense = [tuple(e["variable_shape"]) for e in wide + deep if e["rows"] is None]
+    assert sorted(dense) == [(1,), (1,), (16, 1)]
+
+
 def test_multi_worker_without_tf_config_is_one_line(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="needs the TF_CONFIG environment variable"):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from widedeep.data.carve import validation_carve
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
@@ -20,7 +21,6 @@ from widedeep.training import (
     TrainingDivergedError,
     normalize_feedback_weights,
     train,
-    validation_split_rows,
 )
 
 
@@ -134,7 +134,7 @@ def test_dislike_heavy_log_trains_dfn_finitely_and_calibrated(
     # Either way one logit offset is fitted on the validation rows, so there the saved model's
     # mean prediction equals their click rate (the log loss's first-order condition).
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
-    rows = validation_split_rows(meta, config.validation_fraction)
+    rows = validation_carve(dislike_heavy_dir, config.validation_fraction).validation_rows
     data = make_dataset(dislike_heavy_dir, "train", schema, batch_size=4096, rows=rows)
     predicted = model.predict(data.map(lambda x, *_: x), verbose=0).reshape(-1)
     labels = read_columns(dislike_heavy_dir, "train", [schema.label])[schema.label]

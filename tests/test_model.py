@@ -274,7 +274,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
         mirrored = _compiled(make_tiny_schema())
     h2 = mirrored.fit(ds, epochs=2, verbose=0).history["loss"]
     diff = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(single.weights, mirrored.weights))
-    print(json.dumps({"single": h1, "mirrored": h2, "replicas": strategy.num_replicas_in_sync, "weight_diff": diff}))
+    print(json.dumps({"single": h1, "mirrored": h2, "replicas": strategy.num_replicas_in_sync, "weight_diff": diff,
+                      "steps_per_execution": [single.steps_per_execution, mirrored.steps_per_execution]}))
     """
 )
 
@@ -293,5 +294,18 @@ def test_mirrored_strategy_loss_equals_single_device():
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
+    # compile's default: several steps per execution on one replica, one with two.
+    assert result["steps_per_execution"][0] > 1 and result["steps_per_execution"][1] == 1
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
     assert result["weight_diff"] < 1e-5
+
+
+def test_compile_runs_several_steps_per_execution_on_one_replica(tiny_schema):
+    from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION
+
+    model = build_wide_deep(tiny_schema, hidden_units=(8,))
+    model.compile()
+    assert model.steps_per_execution == DEFAULT_STEPS_PER_EXECUTION > 1
+    assert model.get_compile_config()["steps_per_execution"] == DEFAULT_STEPS_PER_EXECUTION
+    model.compile(steps_per_execution=1)
+    assert model.steps_per_execution == 1

@@ -20,10 +20,11 @@ from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeep
 from tuning.search import make_tuner, run_search
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.metrics import gauc
 from widedeep.models.dfn import DFN_DEFAULTS
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
-from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, build_model
+from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, build_model, predictions
 
 OPTIMIZER_KEYS = (
     "wide_learning_rate",
@@ -187,6 +188,13 @@ def test_fit_weights_dislikes_with_the_trial_value(tiny_data, monkeypatch):
     monkeypatch.setattr(training_module, "make_dataset_fn", fn_spy)
     history = hypermodel.fit(hp, hypermodel.build(hp), epochs=1, verbose=0)
     assert "val_auc" in history.history
+    # The trial's validation GAUC, as `widedeep train` logs it: the tuner may maximise it.
+    valid = made[1]
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, epochs=1, verbose=0)
+    p, labels, users = predictions(model, valid, hypermodel.schema.group_key)
+    assert history.history["val_gauc"] == pytest.approx([gauc(labels, p, users)], abs=1e-9)
+    made[2:] = []
     assert len(made) == 2
     weights = np.concatenate([w.numpy() for ds in made for _, _, w in ds])
     assert set(np.unique(weights)) == {1.0, 3.5}  # dislikes weigh 3.5, the rest 1
@@ -419,6 +427,16 @@ def test_make_tuner_kinds_and_argument_checks(tiny_data, tmp_path):
         assert isinstance(tuner, cls)
         assert tuner.oracle.objective.name == "val_auc"
         assert tuner.oracle.objective.direction == "max"
+    tuner = make_tuner(
+        hypermodel, "random", max_trials=1, epochs=1, directory=str(tmp_path), project_name="g",
+        monitor="val_gauc",
+    )  # fmt: skip
+    assert tuner.oracle.objective.name == "val_gauc"
+    with pytest.raises(ValueError, match="monitor"):
+        make_tuner(
+            hypermodel, "random", max_trials=1, epochs=1, directory=str(tmp_path),
+            project_name="h", monitor="val_loss",
+        )  # fmt: skip
     with pytest.raises(ValueError, match="tuner"):
         run_search(tiny_data, str(tmp_path / "x"), tuner="grid")
     with pytest.raises(ValueError, match="model"):

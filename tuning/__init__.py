@@ -13,10 +13,9 @@ from tuning.hypermodels import (  # noqa: E402
     WideDeepHyperModel,
     get_hypermodel,
 )
-from tuning.search import OBJECTIVE, TUNERS, make_tuner, run_search  # noqa: E402
+from tuning.search import TUNERS, make_tuner, run_search  # noqa: E402
 
 __all__ = [
-    "OBJECTIVE",
     "TUNABLE_MODELS",
     "TUNERS",
     "CTRHyperModel",

@@ -21,8 +21,10 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import tensorflow as tf
 
+from widedeep.data.carve import Rows, count_rows, validation_carve
 from widedeep.data.reader import load_dataset_dir
 from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
@@ -33,11 +35,11 @@ from widedeep.training import (
     DEFAULT_FEEDBACK_WEIGHTS,
     OptimizerLogger,
     TrainConfig,
+    ValidationGAUC,
     build_model,
     compile_model,
     memory_cache_fits,
     training_datasets,
-    validation_split_rows,
 )
 
 __all__ = [
@@ -78,14 +80,15 @@ def _units_string(units: Any) -> str:
 class TrialData:
     """Where a trial's training and validation batches come from.
 
-    Both sets are row ranges of the *train* split in time (write) order, so the
-    validation rows are the most recent part of the training period and the
-    test split is never read during a search.
+    Both sets are rows of the *train* split, carved as `widedeep train` carves them
+    (`widedeep.data.carve`: the most recent rows, or each user's last rows for a
+    per-user split), so the test split is never read during a search.
 
     Args:
         data_dir: the dataset directory.
-        fit_rows: `(start, stop)` rows of the train split to fit on.
-        validation_rows: `(start, stop)` rows of the train split to validate on.
+        fit_rows: rows of the train split to fit on: `(start, stop)` or an array of
+            row numbers (`widedeep.data.carve.Rows`).
+        validation_rows: rows of the train split to validate on, likewise.
         batch_size: training batch size.
         seed: seed of the training shuffle (the same for every trial).
         validation_batch_size: batch size of the validation pass.
@@ -101,14 +104,25 @@ class TrialData:
     """
 
     data_dir: str
-    fit_rows: tuple[int, int]
-    validation_rows: tuple[int, int]
+    fit_rows: Rows
+    validation_rows: Rows
     batch_size: int = 512
     seed: int = 0
     validation_batch_size: int = 4096
     cache_mb: int | None = TrainConfig.cache_mb
+    carve: str = "time"
+    """How the rows were chosen: one of `widedeep.data.carve.CARVES`."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.fit_rows, np.ndarray) or isinstance(self.validation_rows, np.ndarray):
+            fit, valid = (np.asarray(r) for r in (self.fit_rows, self.validation_rows))
+            if not (fit.size and valid.size) or np.intersect1d(fit, valid).size:
+                raise ValueError(
+                    "fit_rows and validation_rows must be non-empty and disjoint. Received: "
+                    f"{fit.size} fit rows and {valid.size} validation rows, "
+                    f"{np.intersect1d(fit, valid).size} in both"
+                )
+            return
         (fit_start, fit_stop), (valid_start, valid_stop) = self.fit_rows, self.validation_rows
         if not 0 <= fit_start < fit_stop <= valid_start < valid_stop:
             raise ValueError(
@@ -125,25 +139,25 @@ class TrialData:
         batch_size: int = 512,
         seed: int = 0,
     ) -> TrialData:
-        """Splits the train split like `widedeep.training.train`: the last `validation_fraction` validates."""
+        """Carves the train split like `widedeep.training.train` (`widedeep.data.carve.validation_carve`)."""
         if not 0 < validation_fraction < 1:
             raise ValueError(
                 "a search needs validation rows: validation_fraction must be in (0, 1). "
                 f"Received: validation_fraction={validation_fraction}"
             )
-        _, meta = load_dataset_dir(data_dir)
-        fit_stop, total = validation_split_rows(meta, validation_fraction)
+        carve = validation_carve(data_dir, validation_fraction)
         return cls(
             data_dir=str(data_dir),
-            fit_rows=(0, fit_stop),
-            validation_rows=(fit_stop, total),
+            fit_rows=carve.fit_rows,
+            validation_rows=carve.validation_rows,
             batch_size=batch_size,
             seed=seed,
+            carve=carve.kind,
         )
 
     @property
     def num_fit_rows(self) -> int:
-        return self.fit_rows[1] - self.fit_rows[0]
+        return count_rows(self.fit_rows)
 
     def datasets(
         self,
@@ -162,7 +176,9 @@ class TrialData:
             seed=self.seed,
             feedback_weights=feedback_weights,
             validation_batch_size=self.validation_batch_size,
-            cache=memory_cache_fits(schema, self.validation_rows[1], self.cache_mb),
+            cache=memory_cache_fits(
+                schema, count_rows(self.fit_rows) + count_rows(self.validation_rows), self.cache_mb
+            ),
         )
 
 
@@ -191,7 +207,8 @@ class CTRHyperModel(kt.HyperModel):
 
     `build(hp)` returns a `WideDeepModel` compiled by
     `widedeep.training.compile_model` with an FTRL and an Adagrad made from `hp`
-    (and AUC / log-loss metrics, so the tuner's objective is `val_auc`).
+    (and AUC / log-loss metrics); `fit` adds `val_gauc` (`widedeep.training.ValidationGAUC`),
+    so the tuner's objective may be `val_auc` or `val_gauc`.
     `fit(hp, model, **kwargs)` trains on `data` with the trial's loss weights;
     each `keras.callbacks.TensorBoard` among the callbacks also gets a
     `widedeep.training.OptimizerLogger` writing both optimizers' learning rates
@@ -336,7 +353,9 @@ class CTRHyperModel(kt.HyperModel):
         if self.data is None:
             raise ValueError("CTRHyperModel.fit needs `data` (a `TrialData`); received data=None")
         train_ds, valid_ds = self.data.datasets(self.schema, self.feedback_weights(hp))
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        # First, so that the tuner's own callbacks and `History` see `val_gauc` too.
+        callbacks = [ValidationGAUC(valid_ds, self.schema.group_key)]
+        callbacks += list(kwargs.pop("callbacks", None) or [])
         callbacks += [
             OptimizerLogger(callback.log_dir)
             for callback in callbacks

@@ -37,17 +37,15 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
 from widedeep import _compat
+from widedeep.data.carve import ValidationCarve, count_rows
 from widedeep.data.reader import load_dataset_dir
 from widedeep.io import write_json
-from widedeep.training import finish_run
+from widedeep.training import MONITORS, TrainConfig, finish_run
 
-__all__ = ["OBJECTIVE", "TUNERS", "make_tuner", "run_search"]
+__all__ = ["TUNERS", "make_tuner", "run_search"]
 
 TUNERS = ("random", "bayesian", "hyperband")
 """Search algorithms understood by `run_search` and `widedeep tune`."""
-
-OBJECTIVE = kt.Objective("val_auc", "max")
-"""What every search maximises: AUC on the validation rows (the end of the training period)."""
 
 
 def make_tuner(
@@ -61,8 +59,9 @@ def make_tuner(
     seed: int = 0,
     executions_per_trial: int = 1,
     overwrite: bool = False,
+    monitor: str = TrainConfig.monitor,
 ) -> kt.Tuner:
-    """A KerasTuner tuner of `hypermodel` that maximises `val_auc`.
+    """A KerasTuner tuner of `hypermodel` that maximises `monitor` on the validation rows.
 
     Args:
         hypermodel: the hypermodel.
@@ -77,12 +76,16 @@ def make_tuner(
         seed: the oracle's seed.
         executions_per_trial: fits per trial (their objectives are averaged).
         overwrite: start afresh, deleting the existing project.
+        monitor: the objective, one of `widedeep.training.MONITORS` (`val_gauc` is
+            computed by `widedeep.training.ValidationGAUC`, which the hypermodels add).
 
     Returns:
         A `keras_tuner.Tuner`.
     """
+    if monitor not in MONITORS:
+        raise ValueError(f"`monitor` must be one of {MONITORS}. Received: monitor={monitor!r}")
     common: dict[str, Any] = {
-        "objective": OBJECTIVE,
+        "objective": kt.Objective(monitor, "max"),
         "seed": seed,
         "executions_per_trial": executions_per_trial,
         "directory": directory,
@@ -115,6 +118,7 @@ def run_search(
     seed: int = 0,
     logdir: str | None = "logs",
     validation_fraction: float = 0.1,
+    monitor: str = TrainConfig.monitor,
     overwrite: bool = False,
     executions_per_trial: int = 1,
     evaluate_defaults: bool = True,
@@ -122,17 +126,18 @@ def run_search(
 ) -> dict[str, Any]:
     """Searches hyper-parameters on the validation rows, then retrains and tests the best.
 
-    1. Validation rows are the last `validation_fraction` of the *train* split
-       in time order (as in `widedeep.training.train`); the test split is
-       read only by the final evaluation.
+    1. Validation rows are carved from the *train* split as `widedeep train`
+       carves them (`widedeep.data.carve`: its latest rows, or each user's last
+       rows for a per-user split); the test split is read only by the final
+       evaluation.
     2. The tuner (`make_tuner`) runs up to `max_trials` trials of `epochs`
-       epochs, each scored by its best epoch's `val_auc`. Its state lives in
+       epochs, each scored by its best epoch's `monitor`. Its state lives in
        `out_dir/<model>_<tuner>`, so running the same call again after an
        interruption finishes the interrupted trial and continues; a larger
        `max_trials` adds only the missing trials.
     3. With `evaluate_defaults`, the default hyper-parameters (those of
        `widedeep train` without flags) are trained once on the same rows and
-       scored the same way (`default_val_auc`, cached in
+       scored the same way (`default_<monitor>`, cached in
        `out_dir/default_baseline.json`).
     4. The best configuration is retrained from scratch on the fit rows for
        `epochs` epochs, evaluated on the test split with
@@ -149,8 +154,9 @@ def run_search(
         batch_size: training batch size.
         seed: seed of the weights, the shuffles and the oracle.
         logdir: TensorBoard root directory; None writes no logs.
-        validation_fraction: share of the train split (its most recent rows)
-            used as validation rows; must be in (0, 1).
+        validation_fraction: share of the train split used as validation rows
+            (`widedeep.data.carve`); must be in (0, 1).
+        monitor: what the trials maximise, one of `widedeep.training.MONITORS`.
         overwrite: discard a previous search in `out_dir` instead of resuming.
         executions_per_trial: fits averaged per trial.
         evaluate_defaults: also train and score the default hyper-parameters.
@@ -159,9 +165,9 @@ def run_search(
     Returns:
         The content of `out_dir/metrics.json`: the retrained model's test
         metrics (`auc`, `gauc`, `logloss`, ...), `examples_per_sec`,
-        `train_seconds`, `best_val_auc` (of the best trial), `retrained_val_auc`,
-        `default_val_auc` (when evaluated), `best_trial_id`, `trials` (completed
-        so far), `model` and `tuner`.
+        `train_seconds`, `monitor`, `best_<monitor>` (of the best trial, e.g.
+        `best_val_auc`), `retrained_<monitor>`, `default_<monitor>` (when evaluated),
+        `best_trial_id`, `trials` (completed so far), `model` and `tuner`.
 
     Raises:
         ValueError: on an unknown model or tuner or an out-of-range argument.
@@ -194,9 +200,11 @@ def run_search(
         "batch_size": batch_size,
         "seed": seed,
         "validation_fraction": validation_fraction,
+        "monitor": monitor,
         "executions_per_trial": executions_per_trial,
-        "fit_rows": list(data.fit_rows),
-        "validation_rows": list(data.validation_rows),
+        "carve": data.carve,
+        "fit_rows": data.num_fit_rows,
+        "validation_rows": count_rows(data.validation_rows),
     }
     write_json(os.path.join(out_dir, "search_config.json"), {**settings, "logdir": logdir})
 
@@ -217,6 +225,7 @@ def run_search(
         seed=seed,
         executions_per_trial=executions_per_trial,
         overwrite=overwrite,
+        monitor=monitor,
     )
     callbacks: list[keras.callbacks.Callback] = []
     if run_logdir:
@@ -236,16 +245,16 @@ def run_search(
         os.path.join(out_dir, "best_hyperparameters.json"),
         {
             "trial_id": best_trial.trial_id,
-            "val_auc": float(best_trial.score),
+            monitor: float(best_trial.score),
             "values": best_hp.values,
             **hypermodel.describe(best_hp),
         },
     )
 
     # ---------------------------------------------------------- baseline
-    default_val_auc = None
+    default_score = None
     if evaluate_defaults:
-        default_val_auc = _default_baseline(
+        default_score = _default_baseline(
             hypermodel, out_dir, settings, run_logdir, verbose, overwrite
         )
 
@@ -269,12 +278,16 @@ def run_search(
         "tuner": tuner,
         "trials": len(completed),
         "best_trial_id": best_trial.trial_id,
-        "best_val_auc": float(best_trial.score),
-        "retrained_val_auc": float(history.history["val_auc"][-1]),
+        "monitor": monitor,
+        f"best_{monitor}": float(best_trial.score),
+        f"retrained_{monitor}": float(history.history[monitor][-1]),
     }
-    if default_val_auc is not None:
-        extra["default_val_auc"] = default_val_auc
-    return finish_run(best_model, data_dir, meta, out_dir, data.validation_rows, extra)
+    if default_score is not None:
+        extra[f"default_{monitor}"] = default_score
+    carve = ValidationCarve(
+        data.carve, data.fit_rows, data.validation_rows, int(meta["splits"]["train"]["examples"])
+    )
+    return finish_run(best_model, data_dir, meta, out_dir, carve, extra)
 
 
 def _default_baseline(
@@ -285,14 +298,14 @@ def _default_baseline(
     verbose: int,
     overwrite: bool,
 ) -> float:
-    """Best-epoch `val_auc` of the default hyper-parameters, scored like a trial (cached)."""
+    """Best-epoch `settings["monitor"]` of the default hyper-parameters, scored like a trial (cached)."""
     path = os.path.join(out_dir, "default_baseline.json")
     key = {k: settings[k] for k in settings if k not in ("tuner", "max_trials")}
     if not overwrite and os.path.isfile(path):
         with open(path) as f:
             cached = json.load(f)
         if cached.get("settings") == key:
-            return cached["val_auc"]
+            return cached[settings["monitor"]]
     hp = kt.HyperParameters()
     keras.utils.set_random_seed(settings["seed"])
     model = hypermodel.build(hp)
@@ -303,17 +316,18 @@ def _default_baseline(
         callbacks=_run_callbacks(run_logdir, "default", hp),
         verbose=verbose,
     )
-    val_auc = float(max(history.history["val_auc"]))
+    monitor = settings["monitor"]
+    score = float(max(history.history[monitor]))
     write_json(
         path,
         {
             "settings": key,
-            "val_auc": val_auc,
-            "val_auc_per_epoch": history.history["val_auc"],
+            monitor: score,
+            f"{monitor}_per_epoch": history.history[monitor],
             **hypermodel.describe(hp),
         },
     )
-    return val_auc
+    return score
 
 
 def _run_callbacks(

@@ -9,15 +9,18 @@ names which.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 __all__ = [
+    "AllReduceHook",
     "ClipGradientsHook",
     "FirstReplicaSymbolicBuild",
     "hparams_of_space",
+    "inputs_per_example",
     "slot_owners",
     "slot_variable",
 ]
@@ -68,6 +71,56 @@ class ClipGradientsHook:
     def clip_gradients(self, grads: list[Any]) -> list[Any]:
         """Clips the unscaled gradients by `clipnorm`, `global_clipnorm` or `clipvalue`."""
         return super()._clip_gradients(grads)
+
+
+class AllReduceHook:
+    """Optimizer mixin: routes Keras' private cross-replica sum `_all_reduce_sum_gradients` to `all_reduce_gradients`.
+
+    Under a `tf.distribute` strategy the TensorFlow backend's `apply` sums the gradients across
+    the replicas in the private `_all_reduce_sum_gradients`, after clipping and before
+    `update_step`, with `ReplicaContext.all_reduce`; that sends a `tf.IndexedSlices` through
+    TensorFlow's all-gather whose size depends on the data. Keras 3 has no public switch here
+    (tf-keras' `experimental_aggregate_gradients` and `skip_gradients_aggregation` are gone),
+    so an optimizer that exchanges its sparse gradients another way must override it.
+    Subclasses override `all_reduce_gradients`; its default is the stock sum. Checked: Keras
+    3.15.1 calls `self._all_reduce_sum_gradients(grads_and_vars)` in `_backend_update_step`,
+    in the replica context, with the backend variables (`keras.Variable.value`).
+    """
+
+    def _all_reduce_sum_gradients(self, grads_and_vars: list[Any]) -> list[Any]:
+        return self.all_reduce_gradients(grads_and_vars)
+
+    def all_reduce_gradients(self, grads_and_vars: list[Any]) -> list[Any]:
+        """Sums the `(gradient, variable)` pairs across the replicas (replica context)."""
+        return super()._all_reduce_sum_gradients(grads_and_vars)
+
+
+def inputs_per_example(layer: keras.layers.Layer) -> int | None:
+    """How many values of one example `layer` receives as its first argument, over all its calls.
+
+    For a layer that looks up one row of a table per id (`widedeep.layers.Embedding`, the wide
+    branch's `WideLinear`) this bounds the rows one example touches. Keras 3 keeps a layer's
+    calls in a functional model only in the private `_inbound_nodes` (the public `layer.input`
+    refuses a layer called more than once, as shared embedding tables are). Checked: Keras
+    3.15.1 (`Node.arguments.args`).
+
+    Args:
+        layer: a layer of a built functional model.
+
+    Returns:
+        The sum over its calls of the first argument's values per example (a list argument
+        counts each tensor), or None when the layer has no call or a dimension is unknown.
+    """
+    total = 0
+    for node in layer._inbound_nodes:
+        if not node.arguments.args:
+            return None
+        for tensor in keras.tree.flatten(node.arguments.args[0]):
+            dims = tuple(tensor.shape)[1:]
+            if any(d is None for d in dims):
+                return None
+            total += math.prod(dims)
+    return total or None
 
 
 def slot_variable(

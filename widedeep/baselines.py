@@ -1,9 +1,10 @@
 """Honest baselines for a dataset directory: what a model must beat to mean anything.
 
 `run_baselines` reads a dataset directory exactly as `widedeep train` does -- the
-train split's rows `[0, fit_stop)` fit, rows `[fit_stop, total)` validate
-(`widedeep.training.validation_split_rows`: the last `validation_fraction` of the
-training period) -- and scores the test split with four baselines:
+train split's fit rows fit, its validation rows validate
+(`widedeep.data.carve.validation_carve`: the last `validation_fraction` of the
+training period, or of each user's training rows for a per-user split) -- and
+scores the test split with four baselines:
 
 * `constant`: the fit rows' click rate for every row. Its log loss is the floor
   every model must beat; its AUC and GAUC are 0.5 by construction.
@@ -52,10 +53,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
+from widedeep.data.carve import take_rows, validation_carve
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.metrics import ctr_metrics
 from widedeep.schema import FEEDBACK_TYPES, NumericFeature, Schema
-from widedeep.training import validation_split_rows
 
 __all__ = [
     "BASELINES",
@@ -348,16 +349,16 @@ def run_baselines(
 ) -> dict[str, Any]:
     """Fits the baselines on a dataset directory's fit rows and scores its test split.
 
-    The train split is cut as `widedeep train` cuts it
-    (`validation_split_rows(meta, validation_fraction)`): rows `[0, fit_stop)` fit
-    every baseline, rows `[fit_stop, total)` pick its hyper-parameter by log loss;
+    The train split is carved as `widedeep train` carves it
+    (`widedeep.data.carve.validation_carve`): the fit rows fit every baseline, the
+    validation rows pick its hyper-parameter by log loss;
     the test split is scored once, with the chosen hyper-parameter. See the module
     docstring for the baselines.
 
     Args:
         data_dir: the dataset directory.
-        validation_fraction: the last fraction of the train split used for
-            validation, as `TrainConfig.validation_fraction` (must leave at least
+        validation_fraction: the share of the train split used for validation,
+            as `TrainConfig.validation_fraction` (must leave at least
             one validation row: the hyper-parameters are chosen on it).
         features: the scalar features of the logistic regressions; defaults to every
             categorical feature plus the numeric features with quantile boundaries
@@ -371,8 +372,9 @@ def run_baselines(
             reports no convergence, has `"converged": false` in its grid entry.
 
     Returns:
-        A JSON-serialisable dict: `data`, `validation_fraction`, `seed`, `rows`
-        (`fit`, `validation`, `test`), `fit_ctr`, `seconds` and `baselines`, which
+        A JSON-serialisable dict: `data`, `validation_fraction`, `carve` (one of
+        `widedeep.data.carve.CARVES`), `seed`, `rows` (`fit`, `validation`, `test`),
+        `fit_ctr`, `seconds` and `baselines`, which
         maps each name of `BASELINES` to `{"hyperparameters": {...}, "validation":
         ctr_metrics, "test": ctr_metrics, "seconds": ...}` (plus a `grid` of the
         validation scores of every candidate, and the features used), or to
@@ -395,8 +397,19 @@ def run_baselines(
     start = time.perf_counter()
     data_dir = os.fspath(data_dir)
     schema, meta = load_dataset_dir(data_dir)
-    fit_stop, total = validation_split_rows(meta, validation_fraction)
-    if fit_stop == total:
+    used, ignored = _resolve_features(schema, features)
+    item = schema.target_item_features[0] if schema.target_item_features else None
+    sequence_columns = [s.input_name(s.item_features[0]) for s in schema.sequences]
+    names = [schema.label, schema.group_key, *used, *([item] if item else []), *sequence_columns]
+    names = list(dict.fromkeys(names))
+
+    train = read_columns(data_dir, "train", names)
+    test = read_columns(data_dir, "test", names)
+    carve = validation_carve(
+        data_dir, validation_fraction, meta=meta, users=train[schema.group_key]
+    )
+    fit_stop, total = carve.num_fit_rows, carve.total
+    if carve.num_validation_rows == 0:
         raise ValueError(
             f"dataset {data_dir}: validation_fraction={validation_fraction} leaves no validation "
             f"slice (0 of the {total} train rows); the baselines choose their hyper-parameters "
@@ -407,22 +420,14 @@ def run_baselines(
             f"dataset {data_dir}: validation_fraction={validation_fraction} leaves no fit rows "
             f"(all {total} train rows validate)"
         )
-    used, ignored = _resolve_features(schema, features)
-    item = schema.target_item_features[0] if schema.target_item_features else None
-    sequence_columns = [s.input_name(s.item_features[0]) for s in schema.sequences]
-    names = [schema.label, schema.group_key, *used, *([item] if item else []), *sequence_columns]
-    names = list(dict.fromkeys(names))
-
-    train = read_columns(data_dir, "train", names)
-    test = read_columns(data_dir, "test", names)
     rows = len(train[schema.label])
     if rows != total:
         raise ValueError(
             f"dataset {data_dir}: meta.json says the train split has {total} rows, "
             f"its records hold {rows}"
         )
-    cuts = [slice(0, fit_stop), slice(fit_stop, total)]
-    splits = [{k: v[c] for k, v in train.items()} for c in cuts] + [test]
+    cuts = [carve.fit_rows, carve.validation_rows]
+    splits = [{k: take_rows(v, c) for k, v in train.items()} for c in cuts] + [test]
     y = [s[schema.label].astype(np.int64) for s in splits]
     groups = [s[schema.group_key] for s in splits]
     fit_ctr = float(y[0].mean())
@@ -520,6 +525,7 @@ def run_baselines(
     return {
         "data": data_dir,
         "validation_fraction": validation_fraction,
+        "carve": carve.kind,
         "seed": seed,
         "rows": {"fit": fit_stop, "validation": total - fit_stop, "test": len(y[2])},
         "fit_ctr": fit_ctr,

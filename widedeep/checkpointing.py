@@ -10,6 +10,11 @@ weights. TensorFlow writes a checkpoint's files before it updates the
 `checkpoint` index that names the latest one, so a process killed while saving
 leaves the previous checkpoint in charge.
 
+A restore reads every value back, and a checkpoint that does not read (a data
+file cut short by a crash or a full disk, a flipped byte, a missing file) gives
+way to the one before it: the manager keeps at least two. A save that fills the
+disk removes its partial files and raises `widedeep.io.NoSpaceError`.
+
 The position inside the data is the optimizers' iteration count: a resumed run
 knows how many steps were applied even when it was stopped between a step and
 its callbacks. Every epoch reads its own shuffle of the fit rows, seeded by
@@ -32,25 +37,42 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from widedeep.io import no_space_as_error, remove_path, sync_to_disk, variables_bytes
+
 __all__ = [
     "BackupCallback",
+    "BackupDamagedError",
     "BackupMismatchError",
     "ResumableEarlyStopping",
     "TrainingBackup",
     "epoch_seed",
     "global_step",
+    "state_variables",
 ]
 
 
 class BackupMismatchError(ValueError):
     """The backup directory holds a run with other settings than the one being started."""
+
+
+class BackupDamagedError(ValueError):
+    """No checkpoint in the backup directory reads; the message names it and says how to start afresh."""
+
+
+_UNREADABLE = (tf.errors.OpError, IndexError, AssertionError, ValueError)
+"""What TensorFlow raises for a checkpoint that does not read: `DataLossError` (a checksum),
+`NotFoundError` (a missing file), `IndexError: Read less bytes than requested` (a data file
+cut short), an `AssertionError` for values it lacks, a `ValueError` for a garbled record."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -83,6 +105,24 @@ def global_step(model: keras.Model) -> int:
     )
 
 
+def state_variables(model: keras.Model) -> list[Any]:
+    """The model's variables and its optimizers' (what a backup or a `.keras` file holds).
+
+    Args:
+        model: a Keras model, compiled or not (a `WideDeepModel` has two optimizers).
+
+    Returns:
+        The variables, each once.
+    """
+    optimizers = [getattr(model, name, None) for name in ("wide_optimizer", "deep_optimizer")]
+    optimizers.append(getattr(model, "optimizer", None))
+    found = {id(v): v for v in model.variables}
+    for optimizer in optimizers:
+        for variable in getattr(optimizer, "variables", None) or []:
+            found.setdefault(id(variable), variable)
+    return list(found.values())
+
+
 class TrainingBackup:
     """The checkpoints of one training run in `directory` (see the module docstring).
 
@@ -92,8 +132,8 @@ class TrainingBackup:
             their slots exist before a restore.
         fingerprint: a string identifying the run's settings; `restore` refuses a
             backup written under another one.
-        max_to_keep: checkpoints kept (older ones are the fallback when the newest
-            holds non-finite weights).
+        max_to_keep: checkpoints kept, at least 2 (older ones are the fallback when
+            the newest does not read or holds non-finite weights).
         save_directory: where `save` writes, if not `directory`: a worker other than
             the chief saves (every worker must take part in a save) to a directory of
             its own, and restores from the chief's `directory`.
@@ -107,8 +147,14 @@ class TrainingBackup:
         max_to_keep: int = 3,
         save_directory: str | None = None,
     ) -> None:
+        if max_to_keep < 2:
+            raise ValueError(
+                "max_to_keep must be >= 2 (a damaged newest checkpoint falls back to the one "
+                f"before it). Received: max_to_keep={max_to_keep}"
+            )
         self.directory = directory
         self.save_directory = save_directory or directory
+        self.max_to_keep = max_to_keep
         self.model = model
         self.fingerprint = fingerprint
         model.build_optimizers()
@@ -134,25 +180,59 @@ class TrainingBackup:
         self._best_checkpoint = tf.train.Checkpoint(variables=list(model.variables))
 
     # ------------------------------------------------------------------ save
+    def _saving(self, prefix: str, variables: list[Any]) -> contextlib.AbstractContextManager:
+        """Turns a full disk while writing checkpoint `prefix` into `NoSpaceError`, its files removed."""
+
+        def remove_partial_files() -> None:
+            pattern = glob.escape(prefix)
+            for path in glob.glob(pattern + ".*") + glob.glob(pattern + "_temp*"):
+                remove_path(path)
+
+        return no_space_as_error(
+            self.save_directory, lambda: variables_bytes(variables), cleanup=remove_partial_files
+        )
+
     def save(self, record: dict[str, Any]) -> str:
         """Saves the model, both optimizers and `record` (JSON-serialisable) as the latest checkpoint."""
         record = {**record, "fingerprint": self.fingerprint, "global_step": global_step(self.model)}
         self._record.assign(json.dumps(record))
-        return self._manager.save(checkpoint_number=record["global_step"])
+        prefix = os.path.join(self.save_directory, f"state-{record['global_step']}")
+        with self._saving(prefix, state_variables(self.model)):
+            path = self._manager.save(checkpoint_number=record["global_step"])
+            sync_to_disk([self.save_directory])  # on the disk before the run goes on
+        return path
 
     def save_best_weights(self, epoch: int) -> str:
         """Writes the model's weights as the best epoch's (0-based `epoch`); returns the path."""
-        return self._best_checkpoint.write(os.path.join(self.save_directory, f"best-epoch-{epoch}"))
+        prefix = os.path.join(self.save_directory, f"best-epoch-{epoch}")
+        with self._saving(prefix, self.model.variables):
+            path = self._best_checkpoint.write(prefix)
+            sync_to_disk([self.save_directory])
+        return path
 
     def remove_best_weights(self, keep: str | None) -> None:
-        """Deletes best-epoch weight files other than `keep` (once a newer record names `keep`)."""
-        for path in glob.glob(os.path.join(self.save_directory, "best-epoch-*")):
-            if keep is None or not path.startswith(keep + "."):
-                os.remove(path)
+        """Deletes best-epoch weight files but `keep` and the newest `max_to_keep` epochs' ones.
+
+        Each kept checkpoint names at most one of them, and each newer one is named
+        by the checkpoint saved right after it: those are all that a fallback to an
+        older checkpoint can need.
+        """
+        epochs: dict[int, list[str]] = {}
+        for path in glob.glob(os.path.join(glob.escape(self.save_directory), "best-epoch-*")):
+            match = re.match(r"best-epoch-(\d+)\.", os.path.basename(path))
+            if match:
+                epochs.setdefault(int(match.group(1)), []).append(path)
+        for epoch in sorted(epochs)[: -self.max_to_keep]:
+            for path in epochs[epoch]:
+                if keep is None or not path.startswith(keep + "."):
+                    os.remove(path)
 
     # --------------------------------------------------------------- restore
     def restore(self) -> dict[str, Any] | None:
-        """Restores the latest checkpoint into the model and optimizers; returns its record.
+        """Restores the newest checkpoint that reads into the model and optimizers; returns its record.
+
+        A checkpoint that does not read (with the best epoch's weights it names) is
+        skipped for the one before it, with a line on stderr.
 
         Returns:
             The record saved with it (plus `global_step`), or None when the
@@ -160,11 +240,48 @@ class TrainingBackup:
 
         Raises:
             BackupMismatchError: if the checkpoint was written under another fingerprint.
+            BackupDamagedError: if the directory holds checkpoints and none of them reads.
         """
-        latest = self._restore_manager.latest_checkpoint
-        if latest is None:
-            return None
-        return self._restore(latest)
+        return next(self._readable_checkpoints(), None)
+
+    def _candidates(self) -> list[str]:
+        """The checkpoint prefixes, newest first (from the files when the index does not read)."""
+        listed = self._restore_manager.checkpoints
+        if listed:
+            return list(reversed(listed))
+        numbered = []
+        for path in glob.glob(os.path.join(glob.escape(self.directory), "state-*.index")):
+            match = re.fullmatch(r"state-(\d+)\.index", os.path.basename(path))
+            if match:
+                numbered.append((int(match.group(1)), path.removesuffix(".index")))
+        return [prefix for _, prefix in sorted(numbered, reverse=True)]
+
+    def _readable_checkpoints(self) -> Iterator[dict[str, Any]]:
+        """Restores each checkpoint that reads, newest first, and yields its record."""
+        failed: list[str] = []
+        for path in self._candidates():
+            try:
+                record = self._restore(path)
+            except BackupMismatchError:
+                raise
+            except _UNREADABLE as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                failed.append(f"{os.path.basename(path)}: {type(error).__name__} {reason}".strip())
+                continue
+            if failed:
+                print(
+                    f"widedeep: backup checkpoint(s) in {self.directory} that do not read "
+                    f"({'; '.join(failed)}); resuming from {os.path.basename(path)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                failed = []
+            yield record
+        if failed:
+            raise BackupDamagedError(
+                f"no checkpoint in the backup {self.directory} reads ({'; '.join(failed)}): "
+                "add --overwrite to start afresh"
+            )
 
     def _restore(self, path: str) -> dict[str, Any]:
         self._checkpoint.restore(path).assert_existing_objects_matched()
@@ -174,6 +291,11 @@ class TrainingBackup:
                 f"the backup in {self.directory} belongs to a run with other settings: rerun "
                 "with the same flags to resume it, or add --overwrite to start afresh"
             )
+        best = record.get("best_checkpoint")
+        if best:  # read in full, so that a damaged one rules out this checkpoint here
+            reader = tf.train.load_checkpoint(best)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
         return record
 
     def load_best_weights(self, path: str) -> list[np.ndarray]:
@@ -191,11 +313,12 @@ class TrainingBackup:
         return best
 
     def restore_last_finite(self) -> dict[str, Any] | None:
-        """Restores the newest checkpoint whose weights are all finite; returns its record (or None)."""
-        for path in reversed(self._restore_manager.checkpoints):
-            record = self._restore(path)
-            if all(np.isfinite(w).all() for w in self.model.get_weights()):
-                return record
+        """Restores the newest checkpoint that reads and holds only finite weights; returns its
+        record (or None)."""
+        with contextlib.suppress(BackupDamagedError):
+            for record in self._readable_checkpoints():
+                if all(np.isfinite(w).all() for w in self.model.get_weights()):
+                    return record
         return None
 
     def delete(self) -> None:
@@ -212,7 +335,7 @@ class TrainingBackup:
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` on the validation AUC whose state survives a restart and several `fit` calls.
+    """`EarlyStopping` on a validation metric whose state survives a restart and several `fit` calls.
 
     `state()` / `load_state()` carry the patience count and the best epoch and
     value; the best weights themselves are saved by `BackupCallback`. The state
@@ -221,13 +344,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     the rest of an interrupted epoch first, then the remaining epochs).
 
     Args:
-        patience: epochs without a better validation AUC before stopping.
+        patience: epochs without a better `monitor` before stopping.
+        monitor: the validation metric to maximise, e.g. `"val_auc"` or `"val_gauc"`.
     """
 
-    def __init__(self, patience: int) -> None:
-        super().__init__(
-            monitor="val_auc", mode="max", patience=patience, restore_best_weights=True
-        )
+    def __init__(self, patience: int, monitor: str = "val_auc") -> None:
+        super().__init__(monitor=monitor, mode="max", patience=patience, restore_best_weights=True)
         self.restore_at_train_end = True
         self._started = False
 
@@ -401,4 +523,5 @@ def fit_resumable(
                 break
     if early_stopping is not None:
         early_stopping.restore_at_train_end = True
+        early_stopping.set_model(model)  # no `fit` ran when the run had finished its epochs
         early_stopping.on_train_end()  # the best epoch's weights, as after an uninterrupted fit

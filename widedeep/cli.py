@@ -1,14 +1,17 @@
 """The `widedeep` command line: simulate | prepare | train | evaluate | export | predict | tune.
 
 User mistakes (a missing directory, a malformed schema, a feature the data
-lacks, an unknown flag) print one line on stderr and exit with status 2; a
-training run whose loss becomes NaN or infinite stops there and exits with 3. Set
-`WIDEDEEP_DEBUG=1` to see the full traceback instead.
+lacks, an unknown flag, an output directory another process is writing into)
+print one line on stderr and exit with status 2; a full disk prints one line
+naming the output and exits with 1; a training run whose loss becomes NaN or
+infinite stops there and exits with 3. Set `WIDEDEEP_DEBUG=1` to see the full
+traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+EXIT_NO_SPACE = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 
@@ -202,9 +206,10 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from widedeep.distribute import get_strategy
+    from widedeep.io import is_out_of_space
     from widedeep.optimizers import OptimizerConfig
 
-    get_strategy(args.strategy)  # multi_worker must exist before TensorFlow runs any op
+    strategy = get_strategy(args.strategy)  # multi_worker: before TensorFlow runs any op
     from widedeep.training import TrainConfig, TrainingDivergedError, train
 
     optimizer = OptimizerConfig(
@@ -231,12 +236,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "(add --early-stopping 0 to train every epoch without one)"
         )
     _check_data(args.data)
-    _prepare_run_dir(config, args.overwrite)
-    try:
-        metrics = train(config)
-    except TrainingDivergedError as e:
-        print(f"widedeep: training diverged: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_DIVERGED) from None
+    with _run_dir_locks(config, strategy):
+        _prepare_run_dir(config, args.overwrite)
+        try:
+            metrics = train(config)
+        except TrainingDivergedError as e:
+            print(f"widedeep: training diverged: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_DIVERGED) from None
+        except Exception as e:
+            if is_out_of_space(e):  # results half written: the backup resumes the rerun
+                for name in RUN_FILES:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(config.out, name))
+            raise
     if not metrics:  # a worker other than the chief of a multi-worker cluster
         print("widedeep: training done; the chief worker writes the model and the metrics")
         return
@@ -261,15 +273,36 @@ RUN_FILES = ("model.keras", "metrics.json", "config.json")
 """Files of a finished (or diverged) run: `train --out` refuses a directory holding one."""
 
 
+def _run_dir_locks(config: Any, strategy: Any) -> contextlib.ExitStack:
+    """Locks `--out` (and a `--backup-dir` outside it) for this run: a second `train` exits 2.
+
+    The workers of a multi-worker cluster share `--out`: each holds a lock of its own.
+    """
+    from widedeep.distribute import is_chief, worker_id
+    from widedeep.io import LOCK_FILE, directory_lock
+
+    stack = contextlib.ExitStack()
+    with stack:
+        if is_chief(strategy):
+            stack.enter_context(directory_lock(config.out, "--out", "train"))
+            backup = os.path.abspath(config.resolved_backup_dir())
+            if os.path.dirname(backup) != os.path.abspath(config.out):
+                stack.enter_context(directory_lock(backup, "--backup-dir", "train"))
+        else:
+            task_type, task_id = worker_id(strategy)
+            lock_file = LOCK_FILE.replace(".lock", f"-{task_type}-{task_id}.lock")
+            stack.enter_context(directory_lock(config.out, "--out", "train", lock_file))
+        return stack.pop_all()
+
+
 def _prepare_run_dir(config: Any, overwrite: bool) -> None:
     """Refuses an `--out` with a finished run (unless `--overwrite`) and unwritable outputs.
 
     A run directory holding only a backup is a run to resume, not to refuse;
     `--overwrite` deletes the backup as well, so training starts afresh.
     """
-    import shutil
 
-    from widedeep.io import check_writable_dir
+    from widedeep.io import LOCK_FILE, check_writable_dir, remove_path
 
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name))]
     if found and not overwrite:
@@ -281,7 +314,10 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
     if overwrite:
         for name in found:
             os.remove(os.path.join(config.out, name))
-        shutil.rmtree(config.resolved_backup_dir(), ignore_errors=True)
+        backup = config.resolved_backup_dir()
+        for name in os.listdir(backup) if os.path.isdir(backup) else ():
+            if name != LOCK_FILE:  # this run's lock, when the backup is outside --out
+                remove_path(os.path.join(backup, name))
     check_writable_dir(config.resolved_backup_dir(), "--backup-dir")
     if config.logdir:
         check_writable_dir(config.logdir, "--logdir")
@@ -416,6 +452,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         seed=args.seed,
         logdir=args.logdir or None,
         validation_fraction=args.validation_fraction,
+        monitor=args.monitor,
         overwrite=args.overwrite,
         evaluate_defaults=not args.no_baseline,
         verbose=2,
@@ -510,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tuning.search import TUNERS, run_search
     from widedeep.data.feedback_log import PrepareOptions
     from widedeep.distribute import STRATEGIES
-    from widedeep.training import MODELS, TrainConfig
+    from widedeep.training import MODELS, MONITORS, TrainConfig
 
     prepare = _defaults_of(PrepareOptions)
     training = _defaults_of(TrainConfig)
@@ -605,14 +642,21 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", "", {"type": int}),
         (
             "validation_fraction",
-            "last fraction of the training period held out for validation",
+            "share of the train split held out for validation: its last rows by time, or "
+            "each user's last rows for a dataset prepared with --split-by user",
             {"type": _fraction},
         ),
         (
             "early_stopping",
-            "stop after PATIENCE epochs without a better validation AUC and keep the best "
+            "stop after PATIENCE epochs without a better --monitor and keep the best "
             "epoch's weights; 0 trains every epoch",
             {"type": _non_negative_int, "metavar": "PATIENCE"},
+        ),
+        (
+            "monitor",
+            "what early stopping and the best epoch maximise: the validation AUC or GAUC "
+            "(per-user AUC weighted by impressions)",
+            {"choices": MONITORS},
         ),
         (
             "backup_every",
@@ -667,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option(p, tuning, "seed", type=int)
     _add_option(p, tuning, "logdir", "TensorBoard root ('' to disable)")
     _add_option(p, tuning, "validation_fraction", type=_fraction)
+    _add_option(p, tuning, "monitor", "the trials' objective", choices=MONITORS)
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
     p.add_argument("--no-baseline", action="store_true", help="skip scoring the default settings")
     p.set_defaults(func=_cmd_tune)
@@ -700,12 +745,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from widedeep._native_log import debug_enabled
     from widedeep.data.dataset_format import DatasetError
+    from widedeep.io import NoSpaceError, is_out_of_space
     from widedeep.schema import SchemaError
 
     debug = debug_enabled()
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
+    except NoSpaceError as e:
+        if debug:
+            raise
+        print(f"widedeep: error: {e}", file=sys.stderr)
+        return EXIT_NO_SPACE
     except (UsageError, SchemaError, DatasetError, FileNotFoundError, ValueError) as e:
         if debug:
             raise
@@ -724,6 +775,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"widedeep: {e or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug or not is_out_of_space(e):
+            raise
+        # A write that no `NoSpaceError` names (TensorBoard's event files, Keras internals);
+        # TensorFlow's messages read "<file>; No space left on device".
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        where = getattr(e, "filename", None) or (text.split("; ")[0] if "; " in text else "")
+        where = where or "an output"
+        print(
+            f"widedeep: error: no space left on device while writing {where}; free space or "
+            "choose another --out",
+            file=sys.stderr,
+        )
+        return EXIT_NO_SPACE
     return 0
 
 

@@ -7,8 +7,8 @@
   command on every worker.
 
 Every worker keeps a full copy of the variables (embedding tables included) and
-the gradients are all-reduced each step (`WideDeepModel.train_step` makes the
-sparse ones dense first when there is more than one replica), so the global
+the gradients are summed across replicas each step (a table's as the rows the
+batch touched: `widedeep.gradient_exchange`), so the global
 batch (`--batch-size`) is split across all replicas and the weights stay
 identical everywhere. Each worker reads every shard and keeps its part of each
 global batch (`tf.data` auto-shard policy `DATA`): step `k` of a cluster trains on
@@ -31,7 +31,14 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "get_strategy", "is_chief", "shard_by_batch", "worker_id"]
+__all__ = [
+    "STRATEGIES",
+    "get_strategy",
+    "is_chief",
+    "local_variable",
+    "shard_by_batch",
+    "worker_id",
+]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 """Values of `widedeep train --strategy`."""
@@ -111,3 +118,27 @@ def shard_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def local_variable(variable: tf.Variable) -> tf.Variable:
+    """The copy of a (mirrored) variable that the current replica reads, itself elsewhere.
+
+    A `tf.gather` on a `tf.distribute` mirrored variable reads the whole variable first
+    (it has no `sparse_read`), then gathers: a copy of the table each step. On the
+    replica's own copy, a plain resource variable, the gather reads the requested rows
+    only, and the gradient still reaches the mirrored variable, whose `handle` in the
+    replica context is that copy's.
+
+    Args:
+        variable: a `tf.Variable`, mirrored or not.
+
+    Returns:
+        In a replica context of a strategy with several local copies, the current
+        replica's; otherwise the one local copy, or `variable` itself.
+    """
+    copies = tf.distribute.get_strategy().experimental_local_results(variable)
+    context = tf.distribute.get_replica_context()
+    if len(copies) == 1 or context is None:
+        return copies[0]
+    replica = tf.get_static_value(context.replica_id_in_sync_group)
+    return copies[int(replica) % len(copies)]

@@ -29,9 +29,9 @@ serve(**features)["probability"]
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +40,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from widedeep.io import atomic_path, variables_bytes
 
 SERVING_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serve_examples"
@@ -176,6 +178,10 @@ def export_saved_model(
             numeric version directory, e.g. `models/ctr/1`).
         overwrite: replace an existing directory.
 
+    The SavedModel is written beside `out` under a temporary name and renamed
+    (`widedeep.io.atomic_path`): `out` appears only complete, and an export that
+    fails (a full disk raises `widedeep.io.NoSpaceError`) leaves the previous one.
+
     Returns:
         The input spec of `serving_default`.
 
@@ -189,10 +195,8 @@ def export_saved_model(
     ```
     """
     out = os.fspath(out)
-    if os.path.exists(out):
-        if not overwrite:
-            raise FileExistsError(f"export: {out} exists (pass overwrite=True to replace it)")
-        shutil.rmtree(out)
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"export: {out} exists (pass overwrite=True to replace it)")
     spec = serving_input_spec(model)
     parse = _example_parser(spec)
 
@@ -208,7 +212,21 @@ def export_saved_model(
     archive.track(model)
     archive.add_endpoint(SERVING_SIGNATURE, serve)
     archive.add_endpoint(EXAMPLES_SIGNATURE, serve_examples)
-    archive.write_out(out, verbose=False)
+    parent, created = os.path.dirname(os.path.abspath(out)), []
+    while not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(created):
+        os.mkdir(folder)
+    try:
+        # The variables, plus the traced graphs (of the order of a megabyte).
+        with atomic_path(out, lambda: variables_bytes(model.variables) + 2**20) as tmp:
+            archive.write_out(tmp, verbose=False)
+    except BaseException:
+        for folder in created:  # the version directory's parents this call made
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
     return spec
 
 
@@ -299,11 +317,11 @@ class _ParquetWriter:
             self._writer.close()
 
 
-def _open_writer(path: str, columns: list[str]) -> _CsvWriter | _ParquetWriter:
+def _writer_type(path: str) -> type[_CsvWriter | _ParquetWriter]:
     if path.endswith(".parquet"):
-        return _ParquetWriter(path, columns)
+        return _ParquetWriter
     if path.endswith(".csv"):
-        return _CsvWriter(path, columns)
+        return _CsvWriter
     raise ValueError(f"predict: --out must end in .csv or .parquet. Received: {path}")
 
 
@@ -366,7 +384,7 @@ def predict_to_file(
     keys = [schema.group_key] + schema.target_item_features[:1]
     keys = list(dict.fromkeys(keys))
     score, spec = load_scorer(model)
-    writer = _open_writer(out, [*keys, PROBABILITY])
+    writer_type = _writer_type(out)
     total = int(meta["splits"][split].get("examples", 0))
     known = set(schema.input_signature())
     missing = sorted(name for name in spec if name not in known)
@@ -376,19 +394,28 @@ def predict_to_file(
         )
     start = last = time.perf_counter()
     done = 0
-    try:
-        for batch in _batches(data_dir, split, list(dict.fromkeys([*spec, *keys])), batch_size):
-            if done == 0:
-                check_request({k: batch[k].numpy() for k in spec}, spec)
-            probabilities = score(batch)
-            writer.write({**{k: batch[k].numpy() for k in keys}, PROBABILITY: probabilities})
-            done += len(probabilities)
-            if progress and time.perf_counter() - last > 5:
-                last = time.perf_counter()
-                rate = done / (last - start)
-                print(f"predict: {done}/{total} rows ({rate:.0f} rows/s)", file=sys.stderr)
-    finally:
-        writer.close()
+
+    def needed() -> int:  # the bytes per row so far, for every row
+        per_row = os.path.getsize(tmp) / done if done and os.path.exists(tmp) else 32
+        return int(per_row * max(total, done))
+
+    # Written under a temporary name and renamed once complete: a failed run leaves no
+    # file that looks like predictions.
+    with atomic_path(out, needed) as tmp:
+        writer = writer_type(tmp, [*keys, PROBABILITY])
+        try:
+            for batch in _batches(data_dir, split, list(dict.fromkeys([*spec, *keys])), batch_size):
+                if done == 0:
+                    check_request({k: batch[k].numpy() for k in spec}, spec)
+                probabilities = score(batch)
+                writer.write({**{k: batch[k].numpy() for k in keys}, PROBABILITY: probabilities})
+                done += len(probabilities)
+                if progress and time.perf_counter() - last > 5:
+                    last = time.perf_counter()
+                    rate = done / (last - start)
+                    print(f"predict: {done}/{total} rows ({rate:.0f} rows/s)", file=sys.stderr)
+        finally:
+            writer.close()
     seconds = time.perf_counter() - start
     if progress:
         print(f"predict: {done}/{total} rows in {seconds:.1f} s", file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from widedeep import _compat
+from widedeep import _compat, gradient_exchange
 
 __all__ = ["Adagrad", "Ftrl", "OptimizerConfig", "deduplicate_indexed_slices"]
 
@@ -104,12 +104,29 @@ def _deduplicate_after_all_reduce(gradient: tf.IndexedSlices) -> tf.IndexedSlice
     return gradient
 
 
-class _SparseAwareMixin(_compat.ClipGradientsHook):
+class _SparseAwareMixin(_compat.ClipGradientsHook, _compat.AllReduceHook):
     """Keeps `tf.IndexedSlices` gradients sparse, unique and correctly clipped up to `update_step`.
 
     A dense gradient takes the stock `update_step`; a sparse one is de-duplicated once more after a
     cross-replica sum and handed to `_update_rows`, which each optimizer implements.
+
+    Across replicas, once `sparse_exchange_rows` is set (`{variable.ref(): rows}` over the backend
+    variables; `WideDeepModel.train_step` sets it), `widedeep.gradient_exchange` sums the
+    gradients: those of the variables it names as their touched rows padded to that static
+    bound, the others dense. `exchanged` lists what the last traced step sent. Unset, Keras sums
+    them.
     """
+
+    sparse_exchange_rows: dict[Any, int] | None = None
+    exchanged: list[gradient_exchange.Exchanged] | None = None
+
+    def all_reduce_gradients(self, grads_and_vars: list[Any]) -> list[Any]:
+        if self.sparse_exchange_rows is None:
+            return super().all_reduce_gradients(grads_and_vars)
+        summed, self.exchanged = gradient_exchange.sum_across_replicas(
+            grads_and_vars, self.sparse_exchange_rows
+        )
+        return summed
 
     def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> None:
         grads = [self._prepare_sparse_gradient(g) for g in grads]
@@ -180,8 +197,10 @@ class _SparseAwareMixin(_compat.ClipGradientsHook):
         return variable.value if isinstance(variable, keras.Variable) else variable
 
     def _sparse_rows(self, variable: Any, indices: tf.Tensor) -> tf.Tensor:
-        # `tf.gather` on a resource variable is a ResourceGather: it reads only `indices`.
-        return tf.gather(self._as_tf_variable(variable), indices)
+        # A ResourceGather reads only `indices`; on the handle, also of a mirrored variable
+        # (`tf.gather` would read a mirrored variable whole first).
+        handle = self._as_tf_variable(variable).handle
+        return tf.raw_ops.ResourceGather(resource=handle, indices=indices, dtype=variable.dtype)
 
     def _scatter(self, variable: Any, values: tf.Tensor, indices: tf.Tensor) -> None:
         self._as_tf_variable(variable).scatter_update(tf.IndexedSlices(values, indices))

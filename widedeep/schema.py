@@ -31,6 +31,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from widedeep.io import write_json
+
 FEEDBACK_TYPES: tuple[str, ...] = ("unclick", "click", "dislike")
 """Feedback type codes: the record's feedback column holds the index into this tuple."""
 
@@ -459,8 +461,8 @@ class Schema:
         return cls.from_dict(config)
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            f.write(self.to_json())
+        """Writes the schema as JSON to `path`, atomically (`widedeep.io.write_json`)."""
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Schema:

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep import checkpointing, distribute
+from widedeep.data.carve import Rows, ValidationCarve, count_rows, take_rows, validation_carve
 from widedeep.data.pipeline import (
     available_memory,
     make_dataset,
@@ -32,10 +33,10 @@ from widedeep.data.pipeline import (
     parsed_bytes,
 )
 from widedeep.data.reader import load_dataset_dir, read_columns
-from widedeep.io import atomic_path, check_writable_dir, write_json
+from widedeep.io import atomic_path, check_writable_dir, variables_bytes, write_json
 from widedeep.layers.calibration import fit_logit_offset
-from widedeep.metrics import ctr_metrics
-from widedeep.models.base import WideDeepModel
+from widedeep.metrics import ctr_metrics, gauc
+from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig
@@ -46,6 +47,11 @@ MODELS = ("wide_deep", "wide", "deep", "wide_deep_seq", "dfn")
 
 PAPER_FEEDBACK_WEIGHTS = (1.0, 1.0, 10.0)
 """The DFN paper's loss weights `(unclick, click, dislike)`: `--loss-weights 1,1,10`."""
+
+MONITORS = ("val_auc", "val_gauc")
+"""What early stopping, the best epoch and `tune` can maximise (`TrainConfig.monitor`): the
+validation AUC, or the validation GAUC (per-user AUC weighted by impressions, computed each
+epoch by `ValidationGAUC`)."""
 
 DEFAULT_CACHE_MEMORY_FRACTION = 0.25
 """The share of this machine's memory that parsed training rows may take (`TrainConfig.cache_mb`)."""
@@ -133,9 +139,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class TrainConfig:
     """Everything `train()` needs; recorded as `config.json` in the run directory.
 
-    `early_stopping=N > 0` stops after `N` epochs without a better validation AUC
-    and keeps the weights of the best epoch (`epochs` is then the most epochs);
-    it needs a validation split. The optimizers keep their last epoch's state
+    `early_stopping=N > 0` stops after `N` epochs without a better `monitor` (one of
+    `MONITORS`) and keeps the weights of the best epoch (`epochs` is then the most
+    epochs); it needs a validation split. The optimizers keep their last epoch's state
     (Keras' `EarlyStopping` restores weights only).
 
     The run is resumable: every `backup_every` steps and at each epoch's end the
@@ -150,16 +156,16 @@ class TrainConfig:
     model: str = "wide_deep"
     epochs: int = 10
     batch_size: int = 512
-    steps_per_execution: int = 16
-    """Training steps per call into TensorFlow (`keras.Model.compile`): one Python round
-    trip and one round of callbacks per 16 steps instead of per step (+21% examples/s
-    on the standard Wide & Deep workload, `benchmarks/throughput.py --groups executions`). Callbacks, the
-    NaN stop and mid-epoch backups then act at those boundaries. With more than one
-    replica (`strategy`) Keras' multi-step loop fails, and `train` uses 1."""
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    """Training steps per call into TensorFlow (`WideDeepModel.compile`, whose default this
+    is). With more than one replica (`strategy`) Keras' multi-step loop fails, and `train`
+    uses 1."""
     logdir: str | None = "logs"
     seed: int = 0
     validation_fraction: float = 0.1
     early_stopping: int = 2
+    monitor: str = "val_auc"
+    """What early stopping and the best epoch maximise, one of `MONITORS`."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     feedback_weights: tuple[float, float, float] | None = None
@@ -178,8 +184,8 @@ class TrainConfig:
     strategy: str = "default"
     """One of `widedeep.distribute.STRATEGIES`: `"mirrored"` trains on this machine's
     devices, `"multi_worker"` on the cluster of `TF_CONFIG` (only the chief writes
-    files). With more than one replica, steps run one per execution and sparse
-    gradients are all-reduced dense (see the README)."""
+    files). With more than one replica, steps run one per execution and each table's
+    gradient is exchanged as the rows the batch touched (see the README)."""
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""
@@ -205,7 +211,7 @@ def build_model(schema: Schema, model: str, **hyperparameters: Any) -> WideDeepM
 def compile_model(
     model: WideDeepModel,
     optimizer: OptimizerConfig | None = None,
-    steps_per_execution: int = 1,
+    steps_per_execution: int | None = None,
 ) -> WideDeepModel:
     """Compiles with the two optimizers, binary cross-entropy and streaming AUC / log loss."""
     wide, deep = (optimizer or OptimizerConfig()).make()
@@ -242,6 +248,75 @@ class OptimizerLogger(keras.callbacks.Callback):
         self._writer.flush()
 
 
+class ValidationGAUC(keras.callbacks.Callback):
+    """Adds `val_gauc`, the exact GAUC of the validation rows, to every epoch's logs.
+
+    Put it first among the callbacks: the later ones (early stopping, TensorBoard,
+    backups, `History`) then see `val_gauc` beside Keras' own `val_auc`. Each epoch
+    costs one prediction pass over the validation rows.
+
+    Args:
+        validation_data: the validation pipeline of `validation_dataset` (its
+            features carry `group_key`).
+        group_key: the column whose values are the groups (users).
+    """
+
+    def __init__(self, validation_data: tf.data.Dataset, group_key: str) -> None:
+        super().__init__()
+        self.validation_data = validation_data
+        self.group_key = group_key
+        self._forward: Callable[[Any], Any] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        if self._forward is None:
+            # The model's own forward pass on this process's rows: `predict_on_batch` would
+            # split each batch across the replicas and, with several workers, gather every
+            # worker's rows (twice the labels' length with two workers).
+            model = self.model
+            self._forward = tf.function(
+                lambda features: model(features, training=False), reduce_retracing=True
+            )
+        probabilities, labels, groups = predictions(
+            self._forward, self.validation_data, self.group_key
+        )
+        finite = np.isfinite(probabilities).all()  # a diverged epoch: the NaN stop reports it
+        logs["val_gauc"] = gauc(labels, probabilities, groups) if finite else float("nan")
+
+
+def predictions(
+    model: keras.Model | Callable[[Any], Any], dataset: tf.data.Dataset, group_key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model's probabilities on a pipeline's batches, with their labels and group keys.
+
+    Each batch's labels and group keys come with its features, so they stay aligned
+    whatever order the pipeline yields.
+
+    Args:
+        model: the model (its `predict_on_batch`), or a function of a batch's features
+            that returns its probabilities.
+        dataset: `(features, label, sample_weight)` batches whose features carry `group_key`.
+        group_key: the group column.
+
+    Returns:
+        `(probabilities, labels, groups)`, 1-D arrays in the pipeline's order.
+    """
+    predict = model.predict_on_batch if isinstance(model, keras.Model) else model
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+        (
+            np.asarray(predict(features), np.float64).reshape(-1),
+            label.numpy().reshape(-1).astype(np.int64),
+            features[group_key].numpy(),
+        )
+        for features, label, _ in dataset
+    ]
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
+    return probabilities, labels, groups
+
+
 def evaluate_model(
     model: keras.Model, data_dir: str, split: str = "test", batch_size: int = 4096
 ) -> dict[str, float]:
@@ -254,19 +329,17 @@ def predict_split(
     model: keras.Model,
     data_dir: str,
     split: str,
-    rows: tuple[int, int] | None = None,
+    rows: Rows | None = None,
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A model's probabilities on a split's rows, with their labels and group keys.
-
-    One pass over the rows: each batch's labels and group keys come with its
-    features, so they stay aligned whatever order the pipeline yields.
+    """A model's probabilities on a split's rows, with their labels and group keys (`predictions`).
 
     Args:
         model: the model.
         data_dir: the dataset directory.
         split: e.g. `"test"`.
-        rows: `(start, stop)` to score only those rows of the split.
+        rows: a row range `(start, stop)` or an array of row numbers (`widedeep.data.carve.Rows`)
+            to score only those rows of the split.
         batch_size: rows per prediction batch.
 
     Returns:
@@ -276,27 +349,16 @@ def predict_split(
     dataset = make_dataset(
         data_dir, split, schema, batch_size=batch_size, rows=rows, extra_columns=[schema.group_key]
     )
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-        (
-            np.asarray(model.predict_on_batch(features), np.float64).reshape(-1),
-            label.numpy().reshape(-1).astype(np.int64),
-            features[schema.group_key].numpy(),
-        )
-        for features, label, _ in dataset
-    ]
-    if not parts:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
-    return probabilities, labels, groups
+    return predictions(model, dataset, schema.group_key)
 
 
-def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float:
+def calibrate(model: keras.Model, data_dir: str, rows: Rows) -> float:
     """Sets the model's `calibration` offset to minimise the unweighted log loss on train rows.
 
     Args:
         model: a model built by this package (it has a `LogitOffset` named `calibration`).
         data_dir: the dataset directory.
-        rows: the row range `[start, stop)` of the train split to calibrate on.
+        rows: the rows of the train split to calibrate on (`widedeep.data.carve.Rows`).
 
     Returns:
         The offset now in the model (see `widedeep.layers.calibration.fit_logit_offset`).
@@ -309,24 +371,11 @@ def calibrate(model: keras.Model, data_dir: str, rows: tuple[int, int]) -> float
     return offset
 
 
-def validation_split_rows(meta: dict[str, Any], fraction: float) -> tuple[int, int]:
-    """`(fit_stop, total)`: rows `[0, fit_stop)` of the train split fit, `[fit_stop, total)` validate.
-
-    The validation rows are the last `fraction` of the training period (rows are
-    stored in time order), never the test split.
-    """
-    total = int(meta["splits"]["train"]["examples"])
-    if not 0 <= fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1). Received: {fraction}")
-    valid = int(round(total * fraction))
-    return total - valid, total
-
-
 def training_datasets(
     data_dir: str,
     schema: Schema | None,
-    fit_rows: tuple[int, int],
-    validation_rows: tuple[int, int],
+    fit_rows: Rows,
+    validation_rows: Rows,
     *,
     batch_size: int,
     seed: int,
@@ -334,7 +383,7 @@ def training_datasets(
     validation_batch_size: int = 4096,
     cache: bool = False,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """`(train, validation)` pipelines over two row ranges of the train split (time order).
+    """`(train, validation)` pipelines over two sets of rows of the train split (`widedeep.data.carve`).
 
     The fit rows are shuffled with `seed`; the validation pipeline is `None` when
     `validation_rows` is empty. With `cache`, both hold their parsed rows in memory.
@@ -361,7 +410,7 @@ def training_datasets(
 def fit_dataset_fn(
     data_dir: str,
     schema: Schema | None,
-    rows: tuple[int, int],
+    rows: Rows,
     *,
     batch_size: int,
     feedback_weights: tuple[float, float, float] | None,
@@ -390,15 +439,19 @@ def fit_dataset_fn(
 def validation_dataset(
     data_dir: str,
     schema: Schema | None,
-    rows: tuple[int, int],
+    rows: Rows,
     *,
     batch_size: int = 4096,
     feedback_weights: tuple[float, float, float] | None,
     cache: bool = False,
 ) -> tf.data.Dataset | None:
-    """The validation pipeline over `rows` of the train split, in order; None when empty."""
-    if rows[0] == rows[1]:
+    """The validation pipeline over `rows` of the train split, in order; None when empty.
+
+    Its features carry the group key too, for `ValidationGAUC`.
+    """
+    if not count_rows(rows):
         return None
+    schema = schema or load_dataset_dir(data_dir)[0]
     return make_dataset(
         data_dir,
         "train",
@@ -407,6 +460,7 @@ def validation_dataset(
         feedback_weights=feedback_weights,
         rows=rows,
         cache=cache,
+        extra_columns=[schema.group_key],
     )
 
 
@@ -428,11 +482,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     The run directory gets `model.keras`, `config.json` (model, hyper-parameters,
     optimizer settings, the loss weights as given and as normalised to mean 1) and
     `metrics.json` (exact test metrics plus `examples_per_sec` of training,
-    `epochs_run`, `best_epoch`, the per-epoch `validation_auc` and the
-    `calibration_offset`; see `calibrate`). TensorBoard logs go to
+    `epochs_run`, `best_epoch` by `monitor`, the per-epoch `validation_auc` and
+    `validation_gauc`, the `validation`
+    carve and the `calibration_offset`; see `finish_run`). TensorBoard logs go to
     `config.logdir/<run name>`: loss and AUC per epoch for train and validation
-    (the last `validation_fraction` of the training period), both optimizers'
-    learning rates, and weight histograms.
+    (`validation_fraction` of the train split, carved as its test split was:
+    `widedeep.data.carve`), both optimizers' learning rates, and weight histograms.
 
     Under `config.strategy="multi_worker"` every worker trains; only the chief
     evaluates and writes files.
@@ -449,6 +504,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"cache_mb must be None or >= 0. Received: {config.cache_mb}")
     if config.early_stopping < 0:
         raise ValueError(f"early_stopping must be >= 0. Received: {config.early_stopping}")
+    if config.monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}. Received: {config.monitor!r}")
     if config.early_stopping and not config.validation_fraction:
         raise ValueError(
             "early_stopping needs a validation split: validation_fraction is 0; set it > 0 "
@@ -464,8 +521,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     chief = distribute.is_chief(strategy)
     steps_per_execution = config.steps_per_execution
     if strategy.num_replicas_in_sync > 1 and steps_per_execution > 1:
-        # Keras' multi-step loop fails with more than one replica ("You must feed a value
-        # for placeholder tensor ... while/cond") on TensorFlow 2.21 / Keras 3.15.
+        # Keras' multi-step loop runs each step inside a `tf.cond` (to stop at the end of the
+        # data), and a replica step that calls `merge_call` (every collective does, on CPU
+        # and with MultiWorkerMirroredStrategy) fails there: "You must feed a value for
+        # placeholder tensor ... while/cond/Placeholder" (TF 2.21, Keras 3.15.1;
+        # keras-team/keras#19246, open).
         print(
             f"--strategy {config.strategy}: {strategy.num_replicas_in_sync} replicas run one "
             f"step per execution (--steps-per-execution {steps_per_execution} is for one replica)",
@@ -480,25 +540,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
             steps_per_execution,
         )
         model.build_optimizers()
+        model.global_batch_size = config.batch_size
     warm_started = None
     if config.warm_start:
         from widedeep.warm_start import warm_start
 
         warm_started = warm_start(model, config.warm_start, schema)
 
-    fit_rows, total_rows = validation_split_rows(meta, config.validation_fraction)
+    carve = validation_carve(config.data, config.validation_fraction, meta=meta)
+    fit_rows = carve.num_fit_rows
     requested_weights = weights = config.resolved_feedback_weights()
     if weights is not None:
         feedback = read_columns(config.data, "train", [schema.feedback])[schema.feedback]
-        counts = np.bincount(feedback[:fit_rows], minlength=len(FEEDBACK_TYPES))
+        counts = np.bincount(take_rows(feedback, carve.fit_rows), minlength=len(FEEDBACK_TYPES))
         weights = normalize_feedback_weights(weights, counts)
 
-    cache = memory_cache_fits(schema, total_rows, config.cache_mb)
+    cache = memory_cache_fits(schema, carve.total, config.cache_mb)
     reading = time.perf_counter()  # with `cache`, the rows are read and parsed here
     fit_pipeline = fit_dataset_fn(
         config.data,
         schema,
-        (0, fit_rows),
+        carve.fit_rows,
         batch_size=config.batch_size,
         feedback_weights=weights,
         cache=cache,
@@ -508,7 +570,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return distribute.shard_by_batch(fit_pipeline(checkpointing.epoch_seed(config.seed, epoch)))
 
     valid_ds = validation_dataset(
-        config.data, schema, (fit_rows, total_rows), feedback_weights=weights, cache=cache
+        config.data, schema, carve.validation_rows, feedback_weights=weights, cache=cache
     )
     if valid_ds is not None:
         valid_ds = distribute.shard_by_batch(valid_ds)
@@ -527,6 +589,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     record = backup.restore() or {"epochs_done": 0, "history": {}}
     divergence = StopOnNonFiniteLoss()
     callbacks: list[keras.callbacks.Callback] = [divergence]
+    if valid_ds is not None:
+        callbacks.insert(0, ValidationGAUC(valid_ds, schema.group_key))
     run_logdir = None
     if config.logdir and chief:
         run_name = f"{os.path.basename(os.path.normpath(config.out))}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -537,7 +601,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         ]
     early_stopping = None
     if config.early_stopping:
-        early_stopping = checkpointing.ResumableEarlyStopping(config.early_stopping)
+        early_stopping = checkpointing.ResumableEarlyStopping(
+            config.early_stopping, monitor=config.monitor
+        )
         if "early_stopping" in record:
             best = record.get("best_checkpoint")
             early_stopping.load_state(
@@ -581,7 +647,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if task_type is not None:  # one of several workers
         model = _local_copy(model, config.out)
 
-    validation_auc = record["history"].get("val_auc", [])
+    history = record["history"]
     steps_run = checkpointing.global_step(model) - start_step
     extra: dict[str, Any] = {
         "examples_per_sec": fit_rows * steps_run / steps_per_epoch / seconds,
@@ -590,12 +656,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "epochs_run": record["epochs_done"],
     }
     if config.early_stopping:
-        extra["best_epoch"] = int(np.argmax(validation_auc)) + 1
-    extra["validation_auc"] = validation_auc
+        extra["monitor"] = config.monitor
+        extra["best_epoch"] = int(np.argmax(history[config.monitor])) + 1
+    extra["validation_auc"] = history.get("val_auc", [])
+    extra["validation_gauc"] = history.get("val_gauc", [])
     extra["model"] = config.model
     if warm_started is not None:
         extra["warm_start"] = {"from": config.warm_start, "tables": warm_started}
-    metrics = finish_run(model, config.data, meta, config.out, (fit_rows, total_rows), extra)
+    metrics = finish_run(model, config.data, meta, config.out, carve, extra)
     record = dataclasses.asdict(config)
     record["feedback_weights"] = requested_weights
     record["normalized_feedback_weights"] = weights
@@ -610,15 +678,16 @@ def finish_run(
     data_dir: str,
     meta: dict[str, Any],
     out_dir: str,
-    validation_rows: tuple[int, int],
+    carve: ValidationCarve,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Calibrates a trained model, scores it on the test split and writes it with its metrics.
 
     The end of every training run (`train`, and `tuning.search.run_search`'s retrain):
-    one logit offset fitted without weights on the validation rows (the train rows before
-    them when there are none, see `calibrate`), the exact test metrics of
-    `evaluate_model` merged with `extra` and the simulator's oracle when `meta` has it,
+    one logit offset fitted without weights on the validation rows (the fit rows when
+    there are none, see `calibrate`), the exact test metrics of `evaluate_model` merged
+    with `extra`, the carve (`"validation": {"carve", "rows", "users"}`: its kind, and
+    the validation rows and their users) and the simulator's oracle when `meta` has it,
     then `out_dir/model.keras` and `out_dir/metrics.json`.
 
     Args:
@@ -626,7 +695,7 @@ def finish_run(
         data_dir: its dataset directory.
         meta: the directory's `meta.json`.
         out_dir: the run directory.
-        validation_rows: `(start, stop)` rows of the train split that validated.
+        carve: the fit and validation rows of the train split (`widedeep.data.carve`).
         extra: training statistics to record beside the test metrics.
 
     Returns:
@@ -636,9 +705,21 @@ def finish_run(
     # between the fit rows and the latest ones. It moves no ranking (AUC and GAUC unchanged);
     # test log loss fell in 11 of 12 runs at equal weights (dev log, simulator, MovieLens
     # layout; README).
-    start, stop = validation_rows
-    offset = calibrate(model, data_dir, validation_rows if stop > start else (0, start))
-    metrics = {**evaluate_model(model, data_dir, "test"), **extra, "calibration_offset": offset}
+    validated = carve.num_validation_rows > 0
+    offset = calibrate(model, data_dir, carve.validation_rows if validated else carve.fit_rows)
+    schema, _ = load_dataset_dir(data_dir)
+    users = read_columns(data_dir, "train", [schema.group_key])[schema.group_key]
+    validation = {
+        "carve": carve.kind,
+        "rows": carve.num_validation_rows,
+        "users": int(len(np.unique(take_rows(users, carve.validation_rows)))),
+    }
+    metrics = {
+        **evaluate_model(model, data_dir, "test"),
+        **extra,
+        "validation": validation,
+        "calibration_offset": offset,
+    }
     for key in ("oracle_auc", "oracle_logloss"):
         if key in meta:
             metrics[key] = meta[key]
@@ -648,8 +729,10 @@ def finish_run(
 
 
 def save_model(model: keras.Model, path: str) -> None:
-    """`model.save(path)`, atomically: a crash while saving leaves the previous file intact."""
-    with atomic_path(path) as tmp:
+    """`model.save(path)`, atomically: a crash while saving leaves the previous file intact, and a
+    full disk raises `widedeep.io.NoSpaceError`."""
+    size = variables_bytes(checkpointing.state_variables(model))
+    with atomic_path(path, size) as tmp:
         model.save(tmp)
 
 

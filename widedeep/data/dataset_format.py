@@ -25,8 +25,9 @@ column the writer's caller chose to keep (e.g. the simulator's
 `"lookups"`): read from a table at rows that the records hold, e.g. a user's side
 features at the user's row, or a feedback sequence from the user's events (see
 `widedeep.data.tables`); readers materialise lookups, so they yield the same
-columns either way. `meta.json` is written last, so a directory whose writer
-died mid-way has no `meta.json` and is rejected by `load_dataset_dir`.
+columns either way. `meta.json` is written last, atomically, once everything
+else is synced to the disk, so a directory whose writer died mid-way has no
+`meta.json` and is rejected by `load_dataset_dir` (and replaced by the next writer).
 
 Records are *blocks* of consecutive rows (`rows_per_record`, 256 by default; the
 last block of each `write()` call may be shorter), stored column by column in one

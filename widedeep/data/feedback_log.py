@@ -637,6 +637,10 @@ class FeedbackSource(abc.ABC):
         """Facts for meta.json that need the finished schema (e.g. what was done with each column)."""
         return {}
 
+    def dataset_files(self) -> dict[str, Any]:
+        """Other JSON files for the dataset directory, `{file name: payload}`, written before meta.json."""
+        return {}
+
     def column_dtypes(self) -> dict[str, str]:
         """`{column: dtype}` of every feature column written per impression."""
         dtypes = {self.user_column: "int64"}

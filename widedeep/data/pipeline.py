@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
+from widedeep.data.carve import Rows
 from widedeep.data.dataset_format import DEFAULT_ROWS_PER_RECORD
 from widedeep.data.reader import (
     check_columns,
@@ -58,14 +60,10 @@ def available_memory() -> int | None:
     return memory
 
 
-def _row_range(
-    records: tf.data.Dataset, parse: Any, count: Any, start: int, stop: int
-) -> tf.data.Dataset:
-    """Rows `start <= i < stop`, in order, from a dataset of groups of serialized records.
+def _group_offsets(records: tf.data.Dataset, count: Any) -> tf.data.Dataset:
+    """`(offset, rows, group)` per group of serialized records: its first row number and rows.
 
-    Each group's rows are counted with `count` (a parser of one scalar column, cheap);
-    only the groups that hold rows of the range are parsed with `parse`, and reading
-    stops after the last of them.
+    Each group's rows are counted with `count` (a parser of one scalar column, cheap).
     """
 
     def counted(group: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -75,14 +73,47 @@ def _row_range(
         rows, group = element
         return offset + rows, (offset, rows, group)
 
+    return records.map(counted).scan(tf.constant(0, tf.int64), offsets)
+
+
+def _row_range(
+    records: tf.data.Dataset, parse: Any, count: Any, start: int, stop: int
+) -> tf.data.Dataset:
+    """Rows `start <= i < stop`, in order, from a dataset of groups of serialized records.
+
+    Only the groups that hold rows of the range are parsed with `parse`, and reading
+    stops after the last of them.
+    """
     start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
     return (
-        records.map(counted)
-        .scan(tf.constant(0, tf.int64), offsets)
+        _group_offsets(records, count)
         .take_while(lambda offset, rows, group: offset < stop)
         .filter(lambda offset, rows, group: offset + rows > start)
         .map(
             lambda offset, rows, group: _cut_rows(offset, parse(group), start_t, stop_t),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    )
+
+
+def _row_subset(
+    records: tf.data.Dataset, parse: Any, count: Any, selected: np.ndarray
+) -> tf.data.Dataset:
+    """The rows marked in the boolean `selected` (one entry per row), in order.
+
+    As `_row_range`: only the groups that hold a marked row are parsed, and reading
+    stops after the last of them.
+    """
+    marked = np.flatnonzero(selected)
+    last = int(marked[-1]) if len(marked) else -1
+    mask = tf.constant(selected, tf.bool)
+    return (
+        _group_offsets(records, count)
+        .take_while(lambda offset, rows, group: offset <= last)
+        .filter(lambda offset, rows, group: tf.reduce_any(mask[offset : offset + rows]))
+        .map(
+            lambda offset, rows, group: _keep_rows(parse(group), mask[offset : offset + rows]),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -101,6 +132,12 @@ def _cut_rows(
     lo = tf.maximum(start - offset, 0)
     hi = tf.minimum(stop - offset, count)
     return {name: values[lo:hi] for name, values in columns.items()}
+
+
+@tf.function
+def _keep_rows(columns: dict[str, tf.Tensor], keep: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The rows of one group where `keep` is True."""
+    return {name: tf.boolean_mask(values, keep) for name, values in columns.items()}
 
 
 @tf.function
@@ -138,7 +175,7 @@ def make_dataset(
     deterministic: bool | None = None,
     shuffle_buffer: int = 10_000,
     num_parallel_reads: int | None = None,
-    rows: tuple[int, int] | None = None,
+    rows: Rows | None = None,
     reshuffle_each_iteration: bool = True,
     extra_columns: Sequence[str] = (),
     cache: bool = False,
@@ -181,8 +218,10 @@ def make_dataset(
             thread, the cheapest for local files.
         rows: `(start, stop)` keeps rows `start <= i < stop` in write (time)
             order, e.g. the last tenth of the training period as a validation
-            set. The shards are then read in file order and only the rows
-            are shuffled (when `shuffle`).
+            set; a sorted 1-D array of distinct row numbers keeps those rows, in
+            write order (e.g. each user's last rows, `widedeep.data.carve`). The
+            shards are then read in file order and only the rows are shuffled
+            (when `shuffle`).
         reshuffle_each_iteration: with `shuffle`, whether every new iterator (a
             new epoch of a dataset iterated several times, or of `repeat`) gets a
             new order. False gives every iterator the order of the first: for a
@@ -238,7 +277,7 @@ def make_dataset_fn(
     deterministic: bool | None = None,
     shuffle_buffer: int = 10_000,
     num_parallel_reads: int | None = None,
-    rows: tuple[int, int] | None = None,
+    rows: Rows | None = None,
     reshuffle_each_iteration: bool = True,
     extra_columns: Sequence[str] = (),
     cache: bool = False,
@@ -268,14 +307,33 @@ def make_dataset_fn(
     if meta["splits"][split].get("examples", 1):
         check_columns(data_dir, split, schema)
     total = int(meta["splits"][split].get("examples", 0))
-    if rows is not None:
+    selected = None
+    if isinstance(rows, np.ndarray):
+        numbers = rows
+        if not (
+            numbers.ndim == 1
+            and np.issubdtype(numbers.dtype, np.integer)
+            and (not numbers.size or (numbers[0] >= 0 and numbers[-1] < total))
+            and bool(np.all(np.diff(numbers) > 0))
+        ):
+            raise ValueError(
+                f"rows as an array must hold sorted, distinct row numbers in [0, {total}) (rows "
+                f"of split '{split}'). Received: an array of shape {numbers.shape}, dtype "
+                f"{numbers.dtype}"
+            )
+        selected = np.zeros(total, bool)
+        selected[numbers] = True
+        count = len(numbers)
+    elif rows is not None:
         start, stop = rows
         if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
             raise ValueError(
                 f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
                 f"'{split}'). Received: rows={rows!r}"
             )
-    count = total if rows is None else rows[1] - rows[0]
+        count = stop - start
+    else:
+        count = total
 
     inputs = list(dict.fromkeys([*schema.input_signature(), *extra_columns]))
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
@@ -299,9 +357,11 @@ def make_dataset_fn(
 
     def parsed_groups(shuffle_files: bool, seed: int | None, ordered: bool) -> tf.data.Dataset:
         if rows is not None:
-            records = interleaved_records(files, False, None, num_parallel_reads, True)
+            records = interleaved_records(files, False, None, num_parallel_reads, True).batch(group)
             count_rows = compiled_parser(data_dir, meta, schema, (schema.label,))
-            return _row_range(records.batch(group), parse, count_rows, *rows)
+            if selected is not None:
+                return _row_subset(records, parse, count_rows, selected)
+            return _row_range(records, parse, count_rows, *rows)
         ds = interleaved_records(
             files, shuffle_files, seed, num_parallel_reads, ordered, reshuffle_each_iteration
         ).batch(group)

@@ -73,7 +73,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -88,6 +88,9 @@ from widedeep.schema import (
     Schema,
     SequenceFeature,
 )
+
+if TYPE_CHECKING:
+    from widedeep.data.writer import DatasetWriter
 
 __all__ = [
     "SimulatorConfig",
@@ -665,11 +668,26 @@ def simulate_dataset(
         `train_oracle_logloss`, `base_click_rate`, `dislike_rate`,
         `feedback_counts`, per-split details under `oracle`, the `settings`
         (the full config) and `splits`.
+
+    Raises:
+        widedeep.io.DirectoryBusyError: if another process writes into `out_dir`.
+        widedeep.io.NoSpaceError: if the disk fills up (the partial dataset is removed).
     """
     from widedeep.data.writer import DatasetWriter
+    from widedeep.io import directory_lock
 
     config = config or SimulatorConfig()
-    writer = DatasetWriter(out_dir, num_shards, overwrite=overwrite)
+    with directory_lock(out_dir, "--out", "simulate"):
+        writer = DatasetWriter(
+            out_dir, num_shards, overwrite=overwrite, expected_rows=config.num_impressions
+        )
+        with writer:
+            return _simulate_into(writer, config, progress)
+
+
+def _simulate_into(
+    writer: DatasetWriter, config: SimulatorConfig, progress: bool
+) -> dict[str, Any]:
     stats = {"train": _SplitStats(), "test": _SplitStats()}
     train_duration: list[np.ndarray] = []
     done, started = 0, time.perf_counter()

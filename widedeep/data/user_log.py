@@ -331,6 +331,9 @@ class LogSource(FeedbackSource):
         ]
         return self.feedback_schema(categorical, numeric, max_length)
 
+    def dataset_files(self) -> dict[str, Any]:
+        return {CONFIG_FILE: self.config.to_dict()}
+
     def report(self, schema: Schema) -> dict[str, Any]:
         """Per feature column its role, kind and statistics; the log columns given no role."""
         c = self.config
@@ -433,9 +436,6 @@ def prepare_log(
     meta = prepare_log(LogConfig(["log.csv"], "user", "item", "ts", "click"), "data/mine")
     ```
     """
-    meta = prepare_source(
+    return prepare_source(
         lambda policy: LogSource(config, policy), out_dir, PrepareOptions(**options)
     )
-    with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-        f.write(json.dumps(config.to_dict(), indent=2) + "\n")
-    return meta

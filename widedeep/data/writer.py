@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from widedeep.data.dataset_format import (
     expected_columns,
 )
 from widedeep.data.example_encoder import column_data, encode_records
-from widedeep.data.tables import Lookup, table_files, write_table
+from widedeep.data.tables import TABLES_DIR, ColumnChunks, Lookup, table_files, write_table
+from widedeep.io import no_space_as_error, sync_to_disk, write_json
 from widedeep.schema import Schema
 
 __all__ = ["DEFAULT_NUM_SHARDS", "DatasetWriter"]
@@ -34,13 +36,14 @@ def _shard_name(index: int, count: int) -> str:
     return f"part-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(
-        f"meta value of type {type(value).__name__} is not JSON serialisable: {value!r}"
+_RECORD_OVERHEAD = 16
+"""Bytes a TFRecord adds to each record (length, two checksums)."""
+
+
+def _table_bytes(columns: Mapping[str, Any]) -> int:
+    return sum(
+        v.rows * np.dtype(v.dtype).itemsize if isinstance(v, ColumnChunks) else np.asarray(v).nbytes
+        for v in columns.values()
     )
 
 
@@ -51,17 +54,28 @@ class DatasetWriter:
     split; memory does not grow with the number of rows written. Rows are dealt
     to the split's shards round-robin, row by row, so every shard gets data and
     an interleaved read (see `make_dataset`) returns them in the order written.
-    `close()` writes `schema.json` and then `meta.json`; it takes the schema
-    because statistics (vocabularies, means, quantiles) may only be known once
-    all the data has been seen. Used as a context manager, the writer closes its
-    files on exit but writes no `meta.json` unless `close()` was called.
+    `close()` syncs the shards and tables to the disk, then writes `schema.json`
+    and, last, `meta.json` (atomically): a directory holds a dataset only once
+    `meta.json` is there. `close()` takes the schema because statistics
+    (vocabularies, means, quantiles) may only be known once all the data has
+    been seen. Used as a context manager, the writer closes its files on exit
+    but writes no `meta.json` unless `close()` was called; when the block
+    raises, it removes every file it wrote (`abort`).
+
+    When the disk fills up, whatever the writer wrote is removed and a
+    `widedeep.io.NoSpaceError` names the directory and about how much the
+    dataset needs (from the bytes per row so far and `expected_rows`).
 
     Args:
         out_dir: the dataset directory; created if needed.
         num_shards: number of shard files per split, e.g. `{"train": 8, "test": 2}`
             (the default).
         overwrite: replace a dataset already in `out_dir` (its `schema.json`,
-            `meta.json` and shard files) instead of raising `DatasetError`.
+            `meta.json` and shard files) instead of raising `DatasetError`. The
+            files of an unfinished dataset (no `meta.json`) are replaced either way.
+        rows_per_record: rows encoded in each TFRecord record.
+        expected_rows: about how many rows will be written in all, for the size
+            estimate when the disk fills up.
 
     Example:
 
@@ -80,8 +94,10 @@ class DatasetWriter:
         *,
         overwrite: bool = False,
         rows_per_record: int = DEFAULT_ROWS_PER_RECORD,
+        expected_rows: int | None = None,
     ) -> None:
         self.out_dir = os.fspath(out_dir)
+        self.expected_rows = expected_rows
         if (
             not isinstance(rows_per_record, int)
             or isinstance(rows_per_record, bool)
@@ -105,7 +121,8 @@ class DatasetWriter:
         if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
             raise DatasetError(f"cannot write a dataset to {self.out_dir}: it is a file")
         existing = self._existing_files()
-        if existing and not overwrite:
+        # Files without a meta.json are what a killed writer left: no dataset, nothing to keep.
+        if existing and not overwrite and os.path.exists(os.path.join(self.out_dir, META_FILE)):
             raise DatasetError(
                 f"{self.out_dir} already holds a dataset ({existing[0]} ...); "
                 "pass overwrite=True to replace it"
@@ -113,6 +130,8 @@ class DatasetWriter:
         for path in existing:
             os.remove(path)
         os.makedirs(self.out_dir, exist_ok=True)
+        self._written: list[str] = []  # files and folders created, in order (for `abort`)
+        self._record_bytes = self._table_bytes = 0
         self._writers: dict[str, list[Any]] = {}
         self._rows: dict[str, int] = {split: 0 for split in shards}
         self._records: dict[str, int] = {split: 0 for split in shards}
@@ -138,15 +157,34 @@ class DatasetWriter:
                 )
         return found + table_files(self.out_dir)
 
+    def _created(self, path: str) -> str:
+        if not os.path.exists(path):
+            self._written.append(path)
+        return path
+
+    def estimated_bytes(self) -> int:
+        """About how many bytes the finished dataset takes (the records extrapolated to
+        `expected_rows` at the bytes per row so far, plus the tables)."""
+        rows = sum(self._rows.values())
+        records = self._record_bytes
+        if self.expected_rows and rows:
+            records = records * max(self.expected_rows, rows) // rows
+        return records + self._table_bytes
+
+    @contextlib.contextmanager
+    def _no_space(self) -> Iterator[None]:
+        with no_space_as_error(self.out_dir, self.estimated_bytes, cleanup=self.abort):
+            yield
+
     def _open(self, split: str) -> list[Any]:
         if split not in self._writers:
-            split_dir = os.path.join(self.out_dir, split)
+            split_dir = self._created(os.path.join(self.out_dir, split))
             os.makedirs(split_dir, exist_ok=True)
             count = self.num_shards[split]
-            self._writers[split] = [
-                tf.io.TFRecordWriter(os.path.join(split_dir, _shard_name(i, count)))
-                for i in range(count)
-            ]
+            self._writers[split] = []
+            for i in range(count):
+                path = self._created(os.path.join(split_dir, _shard_name(i, count)))
+                self._writers[split].append(tf.io.TFRecordWriter(path))
         return self._writers[split]
 
     def write(self, split: str, columns: Mapping[str, Any]) -> None:
@@ -198,15 +236,17 @@ class DatasetWriter:
         if num_rows == 0:
             return
         buffer, ends = encode_records(data, num_rows, self.rows_per_record)
-        writes = [w.write for w in self._open(split)]
-        count = len(writes)
-        first = self._records[split]
-        begin = 0
-        for i, end in enumerate(ends.tolist()):
-            writes[(first + i) % count](buffer[begin:end])
-            begin = end
-        self._records[split] = first + len(ends)
+        self._record_bytes += len(buffer) + _RECORD_OVERHEAD * len(ends)
         self._rows[split] += num_rows
+        with self._no_space():
+            writes = [w.write for w in self._open(split)]
+            count = len(writes)
+            first = self._records[split]
+            begin = 0
+            for i, end in enumerate(ends.tolist()):
+                writes[(first + i) % count](buffer[begin:end])
+                begin = end
+        self._records[split] = first + len(ends)
 
     def write_table(self, name: str, columns: Mapping[str, Any]) -> None:
         """Writes a table that lookup columns read (see `widedeep.data.tables`).
@@ -221,7 +261,13 @@ class DatasetWriter:
             raise DatasetError(f"{self.out_dir}: the writer is closed")
         if name in self._tables:
             raise DatasetError(f"{self.out_dir}: table '{name}' was already written")
-        self._tables[name] = write_table(self.out_dir, name, columns)
+        self._table_bytes += _table_bytes(columns)
+        folder = self._created(os.path.join(self.out_dir, TABLES_DIR))
+        folder = self._created(os.path.join(folder, name))
+        for column in columns:
+            self._created(os.path.join(folder, f"{column}.npy"))
+        with self._no_space():
+            self._tables[name] = write_table(self.out_dir, name, columns)
 
     def _check_lookups(self, lookups: Mapping[str, Lookup], expected: Mapping) -> list[str]:
         problems = []
@@ -241,17 +287,38 @@ class DatasetWriter:
         return problems
 
     def _close_files(self) -> None:
-        for writers in self._writers.values():
-            for writer in writers:
-                writer.close()
+        writers = [w for split in self._writers.values() for w in split]
+        self._writers = {}
+        for writer in writers:
+            writer.close()
+
+    def abort(self) -> None:
+        """Closes the files and removes everything this writer wrote (no `meta.json` was).
+
+        Called when the writing fails (the disk is full, the process is interrupted,
+        the data do not match the schema); the directory is left as it was found,
+        less the dataset that `overwrite` replaced.
+        """
+        with contextlib.suppress(Exception):  # flushing into a full disk fails again
+            self._close_files()
+        self._writers = {}
+        self._closed = True
+        for path in reversed(self._written):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    os.rmdir(path)  # only if empty: it may hold files that are not ours
+                else:
+                    os.remove(path)
+        self._written = []
 
     def close(
         self,
         schema: Schema,
         meta: Mapping[str, Any] | None = None,
         lookups: Mapping[str, Lookup] | None = None,
+        files: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Finishes the dataset: closes the shards, writes `schema.json` and `meta.json`.
+        """Finishes the dataset: closes and syncs the shards, writes `schema.json`, then `meta.json`.
 
         Args:
             schema: the dataset's schema (with statistics of the training split).
@@ -260,6 +327,8 @@ class DatasetWriter:
             lookups: `{column: Lookup}` for the columns read from the tables written
                 with `write_table` instead of stored in the records; the records
                 must then hold each lookup's row (or end and count) columns.
+            files: other JSON files of the dataset, `{file name: payload}` (e.g. the
+                column roles of `prepare log`), written before `meta.json`.
 
         Returns:
             The full meta as written: `meta` plus `"splits"`, holding per split
@@ -298,9 +367,10 @@ class DatasetWriter:
                     f"{self.out_dir}: split '{split}' does not match the schema: "
                     f"missing columns {missing}; wrong types {wrong}"
                 )
-        for split in self.num_shards:
-            self._open(split)  # an empty split still gets (empty) shard files
-        self._close_files()
+        with self._no_space():
+            for split in self.num_shards:
+                self._open(split)  # an empty split still gets (empty) shard files
+            self._close_files()
         self._closed = True
         full_meta: dict[str, Any] = {"source": "unknown", **dict(meta or {})}
         full_meta["format"] = FORMAT
@@ -316,16 +386,24 @@ class DatasetWriter:
         if self._tables:
             full_meta["tables"] = dict(sorted(self._tables.items()))
             full_meta["lookups"] = {name: lookups[name].to_json() for name in sorted(lookups)}
-        schema.save(os.path.join(self.out_dir, SCHEMA_FILE))
-        text = json.dumps(full_meta, indent=2, default=_json_default)
-        with open(os.path.join(self.out_dir, META_FILE), "w") as f:
-            f.write(text + "\n")
+        folders = [os.path.join(self.out_dir, split) for split in self.num_shards]
+        if self._tables:
+            folders.append(os.path.join(self.out_dir, TABLES_DIR))
+        with self._no_space():
+            # Everything meta.json lists reaches the disk before meta.json appears.
+            sync_to_disk(folders)
+            for name, payload in {**dict(files or {}), SCHEMA_FILE: schema.to_dict()}.items():
+                write_json(self._created(os.path.join(self.out_dir, name)), payload)
+            text = write_json(self._created(os.path.join(self.out_dir, META_FILE)), full_meta)
+        self._written = []  # the dataset is complete: nothing to remove any more
         return json.loads(text)
 
     def __enter__(self) -> DatasetWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if not self._closed:
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
             self._close_files()
             self._closed = True

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from widedeep.distribute import local_variable
 from widedeep.layers._packing import expand_valid
 
 __all__ = ["Embedding"]
@@ -137,4 +138,4 @@ class Embedding(keras.layers.Embedding):
         if self.quantization_mode is not None:
             return None
         table = self._embeddings.value
-        return table if isinstance(table, tf.Variable) else None
+        return local_variable(table) if isinstance(table, tf.Variable) else None

@@ -8,11 +8,20 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from widedeep import _compat
+from widedeep import _compat, gradient_exchange
 from widedeep import optimizers as wd_optimizers
 
 WIDE_BRANCH = "wide"
 """Name of the layer holding the wide (linear) branch; its variables go to the wide optimizer."""
+
+DEFAULT_STEPS_PER_EXECUTION = 16
+"""Training steps per call into TensorFlow when `WideDeepModel.compile` is not told otherwise.
+
+One Python round trip and one round of callbacks per 16 steps instead of per step; `fit` of
+a user's script and `widedeep train` both get it (the README's Performance section has the
+measurements). Batch-level callbacks, the NaN stop and mid-epoch backups then act at those
+boundaries. With more than one replica Keras' multi-step loop fails (TensorFlow 2.21, Keras
+3.15), and `compile` uses 1."""
 
 
 def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
@@ -93,7 +102,7 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
         metrics: Any = None,
         weighted_metrics: Any = None,
         run_eagerly: bool = False,
-        steps_per_execution: int = 1,
+        steps_per_execution: int | None = None,
         jit_compile: bool | str = False,
         **kwargs: Any,
     ) -> None:
@@ -106,8 +115,11 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             deep_optimizer: optimizer of every other variable. Defaults to
                 `widedeep.optimizers.Adagrad()`, likewise.
             loss: the loss; sample weights (e.g. per feedback type) are honoured.
-            metrics, weighted_metrics, run_eagerly, steps_per_execution,
-                jit_compile: as in `keras.Model.compile`.
+            steps_per_execution: training steps per call into TensorFlow, as in
+                `keras.Model.compile`. Defaults to `DEFAULT_STEPS_PER_EXECUTION` on one
+                replica and to 1 under a strategy with more replicas.
+            metrics, weighted_metrics, run_eagerly, jit_compile: as in
+                `keras.Model.compile`.
         """
         if "optimizer" in kwargs:
             raise ValueError(
@@ -126,6 +138,9 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             raise ValueError(
                 "wide_optimizer and deep_optimizer must be two different optimizer objects"
             )
+        if steps_per_execution is None:
+            single = self.distribute_strategy.num_replicas_in_sync == 1
+            steps_per_execution = DEFAULT_STEPS_PER_EXECUTION if single else 1
         settings = {
             "loss": loss,
             "metrics": metrics,
@@ -184,14 +199,7 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             )
         gradients = tape.gradient(loss, wide_variables + deep_variables)
         if self.distribute_strategy.num_replicas_in_sync > 1:
-            # TensorFlow's all-gather of `IndexedSlices` (collectives inside a `cond` that
-            # pads unequal lengths) failed with a collective shape mismatch in this step
-            # when the replicas touched different numbers of rows (TF 2.21, Keras 3.15);
-            # dense gradients all-reduce exactly. Rows a replica's batch did not touch get
-            # a zero gradient, which leaves FTRL's and Adagrad's state unchanged.
-            gradients = [
-                tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients
-            ]
+            gradients = self._cross_replica_gradients(x, gradients, wide_variables, deep_variables)
         wide_gradients = gradients[: len(wide_variables)]
         deep_gradients = gradients[len(wide_variables) :]
         if wide_variables:
@@ -201,6 +209,61 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
         if not (wide_variables or deep_variables):
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         return self._reducible_logs(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+
+    global_batch_size: int | None = None
+    """The most rows a global batch has (`fit`'s batch size), with more than one replica.
+
+    It bounds the rows each replica's sparse gradients can touch, which sizes their exchange
+    (see `_cross_replica_gradients`). `widedeep.training.train` sets it from `batch_size`.
+    None: the bound comes from the batch's static shape where it has one (a dataset batched
+    with `drop_remainder=True`); without either, sparse gradients are all-reduced dense."""
+
+    def _cross_replica_gradients(
+        self,
+        x: Any,
+        gradients: list[Any],
+        wide_variables: list[keras.Variable],
+        deep_variables: list[keras.Variable],
+    ) -> list[Any]:
+        """Readies the gradients for the sum across replicas that each optimizer's `apply` runs.
+
+        A table's `tf.IndexedSlices` stays sparse where its optimizer exchanges touched rows
+        (`widedeep.optimizers`, through `sparse_exchange_rows`) and a static bound on those
+        rows is known and sends fewer bytes than the table: the rows of one replica's batch
+        times the ids one example looks up in the table (`_compat.inputs_per_example` of the
+        layer that owns it). Every other sparse gradient is made dense: TensorFlow's own
+        all-gather of `IndexedSlices`, whose size depends on the data, failed in `fit` with
+        "Shape mismatch in the collective instance" (TF 2.21, Keras 3.15). Rows a replica did
+        not touch then get a zero gradient, which leaves FTRL's and Adagrad's state unchanged.
+        """
+        replica_rows = _tree_first(x).shape[0]
+        if replica_rows is None and self.global_batch_size:
+            replicas = self.distribute_strategy.num_replicas_in_sync
+            replica_rows = -(-self.global_batch_size // replicas)
+        owners = {id(v): layer for layer in self.layers for v in layer.trainable_variables}
+        groups = (
+            (self.wide_optimizer, wide_variables, gradients[: len(wide_variables)]),
+            (self.deep_optimizer, deep_variables, gradients[len(wide_variables) :]),
+        )
+        result = []
+        for optimizer, variables, group in groups:
+            exchanges_rows = hasattr(optimizer, "sparse_exchange_rows")
+            bounds = {}
+            for gradient, variable in zip(group, variables):
+                if isinstance(gradient, tf.IndexedSlices):
+                    rows = None
+                    owner = owners.get(id(variable))
+                    per_example = owner and _compat.inputs_per_example(owner)
+                    if exchanges_rows and replica_rows and per_example:
+                        rows = replica_rows * per_example
+                    if rows and gradient_exchange.sparse_exchange_pays(rows, variable.shape):
+                        bounds[variable.value.ref()] = rows
+                    else:
+                        gradient = tf.convert_to_tensor(gradient)
+                result.append(gradient)
+            if exchanges_rows:
+                optimizer.sparse_exchange_rows = bounds
+        return result
 
     def _loss_metric(self) -> keras.metrics.Metric:
         """The compiled model's loss tracker, the metric `fit` logs as `loss`."""
