@@ -549,3 +549,36 @@ def write_movielens(
         "feedback_counts": {k: int(c) for k, c in zip(FEEDBACK_TYPES, counts, strict=True)},
         "simulator": dataclasses.asdict(config),
     }
+
+
+def main() -> None:
+    """Writes one synthetic log from the command line (the ladder's movie-layout world, for one)."""
+    import argparse
+    import json
+
+    from well_specified import simulator_overrides
+
+    parser = argparse.ArgumentParser(description="Writes a SYNTHETIC KuaiRand or MovieLens log.")
+    parser.add_argument("layout", choices=["kuairand", "movielens-100k", "movielens-1m"])
+    parser.add_argument("out", help="folder to write the files into")
+    parser.add_argument("--impressions", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed")
+    parser.add_argument(
+        "--sim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="simulator setting override (repeatable), e.g. --sim num_users=600",
+    )
+    args = parser.parse_args()
+    overrides = simulator_overrides(args.sim)
+    if args.layout == "kuairand":
+        result = write_kuairand(args.out, kuairand_config(args.impressions, args.seed, **overrides))
+    else:
+        config = movielens_config(args.impressions, args.seed, **overrides)
+        result = write_movielens(args.out, config, layout=args.layout.split("-")[1])
+    print(json.dumps({k: v for k, v in result.items() if k != "simulator"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,7 @@ Wide & Deep's gap *to that ceiling* that it closes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -51,10 +52,19 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
     hp = {}
     for item in rest.split(";"):
         key, value = item.split("=")
-        hp[key] = (
-            json.loads(value.lower()) if value.lower() in ("true", "false") else json.loads(value)
-        )
+        try:
+            hp[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+        except json.JSONDecodeError:  # a bare word such as pooling=mean
+            hp[key] = value
     return spec, model, hp
+
+
+def _run_name(label: str) -> str:
+    """A folder name for a variant label: the label itself, or its digest when too long."""
+    name = label.replace(":", "_").replace(";", "_")
+    if len(name) <= 120:
+        return name
+    return f"{name[:80]}-{hashlib.sha1(label.encode()).hexdigest()[:12]}"
 
 
 def train_variant(
@@ -74,7 +84,7 @@ def train_variant(
     keras.backend.clear_session()
     config = TrainConfig(
         data=data,
-        out=os.path.join(workdir, f"run-{seed}-{label.replace(':', '_').replace(';', '_')}"),
+        out=os.path.join(workdir, f"run-{seed}-{_run_name(label)}"),
         model=model,
         logdir=None,
         seed=seed,

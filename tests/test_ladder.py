@@ -1,34 +1,60 @@
-"""`benchmarks/ladder.py` runs end to end on a tiny simulated world and reports every rung."""
+"""`benchmarks/ladder.py`: each rung adds one part, the kept rungs end at DFN's defaults, and it runs."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
-import subprocess
 import sys
+
+import pytest
+
+from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_ladder_runs_on_a_tiny_world(tmp_path):
+@pytest.fixture
+def ladder(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    return importlib.import_module("ladder")
+
+
+def test_each_rung_adds_one_part_and_the_kept_rungs_end_at_the_defaults(ladder):
+    rows = {r["name"]: r for r in ladder.rungs()}
+    base = rows["base"]["hp"]
+    for name, values in ladder.PARTS:
+        assert all(base[key] != value for key, value in values.items()), name
+    below = base
+    for name, values in ladder.PARTS:
+        hp = rows[name]["hp"]
+        changed = {key for key in hp if hp[key] != below.get(key)}
+        assert changed == set(values), (name, changed)
+        if rows[name]["kept"]:
+            below = hp
+    defaults = {**DFN_DEFAULTS, "dropout": inspect.signature(build_dfn).parameters["dropout"].default}
+    assert below == {key: defaults[key] for key in below}
+    assert rows["wide_deep"]["model"] == "wide_deep" and rows["paper"]["hp"] == ladder.PAPER
+
+
+def test_ladder_runs_on_a_tiny_world(ladder, tmp_path, monkeypatch, capsys):
     rungs = ["base", "transformers"]
-    command = [
-        sys.executable,
-        os.path.join(ROOT, "benchmarks", "ladder.py"),
+    argv = [
+        "ladder.py",
         "--workdir", str(tmp_path),
         "--seeds", "0",
         "--epochs", "1",
         "--rungs", ",".join(rungs),
-        "--sim", "num_impressions=1200",
-        "--sim", "num_users=60",
-        "--sim", "num_items=40",
+        "--sim", "num_impressions=600",
+        "--sim", "num_users=40",
+        "--sim", "num_items=30",
         "--sim", "users_per_round=20",
-        "--sim", "max_length=4",
+        "--sim", "max_length=3",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    monkeypatch.setattr(sys, "argv", argv)
+    ladder.main()
+    result = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in result["rungs"]] == rungs
     base, transformers = result["rungs"]
     assert not base["hp"]["use_click_transformer"] and transformers["hp"]["use_click_transformer"]

@@ -46,8 +46,8 @@ DFN_DEFAULTS: dict[str, Any] = {
     "sequence_length": 0,
     "use_fm": True,
     "use_wide": True,
-    "use_history_statistics": True,
-    "use_candidate_history": False,
+    "use_history_statistics": False,
+    "use_candidate_history": True,
 }
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
@@ -71,7 +71,7 @@ def build_dfn(
     *,
     embedding_dim: int = 8,
     hidden_units: Sequence[int] = (128, 64),
-    dropout: float = 0.0,
+    dropout: float = 0.5,
     use_batch_norm: bool = False,
     name: str = "dfn",
     **feedback: Any,
