@@ -1,8 +1,9 @@
 """The ablation ladder from WDL+Seq to DFN: test AUC, GAUC and log loss as DFN's parts are added one at a time.
 
 The first rung is DFN with every part of its own switched off: the three sequences
-mean-pooled (each through its projection), the deep MLP at Wide & Deep's dropout, no
-FM, no history features. Each next rung adds one part (`PARTS`, in order). A part that
+mean-pooled (each through its projection), no FM, no history features, the deep MLP
+at DFN's default dropout (`no_dropout` measures the MLP without it, the old default).
+Each next rung adds one part (`PARTS`, in order). A part that
 DFN keeps at its defaults (`widedeep.models.dfn.DFN_DEFAULTS` and `build_dfn`'s
 dropout) stays on for the rungs above it, so the last kept rung *is* DFN at its
 defaults; a part the defaults leave off is measured on top of the rung below it and
@@ -34,7 +35,6 @@ from well_specified import simulator_overrides
 
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
-from widedeep.models.wide_deep import build_wide_deep
 
 
 def _default_dropout(builder: object) -> float:
@@ -42,7 +42,6 @@ def _default_dropout(builder: object) -> float:
 
 
 DFN_DROPOUT = _default_dropout(build_dfn)
-WIDE_DEEP_DROPOUT = _default_dropout(build_wide_deep)
 
 PARTS: list[tuple[str, dict]] = [
     (
@@ -59,7 +58,7 @@ PARTS: list[tuple[str, dict]] = [
     ("fm", {"use_fm": True}),
     ("history_statistics", {"use_history_statistics": True}),
     ("candidate_history", {"use_candidate_history": True}),
-    ("dfn_dropout", {"dropout": DFN_DROPOUT}),
+    ("no_dropout", {"dropout": 0.0}),
 ]
 """DFN's parts in the order the ladder adds them: each rung's name and what it switches on."""
 
@@ -73,7 +72,7 @@ BASE: dict = {
     "use_fm": False,
     "use_history_statistics": False,
     "use_candidate_history": False,
-    "dropout": WIDE_DEEP_DROPOUT,
+    "dropout": DFN_DROPOUT,
 }
 """The first rung: every part of `PARTS` off."""
 
