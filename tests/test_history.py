@@ -39,10 +39,9 @@ def test_dfn_feeds_the_statistics_to_its_deep_part_and_the_switch_removes_them(
     tiny_schema, tiny_batch
 ):
     x, _ = tiny_batch
-    with_stats = build_dfn(tiny_schema, embedding_dim=4, hidden_units=(8,), model_dim=8)
-    without = build_dfn(
-        tiny_schema, embedding_dim=4, hidden_units=(8,), model_dim=8, use_history_statistics=False
-    )
+    small = {"embedding_dim": 4, "hidden_units": (8,), "model_dim": 8}
+    with_stats = build_dfn(tiny_schema, use_history_statistics=True, **small)
+    without = build_dfn(tiny_schema, **small)  # off by default
     assert "history_statistics" in [layer.name for layer in with_stats.layers]
     assert "history_statistics" not in [layer.name for layer in without.layers]
     # Four more inputs to the first deep layer: 4 x 8 more kernel weights.
@@ -52,9 +51,7 @@ def test_dfn_feeds_the_statistics_to_its_deep_part_and_the_switch_removes_them(
     counts = [(x[f"{s}_item_id"] >= 0).sum(1) for s in ("click", "unclick", "dislike")]
     assert len({tuple(c) for c in counts}) == 3 and max(c.max() for c in counts) > 2
     expected = np.stack([np.log1p(c) for c in counts] + [counts[0] / (sum(counts) + 1.0)], 1)
-    truncated = build_dfn(
-        tiny_schema, embedding_dim=4, hidden_units=(8,), model_dim=8, sequence_length=2
-    )
+    truncated = build_dfn(tiny_schema, use_history_statistics=True, sequence_length=2, **small)
     for model in (with_stats, truncated):
         stats = keras.Model(model.inputs, model.get_layer("history_statistics").output)
         np.testing.assert_allclose(np.asarray(stats(x)), expected, rtol=1e-6)

@@ -33,7 +33,10 @@ def test_each_rung_adds_one_part_and_the_kept_rungs_end_at_the_defaults(ladder):
         assert changed == set(values), (name, changed)
         if rows[name]["kept"]:
             below = hp
-    defaults = {**DFN_DEFAULTS, "dropout": inspect.signature(build_dfn).parameters["dropout"].default}
+    defaults = {
+        **DFN_DEFAULTS,
+        "dropout": inspect.signature(build_dfn).parameters["dropout"].default,
+    }
     assert below == {key: defaults[key] for key in below}
     assert rows["wide_deep"]["model"] == "wide_deep" and rows["paper"]["hp"] == ladder.PAPER
 

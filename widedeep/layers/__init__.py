@@ -6,7 +6,7 @@ from widedeep.layers.embedding import Embedding
 from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.feedback_transformer import FeedbackTransformer
 from widedeep.layers.fm import FactorizationMachine
-from widedeep.layers.history import HistoryStatistics
+from widedeep.layers.history import CandidateHistory, HistoryStatistics
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.layers.preprocessing import HashedCross, Standardize
@@ -21,6 +21,7 @@ __all__ = [
     "FeedbackInteraction",
     "FeedbackTransformer",
     "HashedCross",
+    "CandidateHistory",
     "HistoryStatistics",
     "LogitOffset",
     "MaskedMeanPooling",

@@ -55,9 +55,13 @@ The feedback module's settings are `FeedbackInteraction`'s own defaults, read fr
 signature (`transformer_dropout` is its `dropout`); its docstring gives the measurements
 behind the model width, the pooling and the pre-norm sub-layers. `sequence_length=0` keeps the schema's
 `max_length`; a smaller value keeps only the most recent positions.
-`use_history_statistics=True` also feeds the deep MLP the counts of the three
-sequences (`widedeep.layers.HistoryStatistics`), which pooling normalises away
-(measured in the README's real-data section).
+`use_candidate_history=True` feeds the deep MLP, per sequence and item feature, the
+share of the user's history that matches the candidate (`widedeep.layers.CandidateHistory`):
+the exact-match signal that attention over sparsely trained id embeddings does not
+recover. `use_history_statistics=True` feeds it the counts of the three sequences
+(`widedeep.layers.HistoryStatistics`); they are off by default because they lift AUC
+and lower GAUC, ranking users rather than one user's candidates (the README's ablation
+ladder has both).
 
 Choices against the paper (embedding 64, MLP 32-16, Adam, batch 64) and the authors'
 code (embedding 16, Adagrad lr 0.01 with initial accumulator 1e-6, batch 256):
@@ -96,7 +100,7 @@ def build_dfn(
         embedding_dim: one width for every field embedding (the FM needs one).
             Default 8: the paper uses 64 and the code 16, both on far larger data.
         hidden_units: deep MLP widths (paper: 32, 16).
-        dropout: dropout in the deep MLP.
+        dropout: dropout after each hidden layer of the deep MLP (Wide & Deep's default).
         use_batch_norm: batch normalisation in the deep MLP.
         name: the model's name.
         **feedback: any of `DFN_DEFAULTS` (feedback module settings and the
