@@ -41,7 +41,7 @@ def test_each_rung_adds_one_part_and_the_kept_rungs_end_at_the_defaults(ladder):
     assert rows["wide_deep"]["model"] == "wide_deep" and rows["paper"]["hp"] == ladder.PAPER
 
 
-def test_ladder_runs_on_a_tiny_world(ladder, tmp_path, monkeypatch, capsys):
+def test_ladder_runs_on_a_tiny_world_and_tabulates(ladder, tmp_path, monkeypatch, capsys):
     rungs = ["base", "transformers"]
     argv = [
         "ladder.py",
@@ -65,3 +65,11 @@ def test_ladder_runs_on_a_tiny_world(ladder, tmp_path, monkeypatch, capsys):
         (run,) = rung["per_seed"]
         for key in ("auc", "gauc", "logloss"):
             assert 0.0 < run[key] < 1.5 and rung[f"{key}_mean"] == run[key]
+    path = tmp_path / "ladder-tiny.json"
+    path.write_text(json.dumps(result))
+    tables = importlib.import_module("tables")
+    header, _, *lines = tables.ladder_table([str(path)]).splitlines()
+    assert header == "| rung (adds one part) | tiny |"
+    for line, rung in zip(lines, result["rungs"], strict=True):
+        numbers = " / ".join(f"{rung[f'{key}_mean']:.4f}" for key in ("auc", "gauc", "logloss"))
+        assert line == f"| {rung['name']} | {numbers} |"
