@@ -2,6 +2,7 @@
 
 from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.click_aware_attention import ClickAwareAttention
+from widedeep.layers.dropout import Dropout
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.feedback_transformer import FeedbackTransformer
@@ -16,6 +17,7 @@ from widedeep.layers.wide import WideLinear
 __all__ = [
     "MLP",
     "ClickAwareAttention",
+    "Dropout",
     "Embedding",
     "FactorizationMachine",
     "FeedbackInteraction",

@@ -7,6 +7,8 @@ from typing import Any
 
 import keras
 
+from widedeep.layers.dropout import Dropout
+
 
 @keras.saving.register_keras_serializable(package="widedeep")
 class MLP(keras.layers.Layer):
@@ -105,7 +107,7 @@ class MLP(keras.layers.Layer):
 
         self.hidden_layers: list[keras.layers.Dense] = []
         self.batch_norms: list[keras.layers.BatchNormalization] = []
-        self.dropouts: list[keras.layers.Dropout] = []
+        self.dropouts: list[Dropout] = []
         for i, units in enumerate(hidden_units):
             self.hidden_layers.append(
                 keras.layers.Dense(
@@ -123,7 +125,7 @@ class MLP(keras.layers.Layer):
                 )
             if self.dropout > 0.0:
                 self.dropouts.append(
-                    keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}")
+                    Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}")
                 )
         self.output_layer = (
             keras.layers.Dense(
