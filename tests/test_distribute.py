@@ -19,8 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num-users", "30", "--num-items", "20", "--num-impressions", "900", "--max-length", "3"]
 MODELS = {
     "wide_deep": {"hidden_units": [8], "embedding_dim": 4, "dropout": 0.0},
-    "dfn": {"hidden_units": [8], "embedding_dim": 4, "model_dim": 8, "num_heads": 2},
+    "dfn": {
+        "hidden_units": [8],
+        "embedding_dim": 4,
+        "model_dim": 8,
+        "num_heads": 2,
+        "dropout": 0.0,
+    },
 }
+"""Dropout off: two replicas draw other masks than one process, so the weights could not match."""
 
 # Trains each model with `train()` and saves its weights right after `fit` (before the chief's
 # calibration), so that every worker's weights can be compared, not only the chief's model.keras.

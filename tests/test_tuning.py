@@ -109,7 +109,7 @@ def test_empty_hyperparameters_build_the_cli_defaults(tiny_schema):
     hp = kt.HyperParameters()
     assert dfn.model_hyperparameters(hp) == {
         "hidden_units": [128, 64],
-        "dropout": 0.0,
+        "dropout": 0.5,
         "embedding_dim": 8,
         "num_heads": DFN_DEFAULTS["num_heads"],
         "sequence_length": SEQUENCE_LENGTH,
