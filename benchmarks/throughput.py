@@ -6,10 +6,29 @@ lookups; wide one-hots and 16-d embeddings), 3 pairwise crosses hashed into 10^5
 1024. The rows are written once with `DatasetWriter` to a dataset directory; every model takes
 the same raw features and runs the same in-model preprocessing.
 
+**The headline, group `user`: the user's `fit` path at the defaults**, each variant a fresh
+process of `benchmarks/fit_workload.py`, the variants alternated round by round (`--process-rounds`,
+the order rotating), each process's rate the median of its epochs 2 to 4:
+
+* `ours_user_fit`: `build_wide_deep(schema, hidden_units=(256, 128, 64))` at its other defaults
+  (MLP dropout included), `WideDeepModel.compile` with `Ftrl(0.05, l1_regularization_strength=1e-3)`
+  / `Adagrad(0.05)` and its other defaults, `fit` on an in-memory `tf.data.Dataset`
+  (`from_tensor_slices` -> `batch(1024)` -> `prefetch`): what a user's script does.
+* `ours_fit_arrays`: the same model, `fit(x, y, batch_size=1024)` on the arrays (the in-memory
+  one-liner).
+* `tf_keras_legacy_peer`: the fastest peer (g below), as its users feed it.
+* `mlp_floor`: the MLP 256-128-64-1 alone (f below).
+
+Printed: each variant's rate per round and median, and each variant against the peer as the
+ratio of the medians and the median of the per-round ratios (`ours_user_fit` against the peer is
+the number the target is set on).
+
+The groups below are diagnostics: tuned or partial paths, all in one process.
+
 Variants of group `standard` (all in one process, interleaved round by round, so machine noise
 hits them alike; the first round of each variant is warm-up, tracing included):
 
-* `ours_disk` (a): `build_wide_deep` + `WideDeepModel.compile()` (sparse FTRL for `wide`, sparse
+* `ours_disk` (a), the project's cached path: `build_wide_deep` + `WideDeepModel.compile()` (sparse FTRL for `wide`, sparse
   Adagrad for the rest, routed `train_step`) + `fit` on `make_dataset(..., shuffle=True)` from
   the dataset directory, read as `widedeep train` reads it: the rows are read and parsed once
   and kept in memory when they fit its default budget (`TrainConfig.cache_mb`; 200k rows of
@@ -56,8 +75,8 @@ batch, from a batch-end callback), `step_ms` (median steady milliseconds per bat
 per-epoch rates. Ratios compare medians of the same run.
 
 Usage:
-    python benchmarks/throughput.py [--groups standard,small,simulated,executions] [--train-rows 200000]
-        [--rounds 5] [--sim-impressions 250000] [--workdir DIR]
+    python benchmarks/throughput.py [--groups user,standard,small,simulated,executions]
+        [--train-rows 200000] [--rounds 5] [--process-rounds 3] [--sim-impressions 250000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -70,6 +89,7 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -529,6 +549,56 @@ def ratio(results: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float
 
 
 # ---------------------------------------------------------------------------------- groups
+USER_VARIANTS: dict[str, list[str]] = {
+    "ours_user_fit": ["--variant", "wide_deep"],
+    "ours_fit_arrays": ["--variant", "wide_deep", "--input", "arrays"],
+    "tf_keras_legacy_peer": ["--variant", "peer"],
+    "mlp_floor": ["--variant", "mlp_floor"],
+}
+"""Group `user`: `fit_workload.py` arguments of each variant (one fresh process each)."""
+
+PEER = "tf_keras_legacy_peer"
+
+
+def run_user(train_rows: int, rounds: int) -> dict[str, Any]:
+    """The user's path and its references, fresh processes alternated round by round."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit_workload.py")
+    names = [n for n in USER_VARIANTS if n != PEER or importlib.util.find_spec("tf_keras")]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            command = [sys.executable, script, *USER_VARIANTS[name], "--rows", str(train_rows)]
+            out = subprocess.run(command, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+            rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["examples_per_sec"])
+            print(
+                f"[user, round {r}] {name}: {rates[name][-1]:,.0f} ex/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    result: dict[str, Any] = {
+        name: {
+            "examples_per_sec": [round(v) for v in values],
+            "median": round(float(np.median(values))),
+        }
+        for name, values in rates.items()
+    }
+    if PEER in rates:
+        peer = rates[PEER]
+        result["vs_peer"] = {
+            name: {
+                "ratio_of_medians": round(float(np.median(values) / np.median(peer)), 3),
+                "median_of_round_ratios": round(
+                    float(np.median([a / b for a, b in zip(values, peer, strict=True)])), 3
+                ),
+            }
+            for name, values in rates.items()
+            if name != PEER
+        }
+    return result
+
+
 def run_standard(data_dir: str, columns: dict[str, np.ndarray], rounds: int) -> dict[str, Any]:
     schema, meta = load_dataset_dir(data_dir)
     n = int(meta["splits"]["train"]["examples"])
@@ -737,7 +807,9 @@ def tf_keras_status() -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", default="standard,small,simulated", help="also: executions")
+    parser.add_argument(
+        "--groups", default="user,standard,small,simulated", help="also: executions"
+    )
     parser.add_argument("--train-rows", type=int, default=200_000)
     parser.add_argument(
         "--rounds", type=int, default=5, help="epochs per variant, first is warm-up"
@@ -748,12 +820,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=SimulatorConfig.num_impressions,
         help="default: the simulator's default data (widedeep simulate)",
     )
+    parser.add_argument(
+        "--process-rounds", type=int, default=3, help="group user: fresh processes per variant"
+    )
     parser.add_argument("--sim-batch-size", type=int, default=512)
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     groups = [g for g in args.groups.split(",") if g]
-    unknown = sorted(set(groups) - {"standard", "small", "simulated", "executions"})
+    unknown = sorted(set(groups) - {"user", "standard", "small", "simulated", "executions"})
     if unknown:
         parser.error(f"unknown groups {unknown}")
     keras.utils.set_random_seed(args.seed)
@@ -774,6 +849,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": TARGETS,
         "tf_keras_wide_deep_model": tf_keras_status(),
     }
+    if "user" in groups:
+        results["user"] = run_user(args.train_rows, args.process_rounds)
+        results["headline"] = results["user"].get("vs_peer", {}).get("ours_user_fit")
     with tempfile.TemporaryDirectory(prefix="widedeep-throughput-") as tmp:
         workdir = args.workdir or tmp
         if {"standard", "small", "executions"} & set(groups):
