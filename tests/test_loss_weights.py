@@ -161,3 +161,14 @@ def test_a_diverging_run_stops_with_a_message_naming_epoch_and_step(dislike_heav
     # No test metrics: metrics.json records the divergence instead (see tests/test_checkpointing.py).
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "auc" not in metrics and metrics["diverged"]["epoch"] == 1
+
+
+def test_logit_offset_converges_on_saturated_predictions():
+    # Nine predictions at 1 - 1e-6 (second derivative ~1e-6 at b = 0: a Newton step from 0
+    # lands near -1e6 and never comes back) and one at 0.5, with one click in ten.
+    p = np.array([1 - 1e-6] * 9 + [0.5])
+    labels = np.array([0] * 9 + [1])
+    offset = fit_logit_offset(p, labels)
+    corrected = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + offset)))
+    assert np.isfinite(offset) and -40 < offset < 0
+    assert corrected.mean() == pytest.approx(0.1, abs=1e-9)
