@@ -172,3 +172,10 @@ def test_logit_offset_converges_on_saturated_predictions():
     corrected = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + offset)))
     assert np.isfinite(offset) and -40 < offset < 0
     assert corrected.mean() == pytest.approx(0.1, abs=1e-9)
+
+
+def test_logit_offset_rejects_labels_other_than_0_1_and_non_finite_probabilities():
+    with pytest.raises(ValueError, match=r"labels must be 0 or 1. Received: \[0.0, 2.0\]"):
+        fit_logit_offset(np.full(4, 0.5), np.array([0, 2, 0, 2]))
+    with pytest.raises(ValueError, match="probabilities must be finite"):
+        fit_logit_offset(np.array([0.5, np.nan]), np.array([0, 1]))

@@ -64,6 +64,9 @@ def fit_logit_offset(probabilities: np.ndarray, labels: np.ndarray) -> float:
     Returns:
         The offset, a float (0.0 when `labels` are all equal: no finite optimum).
 
+    Raises:
+        ValueError: lengths differ, a probability is not finite, or a label is not 0 or 1.
+
     Example:
 
     >>> round(fit_logit_offset(np.array([0.5, 0.5, 0.5, 0.5]), np.array([1, 0, 0, 0])), 4)
@@ -73,6 +76,10 @@ def fit_logit_offset(probabilities: np.ndarray, labels: np.ndarray) -> float:
     y = np.asarray(labels, np.float64).reshape(-1)
     if p.shape != y.shape:
         raise ValueError(f"probabilities and labels differ in length: {p.shape[0]} vs {y.shape[0]}")
+    if not np.isfinite(p).all():
+        raise ValueError("probabilities must be finite; the model predicted NaN or infinity")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1. Received: {np.unique(y)[:10].tolist()}")
     if y.size == 0 or y.min() == y.max():
         return 0.0
     logit = special.logit(p)
