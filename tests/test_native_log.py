@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from widedeep._native_log import filtered_native_stderr, keep_line
+from widedeep.cli.native_log import filtered_native_stderr, keep_line
 
 NATIVE = [
     b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from widedeep.data.carve import Rows, count_rows, validation_carve
 from widedeep.data.reader import load_dataset_dir
+from widedeep.errors import UsageError
 from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
@@ -141,7 +142,7 @@ class TrialData:
     ) -> TrialData:
         """Carves the train split like `widedeep.training.train` (`widedeep.data.carve.validation_carve`)."""
         if not 0 < validation_fraction < 1:
-            raise ValueError(
+            raise UsageError(
                 "a search needs validation rows: validation_fraction must be in (0, 1). "
                 f"Received: validation_fraction={validation_fraction}"
             )
