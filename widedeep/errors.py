@@ -12,9 +12,11 @@ A check that only a programming mistake can fail (an internal invariant) raises 
 Example:
 
 ```python
+from widedeep.training import train
+
 try:
-    widedeep.training.train(config)
-except widedeep.WidedeepError as e:
+    train(config)
+except widedeep.WidedeepError as e:  # a bad dataset directory, an --out in use, ...
     print(f"cannot train: {e}")
 ```
 """

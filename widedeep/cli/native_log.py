@@ -85,7 +85,8 @@ def quiet_tensorflow() -> None:
     First sets `KERAS_BACKEND=tensorflow` and, unless `WIDEDEEP_DEBUG=1`,
     `TF_CPP_MIN_LOG_LEVEL=3` (each only when unset). For the `widedeep` command, before
     anything imports TensorFlow: it changes the process's environment and file descriptor 2,
-    which a library must not do.
+    which a library must not do. Once TensorFlow is imported (a second `main` in one process,
+    a test) its start-up lines are past, and only the variables are set.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if not debug_enabled():
@@ -93,6 +94,8 @@ def quiet_tensorflow() -> None:
         # printed "Tensor RefCount not reliable if buf_ points to a SubBuffer" 16 times per
         # evaluation pass at level 2 (TF 2.21). Real failures still raise Python exceptions.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
     with filtered_native_stderr():
         # TensorFlow's import and its first look at the devices print native log lines
         # (oneDNN, CUDA on a machine without a GPU) that no setting silences.
