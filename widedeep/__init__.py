@@ -1,11 +1,12 @@
 """widedeep: Wide & Deep and the Deep Feedback Network for CTR prediction, in Keras 3.
 
-`import widedeep` changes nothing outside the package: no environment variable, no file
-descriptor, and it imports neither TensorFlow nor Keras. The names below load on first use
-(`widedeep.build_dfn`, `from widedeep import layers`), which imports TensorFlow and registers
-widedeep's layers, optimizers and model with Keras, so that `keras.models.load_model` needs no
-`custom_objects`; `widedeep.models.load_model(path)` loads a `.keras` file in one call. The
-`widedeep` command quiets TensorFlow's logs itself (see `widedeep.cli`).
+`import widedeep` changes nothing outside the package: it sets no environment variable,
+leaves file descriptor 2 alone and imports neither TensorFlow nor Keras (the `widedeep`
+command quiets TensorFlow's logs itself, in `widedeep.cli`). The names below load on first
+use (`widedeep.build_dfn`, `from widedeep import layers`). Keras finds widedeep's layers,
+optimizers and model once `widedeep.models` is imported (a model name of this package does
+that), so `keras.models.load_model` needs no `custom_objects`; `widedeep.models.load_model`
+does both in one call.
 
 widedeep runs on Keras' TensorFlow backend, Keras' default: importing it while the
 environment variable `KERAS_BACKEND` names another backend raises `ImportError`.

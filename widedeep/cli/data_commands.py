@@ -12,6 +12,7 @@ from widedeep.errors import UsageError
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    """`widedeep simulate`: a simulated dataset directory, and a sentence (or JSON) about it."""
     from widedeep.data.simulator import SimulatorConfig, simulate_dataset
 
     overrides = {
@@ -41,6 +42,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
+    """`widedeep prepare kuairand | movielens | log`: a dataset directory from a log."""
     options = {
         "max_length": args.max_length,
         "test_fraction": args.test_fraction,
@@ -101,6 +103,7 @@ def _prepare_log(args: argparse.Namespace, options: dict[str, Any]) -> dict[str,
 
 
 def check_data(data_dir: str) -> None:
+    """Refuses a dataset directory whose meta, schema, shards or columns do not read."""
     from widedeep.data.reader import check_columns, load_dataset_dir
     from widedeep.io import check_tfrecord_file
 

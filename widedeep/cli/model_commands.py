@@ -11,6 +11,7 @@ from widedeep.errors import UsageError
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    """`widedeep evaluate`: the exact metrics of a `.keras` model on one split."""
     from widedeep.models import load_model
     from widedeep.training import evaluate_model
 
@@ -26,6 +27,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    """`widedeep export`: a SavedModel for serving, and its inputs as JSON."""
     from widedeep.export import export_saved_model
     from widedeep.models import load_model
 
@@ -44,6 +46,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    """`widedeep predict`: one probability per row of a split, into a CSV or Parquet file."""
     from widedeep.export import is_saved_model, predict_to_file
 
     if not (os.path.isfile(args.model) or is_saved_model(args.model)):

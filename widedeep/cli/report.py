@@ -14,6 +14,7 @@ EXIT_DIVERGED = 3
 
 
 def print_json(payload: dict[str, Any]) -> None:
+    """Prints `payload` as indented JSON with sorted keys (non-JSON values as strings)."""
     print(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 

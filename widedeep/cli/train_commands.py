@@ -15,6 +15,7 @@ from widedeep.errors import UsageError
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """`widedeep train`: a model, its metrics and config in `--out` (exit 3 if it diverges)."""
     from widedeep.distribute import get_strategy
     from widedeep.io import is_out_of_space
     from widedeep.optimizers import OptimizerConfig
@@ -161,6 +162,7 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
+    """`widedeep tune`: a KerasTuner search, then the best settings retrained (`tuning.run_search`)."""
     from tuning.search import run_search
 
     check_data(args.data)
