@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{workload}: encode only", file=sys.stderr)
             stats = _child("encode", "", hand, args.rounds, command, tmp)
             shutil.rmtree(out)
-            hand_s, library_s = statistics.median(stats["hand"]), statistics.median(stats["library"])
+            hand_s, library_s = (
+                statistics.median(stats["hand"]),
+                statistics.median(stats["library"]),
+            )
             encode_only = {
                 "rows": stats["rows"],
                 "records": stats["records"],
