@@ -2,10 +2,10 @@
 
 The dataset writer serialises each block of `rows_per_record` rows as one
 `tf.train.Example` (`widedeep.data.example_encoder.encode_records`, built with the
-protobuf library). Until this benchmark it used a vectorised numpy encoder of the
-wire format; that encoder is taken from git revision `--hand-revision` (`git show`,
-into a temporary folder) and swapped in for the writer's `encode_records` in a
-child process, so the product carries no switch for it.
+protobuf library). It used to serialise them with a hand-written, vectorised numpy
+encoder of the wire format; that encoder is taken from git revision `--hand-revision`
+(`git show`, into a temporary folder) and swapped in for the writer's `encode_records`
+in a child process, so the product carries no switch for it.
 
 Two workloads: `widedeep prepare kuairand` on a KuaiRand log (`--data`, the dev log
 by default) and `widedeep simulate --seed 3`. Prints JSON with, per workload:
