@@ -44,9 +44,8 @@ order they were written. `make_dataset(..., shuffle=False)` and `read_columns`
 both read that way, so they yield rows in the same, deterministic order, which
 lets evaluation align predictions with user ids.
 
-Records are serialised by a vectorised numpy encoder of the `tf.train.Example`
-wire format (building protos row by row in Python is far slower). Feature keys are
-written in sorted order, so the same rows always give byte-identical files.
+Records are built with protobuf's `tf.train.Example`; feature keys are written in
+sorted order, so the same rows always give byte-identical files.
 """
 
 from __future__ import annotations

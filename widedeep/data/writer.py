@@ -235,18 +235,16 @@ class DatasetWriter:
                 )
         if num_rows == 0:
             return
-        buffer, ends = encode_records(data, num_rows, self.rows_per_record)
-        self._record_bytes += len(buffer) + _RECORD_OVERHEAD * len(ends)
+        records = encode_records(data, num_rows, self.rows_per_record)
+        self._record_bytes += sum(map(len, records)) + _RECORD_OVERHEAD * len(records)
         self._rows[split] += num_rows
         with self._no_space():
             writes = [w.write for w in self._open(split)]
             count = len(writes)
             first = self._records[split]
-            begin = 0
-            for i, end in enumerate(ends.tolist()):
-                writes[(first + i) % count](buffer[begin:end])
-                begin = end
-        self._records[split] = first + len(ends)
+            for i, record in enumerate(records):
+                writes[(first + i) % count](record)
+        self._records[split] = first + len(records)
 
     def write_table(self, name: str, columns: Mapping[str, Any]) -> None:
         """Writes a table that lookup columns read (see `widedeep.data.tables`).
