@@ -27,15 +27,8 @@ from tests.conftest import start_widedeep
 from widedeep import export as export_module
 from widedeep.cli import EXIT_NO_SPACE, EXIT_USAGE, main
 from widedeep.data.reader import load_dataset_dir
-from widedeep.io import (
-    LOCK_FILE,
-    DirectoryBusyError,
-    NoSpaceError,
-    atomic_path,
-    directory_lock,
-    is_out_of_space,
-    write_json,
-)
+from widedeep.directory_lock import LOCK_FILE, DirectoryBusyError, directory_lock
+from widedeep.safe_output import NoSpaceError, atomic_path, is_out_of_space, write_json
 
 TINY = ["--num-users", "40", "--num-items", "30", "--num-impressions", "1500", "--max-length", "4"]
 TRAIN = [
@@ -98,7 +91,7 @@ def _size(folder: str) -> int:
     )
 
 
-# ------------------------------------------------------------------ helpers of widedeep.io
+# ------------------------------------------ helpers of widedeep.safe_output and directory_lock
 def test_out_of_space_is_recognised_through_wrappers():
     assert is_out_of_space(_enospc("x"))
     assert is_out_of_space(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)))
