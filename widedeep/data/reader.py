@@ -138,7 +138,7 @@ def _load_dataset_dir(data_dir: str, stats: tuple) -> tuple[Schema, dict[str, An
     return schema, meta
 
 
-def split_files(data_dir: str, meta: dict[str, Any], split: str) -> list[str]:
+def split_files(data_dir: str, meta: Mapping[str, Any], split: str) -> list[str]:
     """The shard paths of `split`, in file order (`meta` from `load_dataset_dir`).
 
     Raises:
@@ -439,7 +439,7 @@ def ordered_groups(
     Returns:
         A `tf.data.Dataset` of `{column: [rows, ...]}` groups.
     """
-    files = split_files(data_dir, dict(meta), split)
+    files = split_files(data_dir, meta, split)
     records = interleaved_records(files, False, None, parallel, True).batch(group)
     if rows is None:
         return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
