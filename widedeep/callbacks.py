@@ -25,7 +25,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops `fit` at the first step whose loss is NaN or infinite, and remembers where.
 
     Keras' `TerminateOnNaN` stops too, but says nothing a user can act on;
-    `train` turns `diverged_at` into a `TrainingDivergedError` naming the epoch,
+    `widedeep.training.train` turns `diverged_at` into a `TrainingDivergedError` naming the epoch,
     the step and the likely causes.
     """
 
@@ -72,7 +72,8 @@ class ValidationGAUC(keras.callbacks.Callback):
     costs one prediction pass over the validation rows.
 
     Args:
-        validation_data: the validation pipeline of `validation_dataset` (its
+        validation_data: the validation pipeline of
+            `widedeep.data.training_pipelines.validation_dataset` (its
             features carry `group_key`).
         group_key: the column whose values are the groups (users).
     """

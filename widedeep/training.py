@@ -50,7 +50,7 @@ PAPER_FEEDBACK_WEIGHTS = (1.0, 1.0, 10.0)
 MONITORS = ("val_auc", "val_gauc")
 """What early stopping, the best epoch and `tune` can maximise (`TrainConfig.monitor`): the
 validation AUC, or the validation GAUC (per-user AUC weighted by impressions, computed each
-epoch by `ValidationGAUC`)."""
+epoch by `widedeep.callbacks.ValidationGAUC`)."""
 
 DEFAULT_FEEDBACK_WEIGHTS = {"dfn": (1.0, 1.0, 1.0)}
 """Loss weights `(unclick, click, dislike)` per model; others weigh every impression 1.
@@ -149,10 +149,11 @@ class TrainConfig:
     deterministic: bool = False
     cache_mb: int | None = None
     """Keep the parsed training rows in memory across epochs (read and parse the files
-    once) when they take at most this many MiB (`parsed_bytes`); None: up to
-    `widedeep.data.training_pipelines.DEFAULT_CACHE_MEMORY_FRACTION` of this machine's
-    memory; 0: read and parse the files every epoch. On the KuaiRand dev log it cut Wide & Deep's training time by 30% and DFN's by 6%
-    (the README's Performance section), with the same batches."""
+    once) when they take at most this many MiB (`widedeep.data.pipeline.parsed_bytes`);
+    None: up to `widedeep.data.training_pipelines.DEFAULT_CACHE_MEMORY_FRACTION` of this
+    machine's memory; 0: read and parse the files every epoch. On the KuaiRand dev log it
+    cut Wide & Deep's training time by 30% and DFN's by 6% (the README's Performance
+    section), with the same batches."""
     warm_start: str | None = None
     """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
     strategy: str = "default"

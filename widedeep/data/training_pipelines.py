@@ -8,6 +8,9 @@ decides whether the parsed rows are kept in memory across epochs
 Example:
 
 ```python
+from widedeep.data.carve import validation_carve
+from widedeep.data.training_pipelines import training_datasets
+
 carve = validation_carve("data/sim", 0.1)
 train, validation = training_datasets(
     "data/sim", None, carve.fit_rows, carve.validation_rows,
@@ -36,7 +39,8 @@ __all__ = [
 ]
 
 DEFAULT_CACHE_MEMORY_FRACTION = 0.25
-"""The share of this machine's memory that parsed training rows may take (`widedeep.training.TrainConfig.cache_mb`)."""
+"""The share of this machine's memory that parsed training rows may take by default
+(`widedeep.training.TrainConfig.cache_mb`)."""
 
 
 def training_datasets(
