@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.pipeline import make_dataset
-from widedeep.data.reader import check_columns, load_dataset_dir, read_columns
+from widedeep.data.pipeline import PipelineOptions, make_dataset, make_dataset_fn
+from widedeep.data.reader import check_columns, load_dataset_dir, read_columns, read_split
 from widedeep.data.writer import DatasetWriter
 from widedeep.schema import CategoricalFeature, NumericFeature, Schema, SequenceFeature
 
@@ -217,7 +217,8 @@ def test_writer_checks_the_schema_columns(tmp_path):
         writer.close(tiny_schema(), {})
 
 
-def test_read_columns_matches_make_dataset_order(tmp_path):
+def write_unequal_records(path) -> tuple[int, dict[str, np.ndarray]]:
+    """103 rows in records of 17 (the last 1) over 4 shards; `true_probability` is the row number."""
     rng = np.random.default_rng(0)
     n = 103
     rows = {
@@ -230,10 +231,15 @@ def test_read_columns_matches_make_dataset_order(tmp_path):
         "feedback": rng.integers(0, 3, n),
         "true_probability": np.arange(n, dtype=np.float32),
     }
-    writer = DatasetWriter(tmp_path, {"train": 4})
+    writer = DatasetWriter(path, {"train": 4})
     for start in range(0, n, 17):
         writer.write("train", {k: v[start : start + 17] for k, v in rows.items()})
     writer.close(tiny_schema(), {})
+    return n, rows
+
+
+def test_read_columns_matches_make_dataset_order(tmp_path):
+    n, rows = write_unequal_records(tmp_path)
     columns = read_columns(
         tmp_path, "train", ["true_probability", "user_id", "label", "click_item_id"]
     )
@@ -247,6 +253,35 @@ def test_read_columns_matches_make_dataset_order(tmp_path):
     np.testing.assert_array_equal(columns["click_item_id"], features["click_item_id"])
     with pytest.raises(DatasetError, match="no columns \\['nope'\\]"):
         read_columns(tmp_path, "train", ["nope"])
+
+
+def test_read_split_reads_the_chosen_rows_in_order_in_exact_batches(tmp_path):
+    n, _ = write_unequal_records(tmp_path)
+    names = ["true_probability", "click_item_id"]
+    clicks = read_columns(tmp_path, "train", ["click_item_id"])["click_item_id"]
+    chosen = [(None, np.arange(n)), ((20, 90), np.arange(20, 90)), ((33, 34), np.array([33]))]
+    chosen.append((np.array([0, 16, 17, 50, 101, 102]), np.array([0, 16, 17, 50, 101, 102])))
+    for rows, expected in chosen:
+        for group_rows in (1, 8192):  # groups of one record, and all records in one group
+            batches = list(
+                read_split(tmp_path, "train", names, rows=rows, batch_size=8, group_rows=group_rows)
+            )
+            sizes = [len(batch["true_probability"]) for batch in batches]
+            assert sizes == [8] * (len(expected) // 8) + [len(expected) % 8] * bool(
+                len(expected) % 8
+            )
+            read = np.concatenate([batch["true_probability"] for batch in batches])
+            np.testing.assert_array_equal(read, expected)
+            read = np.concatenate([batch["click_item_id"] for batch in batches])
+            np.testing.assert_array_equal(read, clicks[expected])
+    # Without batch_size, a batch is a group of whole records (17 rows each here).
+    sizes = [len(b["true_probability"]) for b in read_split(tmp_path, "train", names, group_rows=1)]
+    assert sizes == [17] * 6 + [1]
+    assert list(read_split(tmp_path, "train", names, rows=np.array([], np.int64))) == []
+    with pytest.raises(ValueError, match="rows must be"):
+        read_split(tmp_path, "train", names, rows=(5, n + 1))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        read_split(tmp_path, "train", names, rows=np.array([3, 2]))
 
 
 def test_shuffle_is_seeded_and_a_permutation(tmp_path):
@@ -326,6 +361,23 @@ def test_reshuffle_each_iteration_false_repeats_the_first_order(tmp_path):
     again = orders(reshuffle_each_iteration=True)
     assert again[0] != again[1]  # the default reshuffles every iteration ...
     assert sorted(again[0]) == sorted(again[1]) == sorted(fixed[0])  # ... the same rows
+
+
+def test_pipeline_options_are_checked_before_reading(tmp_path):
+    write_tiny(tmp_path)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1. Received: batch_size=0"):
+        make_dataset(tmp_path, "train", batch_size=0)
+    with pytest.raises(ValueError, match="feedback_weights must be 3 non-negative numbers"):
+        make_dataset_fn(tmp_path, "train", feedback_weights=(1, -1, 1))
+    with pytest.raises(ValueError, match="feedback_weights must be 3 non-negative numbers"):
+        make_dataset(tmp_path, "train", feedback_weights=(1, 1))
+    with pytest.raises(TypeError, match="shuffle_bufer"):
+        make_dataset(tmp_path, "train", shuffle_bufer=10)  # a misspelt option is not ignored
+    # Both functions take the same options, with PipelineOptions' defaults.
+    defaults = PipelineOptions()
+    assert (defaults.batch_size, defaults.shuffle, defaults.cache) == (256, False, False)
+    x, _, _ = collect(make_dataset_fn(tmp_path, "train", batch_size=2, rows=(1, 4))(None))
+    np.testing.assert_array_equal(x["price"], ROWS["price"][1:4])
 
 
 def test_missing_column_is_named(tmp_path):

@@ -206,8 +206,8 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from widedeep.distribute import get_strategy
-    from widedeep.io import is_out_of_space
     from widedeep.optimizers import OptimizerConfig
+    from widedeep.safe_output import is_out_of_space
 
     strategy = get_strategy(args.strategy)  # multi_worker: before TensorFlow runs any op
     from widedeep.training import TrainConfig, TrainingDivergedError, train
@@ -259,8 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _check_data(data_dir: str) -> None:
-    from widedeep.data.reader import check_columns, load_dataset_dir
-    from widedeep.io import check_tfrecord_file
+    from widedeep.data.reader import check_columns, check_tfrecord_file, load_dataset_dir
 
     schema, meta = load_dataset_dir(data_dir)
     for split, info in meta["splits"].items():
@@ -278,8 +277,8 @@ def _run_dir_locks(config: Any, strategy: Any) -> contextlib.ExitStack:
 
     The workers of a multi-worker cluster share `--out`: each holds a lock of its own.
     """
+    from widedeep.directory_lock import LOCK_FILE, directory_lock
     from widedeep.distribute import is_chief, worker_id
-    from widedeep.io import LOCK_FILE, directory_lock
 
     stack = contextlib.ExitStack()
     with stack:
@@ -302,7 +301,8 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
     `--overwrite` deletes the backup as well, so training starts afresh.
     """
 
-    from widedeep.io import LOCK_FILE, check_writable_dir, remove_path
+    from widedeep.directory_lock import LOCK_FILE
+    from widedeep.safe_output import check_writable_dir, remove_path
 
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name))]
     if found and not overwrite:
@@ -327,7 +327,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import keras
 
     import widedeep  # noqa: F401  (registers the custom objects)
-    from widedeep.training import evaluate_model
+    from widedeep.evaluation import evaluate_model
 
     if not os.path.isfile(args.model):
         raise UsageError(f"no such model file: {args.model}")
@@ -745,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from widedeep._native_log import debug_enabled
     from widedeep.data.dataset_format import DatasetError
-    from widedeep.io import NoSpaceError, is_out_of_space
+    from widedeep.safe_output import NoSpaceError, is_out_of_space
     from widedeep.schema import SchemaError
 
     debug = debug_enabled()

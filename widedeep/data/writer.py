@@ -23,7 +23,7 @@ from widedeep.data.dataset_format import (
 )
 from widedeep.data.example_encoder import column_data, encode_records
 from widedeep.data.tables import TABLES_DIR, ColumnChunks, Lookup, table_files, write_table
-from widedeep.io import no_space_as_error, sync_to_disk, write_json
+from widedeep.safe_output import no_space_as_error, sync_to_disk, write_json
 from widedeep.schema import Schema
 
 __all__ = ["DEFAULT_NUM_SHARDS", "DatasetWriter"]
@@ -63,7 +63,7 @@ class DatasetWriter:
     raises, it removes every file it wrote (`abort`).
 
     When the disk fills up, whatever the writer wrote is removed and a
-    `widedeep.io.NoSpaceError` names the directory and about how much the
+    `widedeep.safe_output.NoSpaceError` names the directory and about how much the
     dataset needs (from the bytes per row so far and `expected_rows`).
 
     Args:
