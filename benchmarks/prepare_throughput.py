@@ -82,7 +82,7 @@ def _same_columns(a: str, b: str) -> bool:
     sys.path.insert(0, ROOT)
     import numpy as np
 
-    from widedeep.data.reader import column_batches, load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir, read_split
 
     schema, meta = load_dataset_dir(a)
     other = load_dataset_dir(b)[1]["splits"]
@@ -95,8 +95,8 @@ def _same_columns(a: str, b: str) -> bool:
         if not meta["splits"][split]["examples"]:
             continue
         pairs = zip(
-            column_batches(a, split, names, rows=65536),
-            column_batches(b, split, names, rows=65536),
+            read_split(a, split, names, group_rows=65536),
+            read_split(b, split, names, group_rows=65536),
             strict=True,
         )
         for x, y in pairs:

@@ -53,8 +53,8 @@ from public_layouts import kuairand_config, movielens_config, write_kuairand, wr
 from widedeep.data.kuairand import prepare_kuairand
 from widedeep.data.movielens import prepare_movielens
 from widedeep.data.reader import load_dataset_dir, read_columns
-from widedeep.io import atomic_path, write_json
 from widedeep.optimizers import OptimizerConfig
+from widedeep.safe_output import atomic_path, write_json
 from widedeep.training import MODELS, TrainConfig, train
 
 SOURCES: tuple[str, ...] = ("kuairand", "movielens")

@@ -127,11 +127,12 @@ from widedeep import build_dfn, build_wide_deep  # noqa: E402
 from widedeep.data.pipeline import make_dataset  # noqa: E402
 from widedeep.data.reader import load_dataset_dir, read_columns  # noqa: E402
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E402
+from widedeep.data.training_pipelines import memory_cache_fits  # noqa: E402
 from widedeep.data.writer import DatasetWriter  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel  # noqa: E402
 from widedeep.schema import Schema  # noqa: E402
-from widedeep.training import TrainConfig, memory_cache_fits  # noqa: E402
+from widedeep.training import TrainConfig  # noqa: E402
 
 SMALL_CROSS_BUCKETS = 10**4
 STEADY_SKIP = 5  # batches left out at the start of an epoch for the steady rate

@@ -18,7 +18,7 @@ import widedeep.models  # noqa: F401  (registers the custom objects)
 from tests.conftest import start_widedeep
 from widedeep.checkpointing import epoch_seed
 from widedeep.cli import EXIT_DIVERGED, main
-from widedeep.io import atomic_path, write_json
+from widedeep.safe_output import atomic_path, write_json
 from widedeep.training import save_model
 
 TINY = ["--num-users", "40", "--num-items", "30", "--num-impressions", "1500", "--max-length", "4"]

@@ -265,8 +265,8 @@ def test_early_stopping_keeps_the_best_epoch(sim_dir, tmp_path, capsys):
 
     from widedeep.data.carve import validation_carve
     from widedeep.data.reader import load_dataset_dir
+    from widedeep.data.training_pipelines import training_datasets
     from widedeep.models.wide_deep import CALIBRATION
-    from widedeep.training import training_datasets
 
     run = tmp_path / "run"
     # A wide MLP, small batches and fast optimizers (Keras' 0.1 accumulators, large rates)

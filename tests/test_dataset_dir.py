@@ -33,8 +33,8 @@ def test_predict_split_keeps_labels_and_groups_with_their_rows(tmp_path):
     import numpy as np
 
     from widedeep.data.pipeline import make_dataset
+    from widedeep.evaluation import predict_split
     from widedeep.models.wide_deep import build_wide_deep
-    from widedeep.training import predict_split
 
     data = tmp_path / "data"
     assert main(["simulate", "--out", str(data), "--seed", "4", *TINY, "--json"]) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import re
 import shutil
@@ -26,16 +27,10 @@ import widedeep.models  # noqa: F401  (registers the custom objects)
 from tests.conftest import start_widedeep
 from widedeep import export as export_module
 from widedeep.cli import EXIT_NO_SPACE, EXIT_USAGE, main
+from widedeep.data.dataset_format import DatasetError
 from widedeep.data.reader import load_dataset_dir
-from widedeep.io import (
-    LOCK_FILE,
-    DirectoryBusyError,
-    NoSpaceError,
-    atomic_path,
-    directory_lock,
-    is_out_of_space,
-    write_json,
-)
+from widedeep.directory_lock import LOCK_FILE, DirectoryBusyError, directory_lock
+from widedeep.safe_output import NoSpaceError, atomic_path, is_out_of_space, write_json
 
 TINY = ["--num-users", "40", "--num-items", "30", "--num-impressions", "1500", "--max-length", "4"]
 TRAIN = [
@@ -98,7 +93,7 @@ def _size(folder: str) -> int:
     )
 
 
-# ------------------------------------------------------------------ helpers of widedeep.io
+# ------------------------------------------ helpers of widedeep.safe_output and directory_lock
 def test_out_of_space_is_recognised_through_wrappers():
     assert is_out_of_space(_enospc("x"))
     assert is_out_of_space(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)))
@@ -134,6 +129,51 @@ def test_atomic_path_turns_a_full_disk_into_one_error_and_keeps_the_old_file(tmp
         raise _enospc(tmp)
     assert path.read_text() == '{\n  "auc": 0.7\n}\n'
     assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_write_json_leaves_no_partial_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"auc": 0.7})
+    before = path.read_bytes()
+    # The bad value sits after values that serialise: a writer streaming to the file
+    # would have written half an object by then.
+    payload = {"auc": 0.8, "history": [0.1, np.float32(0.2)], "last": {"bad": object()}}
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        write_json(path, payload)
+    assert path.read_bytes() == before
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        write_json(tmp_path / "new.json", payload)
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no partial file, no temporary one
+
+
+def test_meta_json_is_written_last_through_the_one_json_writer(tmp_path, monkeypatch):
+    from tests.test_records import ROWS, tiny_schema
+    from widedeep.data import writer as writer_module
+    from widedeep.data.writer import DatasetWriter
+
+    written = []
+    real = writer_module.write_json
+
+    def spy(path, payload, *args):
+        written.append(os.path.basename(path))
+        return real(path, payload, *args)
+
+    monkeypatch.setattr(writer_module, "write_json", spy)
+    out = tmp_path / "data"
+    writer = DatasetWriter(out, {"train": 1, "test": 1})
+    writer.write("train", ROWS)
+    meta = writer.close(tiny_schema(), {"source": "test"}, files={"roles.json": {"a": 1}})
+    assert written == ["roles.json", "schema.json", "meta.json"]
+    assert json.loads((out / "meta.json").read_text()) == meta
+    # A meta that fails to serialise half-way leaves no meta.json: the dataset is unfinished.
+    writer = DatasetWriter(out / "bad", {"train": 1, "test": 1})
+    writer.write("train", ROWS)
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        writer.close(tiny_schema(), {"source": "test", "zzz": {"bad": object()}})
+    assert "meta.json" not in os.listdir(out / "bad")
+    assert _hidden(out / "bad") == []
+    with pytest.raises(DatasetError, match="no meta.json"):
+        load_dataset_dir(out / "bad")
 
 
 def test_atomic_path_clears_what_killed_writers_left(tmp_path):

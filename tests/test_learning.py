@@ -24,8 +24,9 @@ import tensorflow as tf
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.evaluation import evaluate_model
 from widedeep.metrics import auc
-from widedeep.training import TrainConfig, build_model, compile_model, evaluate_model
+from widedeep.training import TrainConfig, build_model, compile_model
 
 WORLD = SimulatorConfig(
     seed=0,

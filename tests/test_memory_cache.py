@@ -11,8 +11,9 @@ import tensorflow as tf
 
 from tests.test_records import collect, numbered_rows, tiny_schema
 from widedeep.data.pipeline import available_memory, make_dataset, make_dataset_fn, parsed_bytes
+from widedeep.data.training_pipelines import memory_cache_fits
 from widedeep.data.writer import DatasetWriter
-from widedeep.training import TrainConfig, memory_cache_fits, train
+from widedeep.training import TrainConfig, train
 
 N, RECORD_ROWS = 96, 8
 

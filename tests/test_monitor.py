@@ -14,9 +14,10 @@ import tensorflow as tf
 from tests.test_carve import per_user_log  # noqa: F401  (fixture)
 from widedeep.checkpointing import ResumableEarlyStopping
 from widedeep.data.carve import validation_carve
+from widedeep.evaluation import predict_split
 from widedeep.metrics import gauc
 from widedeep.models.wide_deep import CALIBRATION
-from widedeep.training import TrainConfig, predict_split, train
+from widedeep.training import TrainConfig, train
 
 # val_auc peaks at epoch 2 (index 1) and val_gauc at epoch 4 (index 3); patience 2.
 HISTORY = [

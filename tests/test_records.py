@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.pipeline import make_dataset
-from widedeep.data.reader import check_columns, load_dataset_dir, read_columns
+from widedeep.data.pipeline import PipelineOptions, make_dataset, make_dataset_fn
+from widedeep.data.reader import check_columns, load_dataset_dir, read_columns, read_split
 from widedeep.data.writer import DatasetWriter
 from widedeep.schema import CategoricalFeature, NumericFeature, Schema, SequenceFeature
 
@@ -217,7 +217,8 @@ def test_writer_checks_the_schema_columns(tmp_path):
         writer.close(tiny_schema(), {})
 
 
-def test_read_columns_matches_make_dataset_order(tmp_path):
+def write_unequal_records(path) -> tuple[int, dict[str, np.ndarray]]:
+    """103 rows in records of 17 (the last 1) over 4 shards; `true_probability` is the row number."""
     rng = np.random.default_rng(0)
     n = 103
     rows = {
@@ -230,10 +231,15 @@ def test_read_columns_matches_make_dataset_order(tmp_path):
         "feedback": rng.integers(0, 3, n),
         "true_probability": np.arange(n, dtype=np.float32),
     }
-    writer = DatasetWriter(tmp_path, {"train": 4})
+    writer = DatasetWriter(path, {"train": 4})
     for start in range(0, n, 17):
         writer.write("train", {k: v[start : start + 17] for k, v in rows.items()})
     writer.close(tiny_schema(), {})
+    return n, rows
+
+
+def test_read_columns_matches_make_dataset_order(tmp_path):
+    n, rows = write_unequal_records(tmp_path)
     columns = read_columns(
         tmp_path, "train", ["true_probability", "user_id", "label", "click_item_id"]
     )
@@ -247,6 +253,35 @@ def test_read_columns_matches_make_dataset_order(tmp_path):
     np.testing.assert_array_equal(columns["click_item_id"], features["click_item_id"])
     with pytest.raises(DatasetError, match="no columns \\['nope'\\]"):
         read_columns(tmp_path, "train", ["nope"])
+
+
+def test_read_split_reads_the_chosen_rows_in_order_in_exact_batches(tmp_path):
+    n, _ = write_unequal_records(tmp_path)
+    names = ["true_probability", "click_item_id"]
+    clicks = read_columns(tmp_path, "train", ["click_item_id"])["click_item_id"]
+    chosen = [(None, np.arange(n)), ((20, 90), np.arange(20, 90)), ((33, 34), np.array([33]))]
+    chosen.append((np.array([0, 16, 17, 50, 101, 102]), np.array([0, 16, 17, 50, 101, 102])))
+    for rows, expected in chosen:
+        for group_rows in (1, 8192):  # groups of one record, and all records in one group
+            batches = list(
+                read_split(tmp_path, "train", names, rows=rows, batch_size=8, group_rows=group_rows)
+            )
+            sizes = [len(batch["true_probability"]) for batch in batches]
+            assert sizes == [8] * (len(expected) // 8) + [len(expected) % 8] * bool(
+                len(expected) % 8
+            )
+            read = np.concatenate([batch["true_probability"] for batch in batches])
+            np.testing.assert_array_equal(read, expected)
+            read = np.concatenate([batch["click_item_id"] for batch in batches])
+            np.testing.assert_array_equal(read, clicks[expected])
+    # Without batch_size, a batch is a group of whole records (17 rows each here).
+    sizes = [len(b["true_probability"]) for b in read_split(tmp_path, "train", names, group_rows=1)]
+    assert sizes == [17] * 6 + [1]
+    assert list(read_split(tmp_path, "train", names, rows=np.array([], np.int64))) == []
+    with pytest.raises(ValueError, match="rows must be"):
+        read_split(tmp_path, "train", names, rows=(5, n + 1))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        read_split(tmp_path, "train", names, rows=np.array([3, 2]))
 
 
 def test_shuffle_is_seeded_and_a_permutation(tmp_path):
@@ -328,6 +363,23 @@ def test_reshuffle_each_iteration_false_repeats_the_first_order(tmp_path):
     assert sorted(again[0]) == sorted(again[1]) == sorted(fixed[0])  # ... the same rows
 
 
+def test_pipeline_options_are_checked_before_reading(tmp_path):
+    write_tiny(tmp_path)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1. Received: batch_size=0"):
+        make_dataset(tmp_path, "train", batch_size=0)
+    with pytest.raises(ValueError, match="feedback_weights must be 3 non-negative numbers"):
+        make_dataset_fn(tmp_path, "train", feedback_weights=(1, -1, 1))
+    with pytest.raises(ValueError, match="feedback_weights must be 3 non-negative numbers"):
+        make_dataset(tmp_path, "train", feedback_weights=(1, 1))
+    with pytest.raises(TypeError, match="shuffle_bufer"):
+        make_dataset(tmp_path, "train", shuffle_bufer=10)  # a misspelt option is not ignored
+    # Both functions take the same options, with PipelineOptions' defaults.
+    defaults = PipelineOptions()
+    assert (defaults.batch_size, defaults.shuffle, defaults.cache) == (256, False, False)
+    x, _, _ = collect(make_dataset_fn(tmp_path, "train", batch_size=2, rows=(1, 4))(None))
+    np.testing.assert_array_equal(x["price"], ROWS["price"][1:4])
+
+
 def test_missing_column_is_named(tmp_path):
     rows = {k: v for k, v in ROWS.items() if k != "item_id"}
     writer = DatasetWriter(tmp_path, {"train": 1})
@@ -381,13 +433,20 @@ def test_writing_is_deterministic(tmp_path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
-def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
-    # Large and negative int64s, multi-byte lengths, floats, unicode strings.
+def shard_records(path) -> list[bytes]:
+    return [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+
+
+def test_records_parse_back_to_the_written_values(tmp_path):
+    # Large, negative and unsigned ints, booleans, multi-byte lengths, floats of both
+    # widths (NaN, -0.0), unicode and bytes strings, padded and ragged sequences; records
+    # of 2 rows, so parse_example's values are every row's values in row order.
+    big = np.array([2**64 - 1, 0, 2**63, 7], dtype=np.uint64)
     rows = {
         "user_id": np.array([1, -1, 2**62, 3]),
         "city": np.array(["é" * 100, "", "rome", "x" * 300], dtype=object),
         "item_id": np.array([10, 11, 12, 13]),
-        "price": np.array([np.pi, -0.0, 1e30, 2.5], dtype=np.float32),
+        "price": np.array([np.pi, -0.0, 1e30, np.nan], dtype=np.float32),
         "click_item_id": [
             np.arange(200),
             np.array([], dtype=np.int64),
@@ -396,21 +455,81 @@ def test_encoder_matches_protobuf_parse_for_wide_values(tmp_path):
         ],
         "label": np.array([0, 1, 1, 0]),
         "feedback": np.array([0, 1, 1, 0]),
+        "flag": np.array([True, False, True, True]),
+        "big": big,
+        "code": np.array([b"ab", b"", b"\x00z", b"c"], dtype="S3"),
+        "score": np.array([0.1, -2.5, 1 / 3, 3.0]),
+        "tags": np.array([["α", "b"], ["", ""], ["c", ""], ["d", "e"]]),
     }
-    writer = DatasetWriter(tmp_path, {"train": 1}, rows_per_record=1)
+    writer = DatasetWriter(tmp_path, {"train": 1}, rows_per_record=2)
     writer.write("train", rows)
     writer.close(tiny_schema(), {})
-    records = [
-        tf.train.Example.FromString(r.numpy())
-        for r in tf.data.TFRecordDataset(str(tmp_path / "train" / "part-00000-of-00001.tfrecord"))
+    records = shard_records(tmp_path / "train" / "part-00000-of-00001.tfrecord")
+    assert len(records) == 2
+    spec = {
+        **{k: tf.io.VarLenFeature(tf.int64) for k in ["user_id", "item_id", "flag", "big"]},
+        **{k: tf.io.VarLenFeature(tf.string) for k in ["city", "code", "tags"]},
+        **{k: tf.io.VarLenFeature(tf.float32) for k in ["price", "score"]},
+        "click_item_id": tf.io.VarLenFeature(tf.int64),
+        "click_item_id/length": tf.io.VarLenFeature(tf.int64),
+        "tags/length": tf.io.VarLenFeature(tf.int64),
+    }
+    parsed = {k: v.values.numpy() for k, v in tf.io.parse_example(records, spec).items()}
+    np.testing.assert_array_equal(parsed["user_id"], rows["user_id"])
+    np.testing.assert_array_equal(parsed["item_id"], rows["item_id"])
+    np.testing.assert_array_equal(parsed["flag"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(parsed["big"], big.view(np.int64))  # two's complement
+    assert [v.decode() for v in parsed["city"]] == rows["city"].tolist()
+    assert parsed["code"].tolist() == [b"ab", b"", b"\x00z", b"c"]
+    assert [v.decode() for v in parsed["tags"]] == ["α", "b", "c", "d", "e"]  # padding dropped
+    np.testing.assert_array_equal(parsed["tags/length"], [2, 0, 1, 2])
+    # Bit for bit: -0.0 keeps its sign, NaN stays NaN, float64 is rounded to float32.
+    np.testing.assert_array_equal(parsed["price"].view(np.int32), rows["price"].view(np.int32))
+    np.testing.assert_array_equal(parsed["score"], rows["score"].astype(np.float32))
+    np.testing.assert_array_equal(parsed["click_item_id"], np.concatenate(rows["click_item_id"]))
+    np.testing.assert_array_equal(parsed["click_item_id/length"], [200, 0, 1, 1])
+
+
+def feature_entry(key: bytes, feature: bytes) -> bytes:
+    """One `Features.feature` map entry on the wire (fields under 128 bytes)."""
+    body = b"\x0a" + bytes([len(key)]) + key + b"\x12" + bytes([len(feature)]) + feature
+    return b"\x0a" + bytes([len(body)]) + body
+
+
+def test_records_have_pinned_bytes_with_keys_in_sorted_order(tmp_path):
+    # Datasets are compared byte for byte across versions, so the exact bytes are pinned:
+    # keys in Python's order ("c" before "c/length"; protobuf's upb backend would put
+    # "c/length" first), an empty sequence as an empty int64_list ("1a 00").
+    # Feature wire bytes: int64_list is field 3 (0x1a), float_list 2 (0x12), bytes_list 1
+    # (0x0a), each holding its values as field 1 (0x0a; ints and floats packed).
+    with DatasetWriter(tmp_path, {"train": 1}, rows_per_record=1) as writer:  # no meta.json
+        writer.write(
+            "train",
+            {
+                "s": np.array(["x", ""], dtype=object),
+                "c": [np.array([300]), np.array([], dtype=np.int64)],
+                "f": np.array([0.5, 1.0], dtype=np.float32),
+                "a": np.array([1, -1]),
+            },
+        )
+    first = [
+        feature_entry(b"a", bytes.fromhex("1a 03 0a 01 01")),
+        feature_entry(b"c", bytes.fromhex("1a 04 0a 02 ac 02")),  # varint(300) = ac 02
+        feature_entry(b"c/length", bytes.fromhex("1a 03 0a 01 01")),
+        feature_entry(b"f", bytes.fromhex("12 06 0a 04 00 00 00 3f")),  # 0.5 little-endian
+        feature_entry(b"s", bytes.fromhex("0a 03 0a 01 78")),
     ]
-    for i, ex in enumerate(records):
-        f = ex.features.feature
-        assert list(f["user_id"].int64_list.value) == [rows["user_id"][i]]
-        assert f["city"].bytes_list.value[0].decode() == rows["city"][i]
-        assert np.float32(f["price"].float_list.value[0]) == rows["price"][i]
-        assert list(f["click_item_id"].int64_list.value) == rows["click_item_id"][i].tolist()
-        assert list(f["click_item_id/length"].int64_list.value) == [rows["click_item_id"][i].size]
+    second = [
+        feature_entry(b"a", bytes.fromhex("1a 0c 0a 0a" + "ff" * 9 + "01")),  # -1: 10 bytes
+        feature_entry(b"c", bytes.fromhex("1a 00")),
+        feature_entry(b"c/length", bytes.fromhex("1a 03 0a 01 00")),
+        feature_entry(b"f", bytes.fromhex("12 06 0a 04 00 00 80 3f")),
+        feature_entry(b"s", bytes.fromhex("0a 02 0a 00")),
+    ]
+    expected = [
+        b"\x0a" + bytes([len(b"".join(entries))]) + b"".join(entries) for entries in (first, second)
+    ]
+    assert shard_records(tmp_path / "train" / "part-00000-of-00001.tfrecord") == expected
 
 
 def test_a_record_missing_a_column_is_an_error_naming_it(tmp_path):

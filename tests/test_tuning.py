@@ -14,17 +14,18 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import widedeep.training as training_module
+import widedeep.data.training_pipelines as training_module
 from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema
 from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeepHyperModel
 from tuning.search import make_tuner, run_search
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.evaluation import predictions
 from widedeep.metrics import gauc
 from widedeep.models.dfn import DFN_DEFAULTS
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
-from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, build_model, predictions
+from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, build_model
 
 OPTIMIZER_KEYS = (
     "wide_learning_rate",

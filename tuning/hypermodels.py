@@ -24,24 +24,17 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
-from widedeep.data.carve import Rows, count_rows, validation_carve
-from widedeep.data.reader import load_dataset_dir
+from widedeep.callbacks import OptimizerLogger, ValidationGAUC
+from widedeep.data.carve import count_rows, validation_carve
+from widedeep.data.reader import Rows, load_dataset_dir
+from widedeep.data.training_pipelines import memory_cache_fits, training_datasets
 from widedeep.errors import UsageError
 from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema
-from widedeep.training import (
-    DEFAULT_FEEDBACK_WEIGHTS,
-    OptimizerLogger,
-    TrainConfig,
-    ValidationGAUC,
-    build_model,
-    compile_model,
-    memory_cache_fits,
-    training_datasets,
-)
+from widedeep.training import DEFAULT_FEEDBACK_WEIGHTS, TrainConfig, build_model, compile_model
 
 __all__ = [
     "TUNABLE_MODELS",
@@ -88,7 +81,7 @@ class TrialData:
     Args:
         data_dir: the dataset directory.
         fit_rows: rows of the train split to fit on: `(start, stop)` or an array of
-            row numbers (`widedeep.data.carve.Rows`).
+            row numbers (`widedeep.data.reader.Rows`).
         validation_rows: rows of the train split to validate on, likewise.
         batch_size: training batch size.
         seed: seed of the training shuffle (the same for every trial).
@@ -208,11 +201,11 @@ class CTRHyperModel(kt.HyperModel):
 
     `build(hp)` returns a `WideDeepModel` compiled by
     `widedeep.training.compile_model` with an FTRL and an Adagrad made from `hp`
-    (and AUC / log-loss metrics); `fit` adds `val_gauc` (`widedeep.training.ValidationGAUC`),
+    (and AUC / log-loss metrics); `fit` adds `val_gauc` (`widedeep.callbacks.ValidationGAUC`),
     so the tuner's objective may be `val_auc` or `val_gauc`.
     `fit(hp, model, **kwargs)` trains on `data` with the trial's loss weights;
     each `keras.callbacks.TensorBoard` among the callbacks also gets a
-    `widedeep.training.OptimizerLogger` writing both optimizers' learning rates
+    `widedeep.callbacks.OptimizerLogger` writing both optimizers' learning rates
     next to it.
 
     Args:

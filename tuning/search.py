@@ -39,7 +39,7 @@ from tuning import _compat
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
 from widedeep.data.carve import ValidationCarve, count_rows
 from widedeep.data.reader import load_dataset_dir
-from widedeep.io import write_json
+from widedeep.safe_output import write_json
 from widedeep.training import MONITORS, TrainConfig, finish_run
 
 __all__ = ["TUNERS", "make_tuner", "run_search"]
@@ -77,7 +77,7 @@ def make_tuner(
         executions_per_trial: fits per trial (their objectives are averaged).
         overwrite: start afresh, deleting the existing project.
         monitor: the objective, one of `widedeep.training.MONITORS` (`val_gauc` is
-            computed by `widedeep.training.ValidationGAUC`, which the hypermodels add).
+            computed by `widedeep.callbacks.ValidationGAUC`, which the hypermodels add).
 
     Returns:
         A `keras_tuner.Tuner`.
@@ -141,7 +141,7 @@ def run_search(
        `out_dir/default_baseline.json`).
     4. The best configuration is retrained from scratch on the fit rows for
        `epochs` epochs, evaluated on the test split with
-       `widedeep.training.evaluate_model` and saved as `out_dir/model.keras`.
+       `widedeep.evaluation.evaluate_model` and saved as `out_dir/model.keras`.
 
     Args:
         data_dir: the dataset directory.

@@ -13,7 +13,7 @@ leaves the previous checkpoint in charge.
 A restore reads every value back, and a checkpoint that does not read (a data
 file cut short by a crash or a full disk, a flipped byte, a missing file) gives
 way to the one before it: the manager keeps at least two. A save that fills the
-disk removes its partial files and raises `widedeep.io.NoSpaceError`.
+disk removes its partial files and raises `widedeep.safe_output.NoSpaceError`.
 
 The position inside the data is the optimizers' iteration count: a resumed run
 knows how many steps were applied even when it was stopped between a step and
@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep.errors import WidedeepError
-from widedeep.io import no_space_as_error, remove_path, sync_to_disk, variables_bytes
+from widedeep.safe_output import no_space_as_error, remove_path, sync_to_disk, variables_bytes
 
 __all__ = [
     "BackupCallback",

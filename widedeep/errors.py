@@ -4,7 +4,7 @@ A `WidedeepError` says what the user can fix: a flag, an argument, a file, a dat
 directory. The `widedeep` command prints its message as one line and exits with status 2; any
 other exception is a bug and ends in a traceback. The subclasses live beside the code that
 raises them (`widedeep.schema.SchemaError`, `widedeep.data.dataset_format.DatasetError`,
-`widedeep.io.OutputError`, ...); most are also `ValueError`s, as Keras' argument checks are.
+`widedeep.safe_output.OutputError`, ...); most are also `ValueError`s, as Keras' argument checks are.
 
 A check that only a programming mistake can fail (an internal invariant) raises a plain
 `ValueError` or `TypeError` instead.

@@ -34,7 +34,7 @@ import csv
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep.errors import UsageError, WidedeepError
-from widedeep.io import atomic_path, variables_bytes
+from widedeep.safe_output import atomic_path, variables_bytes
 
 SERVING_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serve_examples"
@@ -180,8 +180,8 @@ def export_saved_model(
         overwrite: replace an existing directory.
 
     The SavedModel is written beside `out` under a temporary name and renamed
-    (`widedeep.io.atomic_path`): `out` appears only complete, and an export that
-    fails (a full disk raises `widedeep.io.NoSpaceError`) leaves the previous one.
+    (`widedeep.safe_output.atomic_path`): `out` appears only complete, and an export that
+    fails (a full disk raises `widedeep.safe_output.NoSpaceError`) leaves the previous one.
 
     Returns:
         The input spec of `serving_default`.
@@ -326,17 +326,6 @@ def _writer_type(path: str) -> type[_CsvWriter | _ParquetWriter]:
     raise UsageError(f"predict: --out must end in .csv or .parquet. Received: {path}")
 
 
-def _batches(
-    data_dir: str, split: str, columns: list[str], batch_size: int
-) -> Iterator[dict[str, tf.Tensor]]:
-    from widedeep.data.reader import column_batches, load_dataset_dir
-
-    _, meta = load_dataset_dir(data_dir)
-    if split in meta["splits"] and not meta["splits"][split].get("examples", 1):
-        return
-    yield from column_batches(data_dir, split, columns, rows=batch_size)
-
-
 def predict_to_file(
     model: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -374,7 +363,7 @@ def predict_to_file(
     predict_to_file("run/model.keras", "data/day2", "scores.csv", split="test")
     ```
     """
-    from widedeep.data.reader import load_dataset_dir
+    from widedeep.data.reader import load_dataset_dir, read_split
 
     data_dir, out = os.fspath(data_dir), os.fspath(out)
     schema, meta = load_dataset_dir(data_dir)
@@ -393,6 +382,7 @@ def predict_to_file(
         raise RequestError(
             f"predict: dataset {data_dir} lacks the features {missing} that the model needs"
         )
+    columns = list(dict.fromkeys([*spec, *keys]))
     start = last = time.perf_counter()
     done = 0
 
@@ -405,7 +395,7 @@ def predict_to_file(
     with atomic_path(out, needed) as tmp:
         writer = writer_type(tmp, [*keys, PROBABILITY])
         try:
-            for batch in _batches(data_dir, split, list(dict.fromkeys([*spec, *keys])), batch_size):
+            for batch in read_split(data_dir, split, columns, group_rows=batch_size):
                 if done == 0:
                     check_request({k: batch[k].numpy() for k in spec}, spec)
                 probabilities = score(batch)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from widedeep.errors import WidedeepError
-from widedeep.io import write_json
+from widedeep.safe_output import write_json
 
 FEEDBACK_TYPES: tuple[str, ...] = ("unclick", "click", "dislike")
 """Feedback type codes: the record's feedback column holds the index into this tuple."""
@@ -462,7 +462,7 @@ class Schema:
         return cls.from_dict(config)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the schema as JSON to `path`, atomically (`widedeep.io.write_json`)."""
+        """Writes the schema as JSON to `path`, atomically (`widedeep.safe_output.write_json`)."""
         write_json(path, self.to_dict())
 
     @classmethod

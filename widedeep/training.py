@@ -1,4 +1,4 @@
-"""Fit orchestration: model choice, optimizers, data pipelines, callbacks, metrics files.
+"""Fit orchestration: model choice, optimizers, strategy, checkpoints, calibration, run files.
 
 `train()` is what `widedeep train` runs; it is also the shortest path from a
 dataset directory to a trained model in Python:
@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,21 +24,21 @@ import numpy as np
 import tensorflow as tf
 
 from widedeep import checkpointing, distribute
-from widedeep.data.carve import Rows, ValidationCarve, count_rows, take_rows, validation_carve
-from widedeep.data.pipeline import (
-    available_memory,
-    make_dataset,
-    make_dataset_fn,
-    parsed_bytes,
+from widedeep.callbacks import OptimizerLogger, StopOnNonFiniteLoss, ValidationGAUC
+from widedeep.data.carve import ValidationCarve, take_rows, validation_carve
+from widedeep.data.reader import Rows, load_dataset_dir, read_columns
+from widedeep.data.training_pipelines import (
+    fit_dataset_fn,
+    memory_cache_fits,
+    validation_dataset,
 )
-from widedeep.data.reader import load_dataset_dir, read_columns
-from widedeep.io import atomic_path, check_writable_dir, variables_bytes, write_json
+from widedeep.evaluation import evaluate_model, predict_split
 from widedeep.layers.calibration import fit_logit_offset
-from widedeep.metrics import ctr_metrics, gauc
 from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.dfn import build_dfn
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig
+from widedeep.safe_output import atomic_path, check_writable_dir, variables_bytes, write_json
 from widedeep.schema import FEEDBACK_TYPES, Schema
 
 MODELS = ("wide_deep", "wide", "deep", "wide_deep_seq", "dfn")
@@ -51,10 +50,8 @@ PAPER_FEEDBACK_WEIGHTS = (1.0, 1.0, 10.0)
 MONITORS = ("val_auc", "val_gauc")
 """What early stopping, the best epoch and `tune` can maximise (`TrainConfig.monitor`): the
 validation AUC, or the validation GAUC (per-user AUC weighted by impressions, computed each
-epoch by `ValidationGAUC`)."""
+epoch by `widedeep.callbacks.ValidationGAUC`)."""
 
-DEFAULT_CACHE_MEMORY_FRACTION = 0.25
-"""The share of this machine's memory that parsed training rows may take (`TrainConfig.cache_mb`)."""
 DEFAULT_FEEDBACK_WEIGHTS = {"dfn": (1.0, 1.0, 1.0)}
 """Loss weights `(unclick, click, dislike)` per model; others weigh every impression 1.
 
@@ -112,29 +109,6 @@ def normalize_feedback_weights(
     return tuple(float(w) * scale for w in weights)  # type: ignore[return-value]
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops `fit` at the first step whose loss is NaN or infinite, and remembers where.
-
-    Keras' `TerminateOnNaN` stops too, but says nothing a user can act on;
-    `train` turns `diverged_at` into a `TrainingDivergedError` naming the epoch,
-    the step and the likely causes.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.diverged_at: tuple[int, int] | None = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.diverged_at = (self._epoch + 1, batch + 1)
-            self.model.stop_training = True
-
-
 @dataclass
 class TrainConfig:
     """Everything `train()` needs; recorded as `config.json` in the run directory.
@@ -175,10 +149,11 @@ class TrainConfig:
     deterministic: bool = False
     cache_mb: int | None = None
     """Keep the parsed training rows in memory across epochs (read and parse the files
-    once) when they take at most this many MiB (`parsed_bytes`); None: up to
-    `DEFAULT_CACHE_MEMORY_FRACTION` of this machine's memory; 0: read and parse the files every
-    epoch. On the KuaiRand dev log it cut Wide & Deep's training time by 30% and DFN's by 6%
-    (the README's Performance section), with the same batches."""
+    once) when they take at most this many MiB (`widedeep.data.pipeline.parsed_bytes`);
+    None: up to `widedeep.data.training_pipelines.DEFAULT_CACHE_MEMORY_FRACTION` of this
+    machine's memory; 0: read and parse the files every epoch. On the KuaiRand dev log it
+    cut Wide & Deep's training time by 30% and DFN's by 6% (the README's Performance
+    section), with the same batches."""
     warm_start: str | None = None
     """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
     strategy: str = "default"
@@ -228,130 +203,6 @@ def compile_model(
     return model
 
 
-class OptimizerLogger(keras.callbacks.Callback):
-    """Writes both optimizers' learning rates and iteration counts to TensorBoard each epoch."""
-
-    def __init__(self, logdir: str) -> None:
-        super().__init__()
-        self._writer = tf.summary.create_file_writer(os.path.join(logdir, "optimizers"))
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        model: WideDeepModel = self.model
-        with self._writer.as_default():
-            for branch, opt in (("wide", model.wide_optimizer), ("deep", model.deep_optimizer)):
-                tf.summary.scalar(
-                    f"{branch}_learning_rate",
-                    float(keras.ops.convert_to_numpy(opt.learning_rate)),
-                    step=epoch,
-                )
-                tf.summary.scalar(f"{branch}_iterations", int(opt.iterations.numpy()), step=epoch)
-        self._writer.flush()
-
-
-class ValidationGAUC(keras.callbacks.Callback):
-    """Adds `val_gauc`, the exact GAUC of the validation rows, to every epoch's logs.
-
-    Put it first among the callbacks: the later ones (early stopping, TensorBoard,
-    backups, `History`) then see `val_gauc` beside Keras' own `val_auc`. Each epoch
-    costs one prediction pass over the validation rows.
-
-    Args:
-        validation_data: the validation pipeline of `validation_dataset` (its
-            features carry `group_key`).
-        group_key: the column whose values are the groups (users).
-    """
-
-    def __init__(self, validation_data: tf.data.Dataset, group_key: str) -> None:
-        super().__init__()
-        self.validation_data = validation_data
-        self.group_key = group_key
-        self._forward: Callable[[Any], Any] | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is None:
-            return
-        if self._forward is None:
-            # The model's own forward pass on this process's rows: `predict_on_batch` would
-            # split each batch across the replicas and, with several workers, gather every
-            # worker's rows (twice the labels' length with two workers).
-            model = self.model
-            self._forward = tf.function(
-                lambda features: model(features, training=False), reduce_retracing=True
-            )
-        probabilities, labels, groups = predictions(
-            self._forward, self.validation_data, self.group_key
-        )
-        finite = np.isfinite(probabilities).all()  # a diverged epoch: the NaN stop reports it
-        logs["val_gauc"] = gauc(labels, probabilities, groups) if finite else float("nan")
-
-
-def predictions(
-    model: keras.Model | Callable[[Any], Any], dataset: tf.data.Dataset, group_key: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A model's probabilities on a pipeline's batches, with their labels and group keys.
-
-    Each batch's labels and group keys come with its features, so they stay aligned
-    whatever order the pipeline yields.
-
-    Args:
-        model: the model (its `predict_on_batch`), or a function of a batch's features
-            that returns its probabilities.
-        dataset: `(features, label, sample_weight)` batches whose features carry `group_key`.
-        group_key: the group column.
-
-    Returns:
-        `(probabilities, labels, groups)`, 1-D arrays in the pipeline's order.
-    """
-    predict = model.predict_on_batch if isinstance(model, keras.Model) else model
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-        (
-            np.asarray(predict(features), np.float64).reshape(-1),
-            label.numpy().reshape(-1).astype(np.int64),
-            features[group_key].numpy(),
-        )
-        for features, label, _ in dataset
-    ]
-    if not parts:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    probabilities, labels, groups = (np.concatenate(column) for column in zip(*parts))
-    return probabilities, labels, groups
-
-
-def evaluate_model(
-    model: keras.Model, data_dir: str, split: str = "test", batch_size: int = 4096
-) -> dict[str, float]:
-    """Exact `auc`, `gauc`, `logloss` (and click rates) of a model on one split."""
-    probabilities, labels, groups = predict_split(model, data_dir, split, batch_size=batch_size)
-    return ctr_metrics(labels, probabilities, groups)
-
-
-def predict_split(
-    model: keras.Model,
-    data_dir: str,
-    split: str,
-    rows: Rows | None = None,
-    batch_size: int = 4096,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A model's probabilities on a split's rows, with their labels and group keys (`predictions`).
-
-    Args:
-        model: the model.
-        data_dir: the dataset directory.
-        split: e.g. `"test"`.
-        rows: a row range `(start, stop)` or an array of row numbers (`widedeep.data.carve.Rows`)
-            to score only those rows of the split.
-        batch_size: rows per prediction batch.
-
-    Returns:
-        `(probabilities, labels, groups)`, 1-D arrays in the split's row order.
-    """
-    schema, _ = load_dataset_dir(data_dir)
-    dataset = make_dataset(
-        data_dir, split, schema, batch_size=batch_size, rows=rows, extra_columns=[schema.group_key]
-    )
-    return predictions(model, dataset, schema.group_key)
-
-
 def calibrate(model: keras.Model, data_dir: str, rows: Rows) -> float:
     """Sets the model's `calibration` offset to minimise the unweighted log loss on train rows.
 
@@ -369,111 +220,6 @@ def calibrate(model: keras.Model, data_dir: str, rows: Rows) -> float:
     offset = fit_logit_offset(probabilities, labels)
     layer.offset.assign(offset)
     return offset
-
-
-def training_datasets(
-    data_dir: str,
-    schema: Schema | None,
-    fit_rows: Rows,
-    validation_rows: Rows,
-    *,
-    batch_size: int,
-    seed: int,
-    feedback_weights: tuple[float, float, float] | None,
-    validation_batch_size: int = 4096,
-    cache: bool = False,
-) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """`(train, validation)` pipelines over two sets of rows of the train split (`widedeep.data.carve`).
-
-    The fit rows are shuffled with `seed`; the validation pipeline is `None` when
-    `validation_rows` is empty. With `cache`, both hold their parsed rows in memory.
-    """
-    train = fit_dataset_fn(
-        data_dir,
-        schema,
-        fit_rows,
-        batch_size=batch_size,
-        feedback_weights=feedback_weights,
-        cache=cache,
-    )(seed)
-    validation = validation_dataset(
-        data_dir,
-        schema,
-        validation_rows,
-        batch_size=validation_batch_size,
-        feedback_weights=feedback_weights,
-        cache=cache,
-    )
-    return train, validation
-
-
-def fit_dataset_fn(
-    data_dir: str,
-    schema: Schema | None,
-    rows: Rows,
-    *,
-    batch_size: int,
-    feedback_weights: tuple[float, float, float] | None,
-    cache: bool = False,
-) -> Callable[[int], tf.data.Dataset]:
-    """A function from a seed to one epoch's training pipeline over `rows` of the train split.
-
-    Every iterator of a pipeline yields the same order: under a distribution
-    strategy Keras iterates once to build the model and again to train, and a
-    resumed epoch must see the batches of the interrupted one. With `cache`, the
-    rows are parsed once, here, for every epoch.
-    """
-    return make_dataset_fn(
-        data_dir,
-        "train",
-        schema,
-        batch_size=batch_size,
-        shuffle=True,
-        feedback_weights=feedback_weights,
-        rows=rows,
-        reshuffle_each_iteration=False,
-        cache=cache,
-    )
-
-
-def validation_dataset(
-    data_dir: str,
-    schema: Schema | None,
-    rows: Rows,
-    *,
-    batch_size: int = 4096,
-    feedback_weights: tuple[float, float, float] | None,
-    cache: bool = False,
-) -> tf.data.Dataset | None:
-    """The validation pipeline over `rows` of the train split, in order; None when empty.
-
-    Its features carry the group key too, for `ValidationGAUC`.
-    """
-    if not count_rows(rows):
-        return None
-    schema = schema or load_dataset_dir(data_dir)[0]
-    return make_dataset(
-        data_dir,
-        "train",
-        schema,
-        batch_size=batch_size,
-        feedback_weights=feedback_weights,
-        rows=rows,
-        cache=cache,
-        extra_columns=[schema.group_key],
-    )
-
-
-def memory_cache_fits(schema: Schema, rows: int, cache_mb: int | None) -> bool:
-    """Whether `rows` parsed rows of `schema` fit the memory budget of `TrainConfig.cache_mb`."""
-    if cache_mb is None:
-        memory = available_memory()
-        if memory is None:
-            return False
-        budget = memory * DEFAULT_CACHE_MEMORY_FRACTION
-    else:
-        budget = cache_mb * 2**20
-    return 0 < parsed_bytes(schema, rows) <= budget
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -730,7 +476,7 @@ def finish_run(
 
 def save_model(model: keras.Model, path: str) -> None:
     """`model.save(path)`, atomically: a crash while saving leaves the previous file intact, and a
-    full disk raises `widedeep.io.NoSpaceError`."""
+    full disk raises `widedeep.safe_output.NoSpaceError`."""
     size = variables_bytes(checkpointing.state_variables(model))
     with atomic_path(path, size) as tmp:
         model.save(tmp)

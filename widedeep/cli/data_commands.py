@@ -104,8 +104,7 @@ def _prepare_log(args: argparse.Namespace, options: dict[str, Any]) -> dict[str,
 
 def check_data(data_dir: str) -> None:
     """Refuses a dataset directory whose meta, schema, shards or columns do not read."""
-    from widedeep.data.reader import check_columns, load_dataset_dir
-    from widedeep.io import check_tfrecord_file
+    from widedeep.data.reader import check_columns, check_tfrecord_file, load_dataset_dir
 
     schema, meta = load_dataset_dir(data_dir)
     for split, info in meta["splits"].items():

@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from widedeep.cli.parser import build_parser
     from widedeep.errors import WidedeepError
-    from widedeep.io import NoSpaceError, is_out_of_space
+    from widedeep.safe_output import NoSpaceError, is_out_of_space
 
     debug = debug_enabled()
     try:

@@ -12,8 +12,8 @@ from widedeep.errors import UsageError
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """`widedeep evaluate`: the exact metrics of a `.keras` model on one split."""
+    from widedeep.evaluation import evaluate_model
     from widedeep.models import load_model
-    from widedeep.training import evaluate_model
 
     if not os.path.isfile(args.model):
         raise UsageError(f"no such model file: {args.model}")

@@ -17,8 +17,8 @@ from widedeep.errors import UsageError
 def cmd_train(args: argparse.Namespace) -> None:
     """`widedeep train`: a model, its metrics and config in `--out` (exit 3 if it diverges)."""
     from widedeep.distribute import get_strategy
-    from widedeep.io import is_out_of_space
     from widedeep.optimizers import OptimizerConfig
+    from widedeep.safe_output import is_out_of_space
 
     strategy = get_strategy(args.strategy)  # multi_worker: before TensorFlow runs any op
     from widedeep.training import TrainConfig, TrainingDivergedError, train
@@ -116,8 +116,8 @@ def _run_dir_locks(config: Any, strategy: Any) -> contextlib.ExitStack:
 
     The workers of a multi-worker cluster share `--out`: each holds a lock of its own.
     """
+    from widedeep.directory_lock import LOCK_FILE, directory_lock
     from widedeep.distribute import is_chief, worker_id
-    from widedeep.io import LOCK_FILE, directory_lock
 
     stack = contextlib.ExitStack()
     with stack:
@@ -140,7 +140,8 @@ def _prepare_run_dir(config: Any, overwrite: bool) -> None:
     `--overwrite` deletes the backup as well, so training starts afresh.
     """
 
-    from widedeep.io import LOCK_FILE, check_writable_dir, remove_path
+    from widedeep.directory_lock import LOCK_FILE
+    from widedeep.safe_output import check_writable_dir, remove_path
 
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(config.out, name))]
     if found and not overwrite:

@@ -35,12 +35,11 @@ from typing import Any
 import numpy as np
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.data.reader import Rows, load_dataset_dir, read_columns
 
 __all__ = [
     "CARVES",
     "MIN_VALIDATED_USER_ROWS",
-    "Rows",
     "ValidationCarve",
     "count_rows",
     "per_user_validation_mask",
@@ -53,9 +52,6 @@ CARVES = ("time", "per_user")
 
 MIN_VALIDATED_USER_ROWS = 5
 """A user with fewer training rows than this keeps them all for fitting (per-user carve)."""
-
-Rows = tuple[int, int] | np.ndarray
-"""Rows of a split: a range `(start, stop)`, or a sorted 1-D array of distinct row numbers."""
 
 
 def count_rows(rows: Rows) -> int:

@@ -40,13 +40,13 @@ CPU per row; on two cores that CPU is taken from training.
 Row order: the writer deals blocks to a split's shards round-robin (block `j` of
 the split goes to shard `j % num_shards`). Reading the shards interleaved one
 record at a time, in file order, therefore gives back the rows in exactly the
-order they were written. `make_dataset(..., shuffle=False)` and `read_columns`
-both read that way, so they yield rows in the same, deterministic order, which
-lets evaluation align predictions with user ids.
+order they were written. `widedeep.data.reader.read_split` (under `read_columns`,
+evaluation and `widedeep predict`) and `make_dataset(..., shuffle=False)` all read
+that way, so they yield rows in the same, deterministic order, which lets
+evaluation align predictions with user ids.
 
-Records are serialised by a vectorised numpy encoder of the `tf.train.Example`
-wire format (building protos row by row in Python is far slower). Feature keys are
-written in sorted order, so the same rows always give byte-identical files.
+Records are built with protobuf's `tf.train.Example`; feature keys are written in
+sorted order, so the same rows always give byte-identical files.
 """
 
 from __future__ import annotations

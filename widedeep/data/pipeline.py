@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
-from widedeep.data.carve import Rows
 from widedeep.data.dataset_format import DEFAULT_ROWS_PER_RECORD
 from widedeep.data.reader import (
+    Rows,
     check_columns,
-    compiled_parser,
+    check_rows,
     interleaved_records,
     load_dataset_dir,
+    ordered_groups,
     split_files,
 )
+from widedeep.data.record_parser import compiled_parser
 from widedeep.schema import FEEDBACK_TYPES, Schema
 
-__all__ = ["available_memory", "make_dataset", "make_dataset_fn", "parsed_bytes"]
+__all__ = [
+    "PipelineOptions",
+    "available_memory",
+    "make_dataset",
+    "make_dataset_fn",
+    "parsed_bytes",
+]
 
 # Bytes of one parsed value by dtype; a `tf.string` element is a 24-byte `tstring`
 # (short strings inline) plus its characters, counted here as 32 in all.
@@ -60,84 +68,72 @@ def available_memory() -> int | None:
     return memory
 
 
-def _group_offsets(records: tf.data.Dataset, count: Any) -> tf.data.Dataset:
-    """`(offset, rows, group)` per group of serialized records: its first row number and rows.
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How `make_dataset` and `make_dataset_fn` read, shuffle and batch a split.
 
-    Each group's rows are counted with `count` (a parser of one scalar column, cheap).
+    Both functions take these fields as keyword arguments, e.g.
+    `make_dataset(data_dir, "train", batch_size=512, shuffle=True, seed=0)`.
+
+    Raises:
+        ValueError: if `batch_size` or `feedback_weights` is out of range.
     """
 
-    def counted(group: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.shape(next(iter(count(group).values())), out_type=tf.int64)[0], group
+    batch_size: int = 256
+    """Rows per batch."""
+    shuffle: bool = False
+    """Shuffle shard order and rows (windows of `shuffle_buffer` rows)."""
+    repeat: bool = False
+    """Repeat indefinitely (reshuffling every epoch when `shuffle`)."""
+    feedback_weights: Sequence[float] | None = None
+    """Weights of the feedback types `(unclick, click, dislike)`, e.g. `(1, 1, 10)` as in
+    DFN; None gives every example weight 1."""
+    drop_remainder: bool = False
+    """Drop the last, smaller batch."""
+    deterministic: bool | None = None
+    """Whether parallel stages keep their order. Defaults to True unless `shuffle` without
+    a `seed`. Always True without `shuffle`."""
+    shuffle_buffer: int = 10_000
+    """Rows per shuffle window (rounded up to whole records): a row moves within its
+    window of the epoch's interleaved stream."""
+    num_parallel_reads: int | None = None
+    """Shards read in parallel (e.g. `tf.data.AUTOTUNE` for remote storage). None: the
+    shards are interleaved in one thread, the cheapest for local files."""
+    rows: Rows | None = None
+    """`(start, stop)` keeps rows `start <= i < stop` in write (time) order, e.g. the last
+    tenth of the training period as a validation set; a sorted 1-D array of distinct row
+    numbers keeps those rows, in write order (e.g. each user's last rows,
+    `widedeep.data.carve`). The shards are then read in file order and only the rows are
+    shuffled (when `shuffle`)."""
+    reshuffle_each_iteration: bool = True
+    """With `shuffle`, whether every new iterator (a new epoch of a dataset iterated
+    several times, or of `repeat`) gets a new order. False gives every iterator the order
+    of the first: for a dataset built per epoch with its own `seed`, as `widedeep train`
+    does, whose iterator may be restarted (Keras starts one to build the model under a
+    distribution strategy, then another to train)."""
+    extra_columns: Sequence[str] = ()
+    """Stored columns to add to `features` beside the inputs, e.g. the group key, so that
+    they travel with their rows (a `WideDeepModel` ignores features it does not use)."""
+    cache: bool = False
+    """Read and parse the rows once, when the pipeline is made, and keep the parsed
+    groups in memory (`Dataset.cache`): every iterator (epoch) then starts from them
+    instead of the files. For data that fits in memory (see `parsed_bytes`). With
+    `shuffle`, the groups' order replaces the shard order as what is shuffled beside the
+    rows (unless `rows` is given: then groups stay in time order, as without `cache`);
+    the batches are otherwise those of the uncached pipeline."""
 
-    def offsets(offset: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]):
-        rows, group = element
-        return offset + rows, (offset, rows, group)
-
-    return records.map(counted).scan(tf.constant(0, tf.int64), offsets)
-
-
-def _row_range(
-    records: tf.data.Dataset, parse: Any, count: Any, start: int, stop: int
-) -> tf.data.Dataset:
-    """Rows `start <= i < stop`, in order, from a dataset of groups of serialized records.
-
-    Only the groups that hold rows of the range are parsed with `parse`, and reading
-    stops after the last of them.
-    """
-    start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
-    return (
-        _group_offsets(records, count)
-        .take_while(lambda offset, rows, group: offset < stop)
-        .filter(lambda offset, rows, group: offset + rows > start)
-        .map(
-            lambda offset, rows, group: _cut_rows(offset, parse(group), start_t, stop_t),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    )
-
-
-def _row_subset(
-    records: tf.data.Dataset, parse: Any, count: Any, selected: np.ndarray
-) -> tf.data.Dataset:
-    """The rows marked in the boolean `selected` (one entry per row), in order.
-
-    As `_row_range`: only the groups that hold a marked row are parsed, and reading
-    stops after the last of them.
-    """
-    marked = np.flatnonzero(selected)
-    last = int(marked[-1]) if len(marked) else -1
-    mask = tf.constant(selected, tf.bool)
-    return (
-        _group_offsets(records, count)
-        .take_while(lambda offset, rows, group: offset <= last)
-        .filter(lambda offset, rows, group: tf.reduce_any(mask[offset : offset + rows]))
-        .map(
-            lambda offset, rows, group: _keep_rows(parse(group), mask[offset : offset + rows]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    )
-
-
-# The per-column steps below are module-level `tf.function`s: traced once per column
-# layout, so that every later pipeline over the same columns (one per training epoch)
-# only adds a call to them instead of re-creating their operations.
-@tf.function
-def _cut_rows(
-    offset: tf.Tensor, columns: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor
-) -> dict[str, tf.Tensor]:
-    """Rows `start - offset <= i < stop - offset` of one group that begins at row `offset`."""
-    count = tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
-    lo = tf.maximum(start - offset, 0)
-    hi = tf.minimum(stop - offset, count)
-    return {name: values[lo:hi] for name, values in columns.items()}
-
-
-@tf.function
-def _keep_rows(columns: dict[str, tf.Tensor], keep: tf.Tensor) -> dict[str, tf.Tensor]:
-    """The rows of one group where `keep` is True."""
-    return {name: tf.boolean_mask(values, keep) for name, values in columns.items()}
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(
+                f"batch_size must be an int >= 1. Received: batch_size={self.batch_size!r}"
+            )
+        if self.feedback_weights is not None:
+            weights = [float(w) for w in self.feedback_weights]
+            if len(weights) != len(FEEDBACK_TYPES) or min(weights) < 0:
+                raise ValueError(
+                    f"feedback_weights must be {len(FEEDBACK_TYPES)} non-negative numbers for "
+                    f"{FEEDBACK_TYPES}. Received: feedback_weights={self.feedback_weights!r}"
+                )
 
 
 @tf.function
@@ -166,19 +162,8 @@ def make_dataset(
     split: str,
     schema: Schema | None = None,
     *,
-    batch_size: int = 256,
-    shuffle: bool = False,
     seed: int | None = None,
-    repeat: bool = False,
-    feedback_weights: Sequence[float] | None = None,
-    drop_remainder: bool = False,
-    deterministic: bool | None = None,
-    shuffle_buffer: int = 10_000,
-    num_parallel_reads: int | None = None,
-    rows: Rows | None = None,
-    reshuffle_each_iteration: bool = True,
-    extra_columns: Sequence[str] = (),
-    cache: bool = False,
+    **options: Any,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline over one split of a dataset directory.
 
@@ -193,8 +178,9 @@ def make_dataset(
     `shuffle`), parses groups of records (about `shuffle_buffer` rows, or a few
     batches without `shuffle`) with one vectorised `tf.io.parse_example`, shuffles
     the rows of each group (one in-tensor permutation, reseeded every epoch),
-    re-batches to `batch_size` and prefetches. Without `shuffle`, rows come in the order they were written,
-    the same order as `read_columns`. Model-based tf.data autotuning is turned
+    re-batches to `batch_size` and prefetches. Without `shuffle`, rows come in the
+    order they were written, read as `widedeep.data.reader.read_split` reads them
+    (the same order as `read_columns`). Model-based tf.data autotuning is turned
     off (`AUTOTUNE` settings fall back to TensorFlow's static defaults): its
     per-record bookkeeping cost more CPU than it saved on small machines.
 
@@ -202,85 +188,34 @@ def make_dataset(
         data_dir: the dataset directory.
         split: e.g. `"train"` or `"test"`.
         schema: the schema to parse with; defaults to the directory's own.
-        batch_size: rows per batch.
-        shuffle: shuffle shard order and rows (windows of `shuffle_buffer` rows).
         seed: seed of the shuffles.
-        repeat: repeat indefinitely (reshuffling every epoch when `shuffle`).
-        feedback_weights: weights of the feedback types `(unclick, click, dislike)`,
-            e.g. `(1, 1, 10)` as in DFN; None gives every example weight 1.
-        drop_remainder: drop the last, smaller batch.
-        deterministic: whether parallel stages keep their order. Defaults to
-            True unless `shuffle` without a `seed`. Always True without `shuffle`.
-        shuffle_buffer: rows per shuffle window (rounded up to whole records): a row
-            moves within its window of the epoch's interleaved stream.
-        num_parallel_reads: shards read in parallel (e.g. `tf.data.AUTOTUNE` for
-            remote storage). Defaults to None: the shards are interleaved in one
-            thread, the cheapest for local files.
-        rows: `(start, stop)` keeps rows `start <= i < stop` in write (time)
-            order, e.g. the last tenth of the training period as a validation
-            set; a sorted 1-D array of distinct row numbers keeps those rows, in
-            write order (e.g. each user's last rows, `widedeep.data.carve`). The
-            shards are then read in file order and only the rows are shuffled
-            (when `shuffle`).
-        reshuffle_each_iteration: with `shuffle`, whether every new iterator (a
-            new epoch of a dataset iterated several times, or of `repeat`) gets a
-            new order. False gives every iterator the order of the first: for a
-            dataset built per epoch with its own `seed`, as `widedeep train` does,
-            whose iterator may be restarted (Keras starts one to build the model
-            under a distribution strategy, then another to train).
-        extra_columns: stored columns to add to `features` beside the inputs, e.g. the
-            group key, so that they travel with their rows (a `WideDeepModel` ignores
-            features it does not use).
-        cache: read and parse the rows once, here, and keep the parsed groups in
-            memory (`Dataset.cache`): every iterator (epoch) then starts from them
-            instead of the files. For data that fits in memory (see
-            `parsed_bytes`). With `shuffle`, the groups' order replaces the shard
-            order as what is shuffled beside the rows (unless `rows` is given: then
-            groups stay in time order, as without `cache`); the batches are
-            otherwise those of the uncached pipeline.
+        **options: the fields of `PipelineOptions`: `batch_size`, `shuffle`, `repeat`,
+            `feedback_weights`, `drop_remainder`, `deterministic`, `shuffle_buffer`,
+            `num_parallel_reads`, `rows`, `reshuffle_each_iteration`, `extra_columns`,
+            `cache`.
 
     Returns:
         A `tf.data.Dataset` of `(features, label, sample_weight)` batches.
 
     Raises:
         DatasetError: if the directory, split or a needed column is missing.
+        ValueError: if an option is out of range.
+        TypeError: for a keyword that is not an option.
+
+    Example:
+
+    ```python
+    train = make_dataset("data/sim", "train", batch_size=512, shuffle=True, seed=0)
+    ```
     """
-    return make_dataset_fn(
-        data_dir,
-        split,
-        schema,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        repeat=repeat,
-        feedback_weights=feedback_weights,
-        drop_remainder=drop_remainder,
-        deterministic=deterministic,
-        shuffle_buffer=shuffle_buffer,
-        num_parallel_reads=num_parallel_reads,
-        rows=rows,
-        reshuffle_each_iteration=reshuffle_each_iteration,
-        extra_columns=extra_columns,
-        cache=cache,
-    )(seed)
+    return make_dataset_fn(data_dir, split, schema, **options)(seed)
 
 
 def make_dataset_fn(
     data_dir: str | os.PathLike,
     split: str,
     schema: Schema | None = None,
-    *,
-    batch_size: int = 256,
-    shuffle: bool = False,
-    repeat: bool = False,
-    feedback_weights: Sequence[float] | None = None,
-    drop_remainder: bool = False,
-    deterministic: bool | None = None,
-    shuffle_buffer: int = 10_000,
-    num_parallel_reads: int | None = None,
-    rows: Rows | None = None,
-    reshuffle_each_iteration: bool = True,
-    extra_columns: Sequence[str] = (),
-    cache: bool = False,
+    **options: Any,
 ) -> Callable[[int | None], tf.data.Dataset]:
     """`make_dataset` as a function of the shuffle seed, for one pipeline per epoch.
 
@@ -288,54 +223,24 @@ def make_dataset_fn(
     the rows are read and parsed once, when this is called, and every pipeline
     the function returns starts from the same parsed groups in memory: each
     epoch gets its own seed without reading the files again, as `widedeep train`
-    does. The arguments are those of `make_dataset`.
+    does. The arguments are those of `make_dataset` (the options are
+    `PipelineOptions`' fields).
     """
+    opts = PipelineOptions(**options)
     data_dir = os.fspath(data_dir)
     dir_schema, meta = load_dataset_dir(data_dir)
     schema = schema or dir_schema
     files = split_files(data_dir, meta, split)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    rows, shuffle, batch_size = opts.rows, opts.shuffle, opts.batch_size
     weights = None
-    if feedback_weights is not None:
-        weights = [float(w) for w in feedback_weights]
-        if len(weights) != len(FEEDBACK_TYPES) or min(weights) < 0:
-            raise ValueError(
-                f"feedback_weights must be {len(FEEDBACK_TYPES)} non-negative numbers for "
-                f"{FEEDBACK_TYPES}. Received: feedback_weights={feedback_weights!r}"
-            )
-    if meta["splits"][split].get("examples", 1):
+    if opts.feedback_weights is not None:
+        weights = [float(w) for w in opts.feedback_weights]
+    total = int(meta["splits"][split]["examples"])
+    if total:
         check_columns(data_dir, split, schema)
-    total = int(meta["splits"][split].get("examples", 0))
-    selected = None
-    if isinstance(rows, np.ndarray):
-        numbers = rows
-        if not (
-            numbers.ndim == 1
-            and np.issubdtype(numbers.dtype, np.integer)
-            and (not numbers.size or (numbers[0] >= 0 and numbers[-1] < total))
-            and bool(np.all(np.diff(numbers) > 0))
-        ):
-            raise ValueError(
-                f"rows as an array must hold sorted, distinct row numbers in [0, {total}) (rows "
-                f"of split '{split}'). Received: an array of shape {numbers.shape}, dtype "
-                f"{numbers.dtype}"
-            )
-        selected = np.zeros(total, bool)
-        selected[numbers] = True
-        count = len(numbers)
-    elif rows is not None:
-        start, stop = rows
-        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
-            raise ValueError(
-                f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
-                f"'{split}'). Received: rows={rows!r}"
-            )
-        count = stop - start
-    else:
-        count = total
+    count = check_rows(rows, total, split)
 
-    inputs = list(dict.fromkeys([*schema.input_signature(), *extra_columns]))
+    inputs = list(dict.fromkeys([*schema.input_signature(), *opts.extra_columns]))
     names = [*inputs, schema.label] + ([schema.feedback] if weights is not None else [])
     parse = compiled_parser(data_dir, meta, schema, tuple(dict.fromkeys(names)))
     label_name, feedback_name = schema.label, schema.feedback
@@ -352,50 +257,57 @@ def make_dataset_fn(
 
     # Records are parsed in groups of about one shuffle window (or a few batches).
     rows_per_record = int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD))
-    window = shuffle_buffer if shuffle else max(batch_size, 4096)
+    window = opts.shuffle_buffer if shuffle else max(batch_size, 4096)
     group = max(1, -(-window // rows_per_record))
 
     def parsed_groups(shuffle_files: bool, seed: int | None, ordered: bool) -> tf.data.Dataset:
-        if rows is not None:
-            records = interleaved_records(files, False, None, num_parallel_reads, True).batch(group)
-            count_rows = compiled_parser(data_dir, meta, schema, (schema.label,))
-            if selected is not None:
-                return _row_subset(records, parse, count_rows, selected)
-            return _row_range(records, parse, count_rows, *rows)
+        if rows is not None or not shuffle_files:
+            return ordered_groups(
+                data_dir,
+                meta,
+                schema,
+                split,
+                parse,
+                group=group,
+                rows=rows,
+                parallel=opts.num_parallel_reads,
+            )
         ds = interleaved_records(
-            files, shuffle_files, seed, num_parallel_reads, ordered, reshuffle_each_iteration
+            files, True, seed, opts.num_parallel_reads, ordered, opts.reshuffle_each_iteration
         ).batch(group)
         return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
 
     cached = None
-    if cache:
+    if opts.cache:
         cached = parsed_groups(False, None, True).cache()
         for _ in cached:  # fills the cache now, so that no iterator stops it half-way
             pass
 
     def pipeline(seed: int | None) -> tf.data.Dataset:
         ordered = (
-            True if not shuffle else (seed is not None if deterministic is None else deterministic)
+            True
+            if not shuffle
+            else (seed is not None if opts.deterministic is None else opts.deterministic)
         )
         if cached is None:
             ds = parsed_groups(shuffle, seed, ordered)
         elif shuffle and rows is None:
             groups = max(1, -(-count // (group * rows_per_record)))
             ds = cached.shuffle(
-                groups, seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
+                groups, seed=seed, reshuffle_each_iteration=opts.reshuffle_each_iteration
             )
         else:
             ds = cached
         if shuffle:
-            ds = _shuffled_rows(ds, seed, reshuffle_each_iteration)
-        if repeat:
+            ds = _shuffled_rows(ds, seed, opts.reshuffle_each_iteration)
+        if opts.repeat:
             ds = ds.repeat()
         # rebatch(n) == unbatch().batch(n), without per-row elements.
-        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-        if not repeat:
+        ds = ds.rebatch(batch_size, drop_remainder=opts.drop_remainder)
+        if not opts.repeat:
             # TFRecord readers cannot know their length; meta.json does. With it, Keras
             # shows a complete progress bar and does not warn that the data ran out.
-            batches = count // batch_size if drop_remainder else -(-count // batch_size)
+            batches = count // batch_size if opts.drop_remainder else -(-count // batch_size)
             ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
         ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
         options = tf.data.Options()

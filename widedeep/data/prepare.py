@@ -70,7 +70,8 @@ from widedeep.data.feedback_log import (
     read_csv_with_header,
 )
 from widedeep.data.tables import EVENT_ROW, ColumnChunks, Lookup
-from widedeep.io import NoSpaceError, directory_lock, is_out_of_space
+from widedeep.directory_lock import directory_lock
+from widedeep.safe_output import NoSpaceError, is_out_of_space
 from widedeep.schema import FEEDBACK_SEQUENCES, MISSING_INT
 
 __all__ = [

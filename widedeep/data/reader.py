@@ -1,9 +1,10 @@
-"""Reading a dataset directory (`widedeep.data.dataset_format`): validation and whole columns.
+"""Reading a dataset directory (`widedeep.data.dataset_format`): checks and rows in order.
 
 `load_dataset_dir` loads and validates the schema and meta, `check_columns` checks
-a split's records against a schema, and `read_columns` / `column_batches` read
-columns in write order. The record parser and the interleaved read of the shards
-are shared with the training pipeline (`widedeep.data.pipeline`).
+a split's records against a schema and `check_tfrecord_file` a shard's framing.
+`read_split` is the one ordered reader of a split (whole or some of its rows, in
+write order); `read_columns` reads whole columns through it. The training pipeline
+(`widedeep.data.pipeline`) reads in order with the same `ordered_groups`.
 """
 
 from __future__ import annotations
@@ -30,22 +31,22 @@ from widedeep.data.dataset_format import (
     DatasetError,
     expected_columns,
 )
-from widedeep.data.tables import Lookup, LookupGather, load_tables, lookups_of
-from widedeep.schema import (
-    MISSING_INT,
-    CategoricalFeature,
-    NumericFeature,
-    Schema,
-    SchemaError,
-)
+from widedeep.data.record_parser import Parser, compiled_parser, directory_parser
+from widedeep.data.tables import lookups_of
+from widedeep.errors import WidedeepError
+from widedeep.schema import Schema, SchemaError
 
 __all__ = [
+    "DamagedFileError",
+    "Rows",
     "check_columns",
-    "column_batches",
-    "compiled_parser",
+    "check_rows",
+    "check_tfrecord_file",
     "interleaved_records",
     "load_dataset_dir",
+    "ordered_groups",
     "read_columns",
+    "read_split",
     "split_files",
 ]
 
@@ -138,7 +139,7 @@ def _load_dataset_dir(data_dir: str, stats: tuple) -> tuple[Schema, dict[str, An
     return schema, meta
 
 
-def split_files(data_dir: str, meta: dict[str, Any], split: str) -> list[str]:
+def split_files(data_dir: str, meta: Mapping[str, Any], split: str) -> list[str]:
     """The shard paths of `split`, in file order (`meta` from `load_dataset_dir`).
 
     Raises:
@@ -218,163 +219,168 @@ def check_columns(data_dir: str | os.PathLike, split: str, schema: Schema | None
         )
 
 
-def _tf_dtype(kind: str) -> tf.DType:
-    return {INT64: tf.int64, FLOAT: tf.float32, BYTES: tf.string}[kind]
+class DamagedFileError(WidedeepError, ValueError):
+    """An input file that is truncated or otherwise not in its format; the message names it."""
 
 
-def _missing_value(feature: CategoricalFeature) -> int | bytes:
-    return feature.missing_value.encode() if feature.dtype == "string" else MISSING_INT
+def check_tfrecord_file(path: str | os.PathLike) -> None:
+    """Checks that a TFRecord file is a whole sequence of records (catches truncated shards).
 
+    Walks the record headers (an 8-byte length and a 4-byte checksum before each
+    payload) without reading the payloads, so it costs one seek per record. A
+    file cut short, or with a length that points past its end, is reported;
+    a flipped byte inside a payload is caught later by TensorFlow's checksums.
 
-def _parse_spec(
-    schema: Schema,
-    names: Sequence[str],
-    stored: Mapping[str, str] | None = None,
-    lookups: Mapping[str, Lookup] | None = None,
-):
-    """`(parse_example spec, {sequence input: (missing value, max_length)})` for `names`.
+    Args:
+        path: the TFRecord file.
 
-    A lookup column adds its record columns (row, or end and count) to the spec.
+    Raises:
+        DamagedFileError: one line naming the file and the byte offset of the damage.
     """
-    spec: dict[str, Any] = {}
-    lookups = lookups or {}
-    padded: dict[str, tuple[Any, int]] = {}
-    scalars = schema.features
-    sequence_inputs = {
-        s.input_name(item): (schema.feature(item), s.max_length)
-        for s in schema.sequences
-        for item in s.item_features
-    }
-
-    def ragged(dtype: tf.DType) -> tf.io.RaggedFeature:
-        return tf.io.RaggedFeature(dtype=dtype, row_splits_dtype=tf.int64)
-
-    for name in names:
-        if name in lookups:
-            for source in lookups[name].sources:
-                spec[source] = ragged(tf.int64)
-            if name in sequence_inputs:
-                feature, length = sequence_inputs[name]
-                padded[name] = (_missing_value(feature), length)
-        elif name in sequence_inputs:
-            feature, length = sequence_inputs[name]
-            spec[name] = ragged(tf.string if feature.dtype == "string" else tf.int64)
-            spec[name + LENGTH_SUFFIX] = ragged(tf.int64)
-            padded[name] = (_missing_value(feature), length)
-        elif name in scalars:
-            feature = scalars[name]
-            if isinstance(feature, NumericFeature):
-                spec[name] = ragged(tf.float32)
-            else:
-                spec[name] = ragged(tf.string if feature.dtype == "string" else tf.int64)
-        elif name in (schema.label, schema.feedback, schema.group_key):
-            spec[name] = ragged(tf.int64)
-        elif stored is not None and name in stored and stored[name] != "empty":
-            spec[name] = ragged(_tf_dtype(stored[name]))
-        else:
-            raise DatasetError(f"column '{name}' is not in the schema nor in the records")
-    return spec, padded
-
-
-def _parser(
-    schema: Schema,
-    names: Sequence[str],
-    stored: Mapping[str, str] | None = None,
-    lookups: Mapping[str, Lookup] | None = None,
-    tables: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-):
-    """A function from a vector of serialised records to `{column: [rows, ...]}` tensors.
-
-    Rows come in record order; sequences are right-padded with the missing value
-    (and truncated) to `[rows, max_length]`. Lookup columns are read from `tables`
-    (`widedeep.data.tables.load_tables`).
-    """
-    lookups = {name: lookups[name] for name in names if name in (lookups or {})}
-    spec, padded = _parse_spec(schema, names, stored, lookups)
-    record_names = [n for n in names if n not in lookups]
-    record_names += [s for n in names if n in lookups for s in lookups[n].sources]
-    record_names = list(dict.fromkeys(record_names))
-    gather = LookupGather(lookups, tables or {}, padded)
-
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = tf.io.parse_example(serialized, spec)
-        out = {}
-        # Every record holds every column for all of its rows (the writer guarantees it);
-        # a record that does not (written by other code, or damaged) must not shift rows
-        # between columns, so the row counts are checked against the first column's.
-        first = record_names[0]
-        rows = tf.size(parsed[first + LENGTH_SUFFIX if first in padded else first].flat_values)
-        for name in record_names:
-            values = parsed[name].flat_values
-            count = values
-            if name in padded:
-                missing, length = padded[name]
-                lengths = parsed[name + LENGTH_SUFFIX].flat_values
-                tf.debugging.assert_equal(
-                    tf.reduce_sum(lengths),
-                    tf.size(values, out_type=lengths.dtype),
-                    message=f"dataset records: column '{name}' has a different number of "
-                    f"items than its '{name}{LENGTH_SUFFIX}' counts",
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    offset = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise DamagedFileError(
+                    f"damaged shard {path}: truncated record header at byte {offset} "
+                    f"(the file has {size} bytes); write the dataset again"
                 )
-                count = lengths
-                values = tf.RaggedTensor.from_row_lengths(values, lengths, validate=False)
-                values = values.to_tensor(default_value=missing, shape=[None, length])
-            tf.debugging.assert_equal(
-                tf.size(count),
-                rows,
-                message=f"dataset records: column '{name}' does not have one value per row "
-                f"(compared with column '{first}'); the records are damaged or were not written "
-                "by widedeep.data.writer.DatasetWriter",
-            )
-            out[name] = values
-        out.update(gather(out))
-        return {name: out[name] for name in names}
-
-    return parse
+            length = int.from_bytes(header[:8], "little")
+            end = offset + 12 + length + 4
+            if end > size:
+                raise DamagedFileError(
+                    f"damaged shard {path}: the record at byte {offset} needs {length} bytes but "
+                    f"the file ends at byte {size} (truncated); write the dataset again"
+                )
+            f.seek(end)
+            offset = end
 
 
-_COMPILED_PARSERS: dict[tuple[Any, ...], tuple[Schema, Any]] = {}
+# ------------------------------------------------------------------ reading rows in order
+Rows = tuple[int, int] | np.ndarray
+"""Rows of a split: a range `(start, stop)`, or a sorted 1-D array of distinct row numbers."""
 
 
-def _dir_parser(
-    data_dir: str,
-    meta: Mapping[str, Any],
-    schema: Schema,
-    names: Sequence[str],
-    stored: Mapping[str, str] | None = None,
-):
-    """`_parser` for the records of `data_dir`, its lookup columns read from its tables."""
-    lookups = {n: v for n, v in lookups_of(meta).items() if n in names}
-    tables = load_tables(data_dir, meta) if lookups else {}
-    return _parser(schema, names, stored, lookups, tables)
+def check_rows(rows: Rows | None, total: int, split: str) -> int:
+    """Checks a choice of rows against a split of `total` rows; returns how many it keeps.
 
+    Args:
+        rows: a range `(start, stop)` with `0 <= start <= stop <= total`, a sorted 1-D
+            integer array of distinct row numbers in `[0, total)`, or None for every row.
+        total: the split's rows.
+        split: its name, for the message.
 
-def compiled_parser(
-    data_dir: str, meta: Mapping[str, Any], schema: Schema, names: tuple[str, ...]
-) -> Any:
-    """`_dir_parser` as one `tf.function`, traced once per `Schema` object, directory and columns.
+    Returns:
+        The number of rows chosen.
 
-    `Dataset.map` traces the Python function it is given every time; the parser of
-    a real schema is a few thousand graph operations (seconds), and `widedeep train`
-    builds one pipeline per epoch. Mapping a traced `tf.function` instead only adds
-    a call to it (and its tables are loaded once). The cache holds the schema
-    itself, so its key (the object's id) cannot be reused by another schema while
-    the entry lives; the key has the time `meta.json` was written, so a directory
-    written again gets a new parser.
+    Raises:
+        ValueError: naming what is wrong with `rows`.
     """
-    meta_time = os.stat(os.path.join(data_dir, META_FILE)).st_mtime_ns
-    key = (id(schema), names, os.path.realpath(data_dir), meta_time)
-    cached = _COMPILED_PARSERS.get(key)
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    parse = tf.function(
-        _dir_parser(data_dir, meta, schema, list(names)),
-        input_signature=[tf.TensorSpec([None], tf.string)],
+    if rows is None:
+        return total
+    if isinstance(rows, np.ndarray):
+        if not (
+            rows.ndim == 1
+            and np.issubdtype(rows.dtype, np.integer)
+            and (not rows.size or (rows[0] >= 0 and rows[-1] < total))
+            and bool(np.all(np.diff(rows) > 0))
+        ):
+            raise ValueError(
+                f"rows as an array must hold sorted, distinct row numbers in [0, {total}) (rows "
+                f"of split '{split}'). Received: an array of shape {rows.shape}, dtype "
+                f"{rows.dtype}"
+            )
+        return len(rows)
+    start, stop = rows
+    if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= total):
+        raise ValueError(
+            f"rows must be (start, stop) with 0 <= start <= stop <= {total} (rows of split "
+            f"'{split}'). Received: rows={rows!r}"
+        )
+    return stop - start
+
+
+def _group_offsets(records: tf.data.Dataset, count: Any) -> tf.data.Dataset:
+    """`(offset, rows, group)` per group of serialized records: its first row number and rows.
+
+    Each group's rows are counted with `count` (a parser of one scalar column, cheap).
+    """
+
+    def counted(group: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.shape(next(iter(count(group).values())), out_type=tf.int64)[0], group
+
+    def offsets(offset: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]):
+        rows, group = element
+        return offset + rows, (offset, rows, group)
+
+    return records.map(counted).scan(tf.constant(0, tf.int64), offsets)
+
+
+def _row_range(
+    records: tf.data.Dataset, parse: Any, count: Any, start: int, stop: int
+) -> tf.data.Dataset:
+    """Rows `start <= i < stop`, in order, from a dataset of groups of serialized records.
+
+    Only the groups that hold rows of the range are parsed with `parse`, and reading
+    stops after the last of them.
+    """
+    start_t, stop_t = tf.constant(start, tf.int64), tf.constant(stop, tf.int64)
+    return (
+        _group_offsets(records, count)
+        .take_while(lambda offset, rows, group: offset < stop)
+        .filter(lambda offset, rows, group: offset + rows > start)
+        .map(
+            lambda offset, rows, group: _cut_rows(offset, parse(group), start_t, stop_t),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
     )
-    if len(_COMPILED_PARSERS) >= 16:
-        _COMPILED_PARSERS.pop(next(iter(_COMPILED_PARSERS)))
-    _COMPILED_PARSERS[key] = (schema, parse)
-    return parse
+
+
+def _row_subset(
+    records: tf.data.Dataset, parse: Any, count: Any, selected: np.ndarray
+) -> tf.data.Dataset:
+    """The rows marked in the boolean `selected` (one entry per row), in order.
+
+    As `_row_range`: only the groups that hold a marked row are parsed, and reading
+    stops after the last of them.
+    """
+    marked = np.flatnonzero(selected)
+    last = int(marked[-1]) if len(marked) else -1
+    mask = tf.constant(selected, tf.bool)
+    return (
+        _group_offsets(records, count)
+        .take_while(lambda offset, rows, group: offset <= last)
+        .filter(lambda offset, rows, group: tf.reduce_any(mask[offset : offset + rows]))
+        .map(
+            lambda offset, rows, group: _keep_rows(parse(group), mask[offset : offset + rows]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    )
+
+
+# The per-column steps below are module-level `tf.function`s: traced once per column
+# layout, so that every later pipeline over the same columns (one per training epoch)
+# only adds a call to them instead of re-creating their operations.
+@tf.function
+def _cut_rows(
+    offset: tf.Tensor, columns: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """Rows `start - offset <= i < stop - offset` of one group that begins at row `offset`."""
+    count = tf.shape(next(iter(columns.values())), out_type=tf.int64)[0]
+    lo = tf.maximum(start - offset, 0)
+    hi = tf.minimum(stop - offset, count)
+    return {name: values[lo:hi] for name, values in columns.items()}
+
+
+@tf.function
+def _keep_rows(columns: dict[str, tf.Tensor], keep: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The rows of one group where `keep` is True."""
+    return {name: tf.boolean_mask(values, keep) for name, values in columns.items()}
 
 
 def interleaved_records(
@@ -384,7 +390,7 @@ def interleaved_records(
     parallel: int | None,
     deterministic: bool,
     reshuffle: bool = True,
-):
+) -> tf.data.Dataset:
     """Records of `files` interleaved one at a time, which restores write order when not shuffled.
 
     `parallel=None` interleaves in the calling thread: on a few cores that costs about half
@@ -403,6 +409,126 @@ def interleaved_records(
     )
 
 
+def ordered_groups(
+    data_dir: str,
+    meta: Mapping[str, Any],
+    schema: Schema,
+    split: str,
+    parse: Parser,
+    *,
+    group: int,
+    rows: Rows | None = None,
+    parallel: int | None = None,
+) -> tf.data.Dataset:
+    """Parsed groups of `group` records of a split, in write order, holding only `rows`.
+
+    The ordered read under `read_split` and `make_dataset(..., shuffle=False)` (or with
+    `rows`). With `rows`, each group's rows are counted with a parser of the label alone
+    and only the groups that hold chosen rows are parsed with `parse`; reading stops
+    after the last of them.
+
+    Args:
+        data_dir: the dataset directory.
+        meta: its `meta.json`.
+        schema: the schema (its label counts rows).
+        split: the split.
+        parse: the record parser (`widedeep.data.record_parser`).
+        group: records per group.
+        rows: the rows to keep, already checked with `check_rows`; None keeps all.
+        parallel: shards read in parallel (`interleaved_records`).
+
+    Returns:
+        A `tf.data.Dataset` of `{column: [rows, ...]}` groups.
+    """
+    files = split_files(data_dir, meta, split)
+    records = interleaved_records(files, False, None, parallel, True).batch(group)
+    if rows is None:
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    count = compiled_parser(data_dir, meta, schema, (schema.label,))
+    if isinstance(rows, np.ndarray):
+        selected = np.zeros(int(meta["splits"][split]["examples"]), bool)
+        selected[rows] = True
+        return _row_subset(records, parse, count, selected)
+    return _row_range(records, parse, count, *rows)
+
+
+def read_split(
+    data_dir: str | os.PathLike,
+    split: str,
+    columns: Sequence[str],
+    *,
+    rows: Rows | None = None,
+    batch_size: int | None = None,
+    group_rows: int = 8192,
+) -> tf.data.Dataset:
+    """The rows of a split in write order, as `{column: tensor}` batches.
+
+    The one ordered reader of a split: `read_columns`, evaluation and calibration
+    (`widedeep.evaluation.predict_split`) and `widedeep predict`
+    (`widedeep.export.predict_to_file`) read through it, and `make_dataset` reads the
+    same way without `shuffle`, so all of them see the rows in one order. A split of
+    any size is read in bounded memory, a group of whole records at a time.
+
+    Schema inputs come as `make_dataset` gives them (sequences padded to
+    `[n, max_length]`, strings as `tf.string`); other columns (label, feedback, group
+    key, extras such as `true_probability`) must be scalars.
+
+    Args:
+        data_dir: the dataset directory.
+        split: e.g. `"test"`.
+        columns: the column names.
+        rows: only these rows: a range `(start, stop)` or a sorted array of row numbers
+            (`Rows`, e.g. `widedeep.data.carve.validation_carve`'s).
+        batch_size: rows per batch (the last one may be smaller). None: each batch is
+            one group of whole records, the cheapest to read.
+        group_rows: about how many rows are parsed at a time (rounded to whole records).
+
+    Returns:
+        A `tf.data.Dataset` of `{name: tf.Tensor}` batches.
+
+    Raises:
+        DatasetError: naming the split, or the columns absent from the records.
+        ValueError: if `rows` or `batch_size` is out of range.
+
+    Example:
+
+    ```python
+    for batch in read_split("data/sim", "test", ["user_id", "label"], batch_size=4096):
+        ...
+    ```
+    """
+    data_dir = os.fspath(data_dir)
+    schema, meta = load_dataset_dir(data_dir)
+    files = split_files(data_dir, meta, split)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be an int >= 1. Received: batch_size={batch_size!r}")
+    check_rows(rows, meta["splits"][split]["examples"], split)
+    columns = list(dict.fromkeys(columns))
+    stored = None
+    if meta["splits"][split]["examples"]:
+        path, example = _first_example(data_dir, split, files)
+        stored = _stored_kinds(example)
+        lookups = lookups_of(meta)
+        absent = [
+            c
+            for c in columns
+            if not (c in stored or (c in lookups and set(lookups[c].sources) <= set(stored)))
+        ]
+        if absent:
+            raise DatasetError(
+                f"dataset {data_dir}: split '{split}': no columns {absent} in the records "
+                f"(first record of {path} has {sorted(stored)})"
+            )
+    parse = directory_parser(data_dir, meta, schema, columns, stored)
+    group = max(1, group_rows // int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD)))
+    ds = ordered_groups(
+        data_dir, meta, schema, split, parse, group=group, rows=rows, parallel=tf.data.AUTOTUNE
+    )
+    if batch_size is not None:
+        ds = ds.rebatch(batch_size)
+    return ds.prefetch(2)
+
+
 def read_columns(
     data_dir: str | os.PathLike, split: str, columns: Sequence[str]
 ) -> dict[str, np.ndarray]:
@@ -411,7 +537,7 @@ def read_columns(
     Schema inputs read as `make_dataset` gives them (sequences padded to
     `[N, max_length]`, defaults for missing scalars); other columns (label,
     feedback, group key, extras such as `true_probability`) must be scalars.
-    Strings come back as `bytes` objects.
+    Strings come back as `bytes` objects. The columns are read with `read_split`.
 
     Args:
         data_dir: the dataset directory.
@@ -428,72 +554,18 @@ def read_columns(
     schema, meta = load_dataset_dir(data_dir)
     split_files(data_dir, meta, split)  # names a missing split
     columns = list(dict.fromkeys(columns))
-    if not meta["splits"][split].get("examples", 1):
-        lookups = lookups_of(meta)
-        known = [c for c in columns if c in expected_columns(schema) and c not in lookups]
-        spec, padded = _parse_spec(schema, known)
-        empty: dict[str, np.ndarray] = {}
-        for name in columns:
-            if name in lookups:
-                lookup = lookups[name]
-                kind = meta["tables"][lookup.table]["columns"][lookup.column]
-                dtype = object if kind == BYTES else _tf_dtype(kind).as_numpy_dtype
-                shape = schema.input_signature()[name][0] if lookup.is_sequence else ()
-                empty[name] = np.zeros((0, *shape), dtype=dtype)
-            elif name not in spec:
-                empty[name] = np.zeros(0)
-            else:
-                dtype = spec[name].dtype.as_numpy_dtype
-                shape = (0, padded[name][1]) if name in padded else (0,)
-                empty[name] = np.zeros(shape, dtype=object if dtype is object else dtype)
-        return empty
+    if not meta["splits"][split]["examples"]:
+        # No record says what an extra column holds: those come back as empty floats.
+        known = [c for c in columns if c in expected_columns(schema) or c in lookups_of(meta)]
+        spec = read_split(data_dir, split, known).element_spec if known else {}
+        return {
+            name: np.zeros((0, *spec[name].shape[1:]), spec[name].dtype.as_numpy_dtype)
+            if name in spec
+            else np.zeros(0)
+            for name in columns
+        }
     chunks: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    for batch in column_batches(data_dir, split, columns):
+    for batch in read_split(data_dir, split, columns):
         for name in columns:
             chunks[name].append(batch[name].numpy())
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
-
-
-def column_batches(
-    data_dir: str | os.PathLike, split: str, columns: Sequence[str], rows: int = 8192
-) -> tf.data.Dataset:
-    """Streams columns of a non-empty split as `{name: [about rows, ...]}` groups, in write order.
-
-    The rows come as `read_columns` returns them (sequences padded to
-    `[n, max_length]`, strings as `tf.string`), a group of whole records (about
-    `rows` rows) at a time, so a split of any size is read in bounded memory.
-
-    Args:
-        data_dir: the dataset directory.
-        split: e.g. `"test"`.
-        columns: the column names.
-        rows: about how many rows each group holds (rounded to whole records).
-
-    Returns:
-        A `tf.data.Dataset` of `{name: tf.Tensor}` groups.
-
-    Raises:
-        DatasetError: naming the columns absent from the records, or if the split is empty.
-    """
-    data_dir = os.fspath(data_dir)
-    schema, meta = load_dataset_dir(data_dir)
-    files = split_files(data_dir, meta, split)
-    columns = list(dict.fromkeys(columns))
-    path, example = _first_example(data_dir, split, files)
-    stored = _stored_kinds(example)
-    lookups = lookups_of(meta)
-    absent = [
-        c
-        for c in columns
-        if not (c in stored or (c in lookups and set(lookups[c].sources) <= set(stored)))
-    ]
-    if absent:
-        raise DatasetError(
-            f"dataset {data_dir}: split '{split}': no columns {absent} in the records "
-            f"(first record of {path} has {sorted(stored)})"
-        )
-    parse = _dir_parser(data_dir, meta, schema, columns, stored)
-    group = max(1, rows // int(meta.get("rows_per_record", DEFAULT_ROWS_PER_RECORD)))
-    ds = interleaved_records(files, False, None, tf.data.AUTOTUNE, True).batch(group)
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(2)

@@ -671,11 +671,11 @@ def simulate_dataset(
         (the full config) and `splits`.
 
     Raises:
-        widedeep.io.DirectoryBusyError: if another process writes into `out_dir`.
-        widedeep.io.NoSpaceError: if the disk fills up (the partial dataset is removed).
+        widedeep.directory_lock.DirectoryBusyError: if another process writes into `out_dir`.
+        widedeep.safe_output.NoSpaceError: if the disk fills up (the partial dataset is removed).
     """
     from widedeep.data.writer import DatasetWriter
-    from widedeep.io import directory_lock
+    from widedeep.directory_lock import directory_lock
 
     config = config or SimulatorConfig()
     with directory_lock(out_dir, "--out", "simulate"):

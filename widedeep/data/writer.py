@@ -23,7 +23,7 @@ from widedeep.data.dataset_format import (
 )
 from widedeep.data.example_encoder import column_data, encode_records
 from widedeep.data.tables import TABLES_DIR, ColumnChunks, Lookup, table_files, write_table
-from widedeep.io import no_space_as_error, sync_to_disk, write_json
+from widedeep.safe_output import no_space_as_error, sync_to_disk, write_json
 from widedeep.schema import Schema
 
 __all__ = ["DEFAULT_NUM_SHARDS", "DatasetWriter"]
@@ -63,7 +63,7 @@ class DatasetWriter:
     raises, it removes every file it wrote (`abort`).
 
     When the disk fills up, whatever the writer wrote is removed and a
-    `widedeep.io.NoSpaceError` names the directory and about how much the
+    `widedeep.safe_output.NoSpaceError` names the directory and about how much the
     dataset needs (from the bytes per row so far and `expected_rows`).
 
     Args:
@@ -235,18 +235,16 @@ class DatasetWriter:
                 )
         if num_rows == 0:
             return
-        buffer, ends = encode_records(data, num_rows, self.rows_per_record)
-        self._record_bytes += len(buffer) + _RECORD_OVERHEAD * len(ends)
+        records = encode_records(data, num_rows, self.rows_per_record)
+        self._record_bytes += sum(map(len, records)) + _RECORD_OVERHEAD * len(records)
         self._rows[split] += num_rows
         with self._no_space():
             writes = [w.write for w in self._open(split)]
             count = len(writes)
             first = self._records[split]
-            begin = 0
-            for i, end in enumerate(ends.tolist()):
-                writes[(first + i) % count](buffer[begin:end])
-                begin = end
-        self._records[split] = first + len(ends)
+            for i, record in enumerate(records):
+                writes[(first + i) % count](record)
+        self._records[split] = first + len(records)
 
     def write_table(self, name: str, columns: Mapping[str, Any]) -> None:
         """Writes a table that lookup columns read (see `widedeep.data.tables`).

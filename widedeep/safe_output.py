@@ -1,28 +1,28 @@
-"""Crash-safe output: whole files or none, one line when the disk is full, one process per directory.
+"""Crash-safe output files: whole files or none, and one line when the disk is full.
 
 Every file a run writes goes through `atomic_path`: it is written under a
 temporary name in the same directory, flushed to the disk (`fsync`) and moved
 over the target with `os.replace`, which is atomic on POSIX file systems, and
 the directory is synced so that the rename survives a power cut. A process
 killed while saving leaves the previous file (or none), never a truncated one
-that loads as a corrupt model. A dataset directory is written as one unit: its
-shards and tables are synced, and its `meta.json` appears last (see
-`widedeep.data.writer.DatasetWriter`).
+that loads as a corrupt model. `write_json` is the one JSON writer (run files,
+dataset `schema.json` and `meta.json`, search records). A dataset directory is
+written as one unit: its shards and tables are synced, and its `meta.json`
+appears last (see `widedeep.data.writer.DatasetWriter`).
 
 Running out of disk space (`ENOSPC`, a quota, or TensorFlow's
 `ResourceExhaustedError` saying so) while writing becomes a `NoSpaceError`
 naming the output and about how much it needs, after what was half written is
-removed. `directory_lock` keeps a second process out of a directory in use.
+removed. `widedeep.directory_lock` keeps a second process out of a directory in use.
 
 Example:
 
 ```python
-from widedeep.io import atomic_path, directory_lock, write_json
+from widedeep.safe_output import atomic_path, write_json
 
-with directory_lock("runs/wd", "--out"):
-    write_json("runs/wd/metrics.json", {"auc": 0.71})
-    with atomic_path("runs/wd/model.keras") as tmp:
-        model.save(tmp)
+write_json("runs/wd/metrics.json", {"auc": 0.71})
+with atomic_path("runs/wd/model.keras") as tmp:
+    model.save(tmp)
 ```
 """
 
@@ -45,15 +45,10 @@ import numpy as np
 from widedeep.errors import WidedeepError
 
 __all__ = [
-    "LOCK_FILE",
-    "DamagedFileError",
-    "DirectoryBusyError",
     "NoSpaceError",
     "OutputError",
     "atomic_path",
-    "check_tfrecord_file",
     "check_writable_dir",
-    "directory_lock",
     "is_out_of_space",
     "no_space_as_error",
     "remove_path",
@@ -62,19 +57,12 @@ __all__ = [
     "write_json",
 ]
 
-LOCK_FILE = ".widedeep.lock"
-"""The lock file `directory_lock` keeps in a directory while a process works in it."""
-
 _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
 class OutputError(WidedeepError, ValueError):
     """An output path that cannot be written (a file where a directory should be, no permission)."""
-
-
-class DamagedFileError(WidedeepError, ValueError):
-    """An input file that is truncated or otherwise not in its format; the message names it."""
 
 
 class NoSpaceError(OutputError):
@@ -96,10 +84,6 @@ class NoSpaceError(OutputError):
             f"no space left on device while writing {self.path} (about {size} MB needed); "
             f"free space or choose another {flag}"
         )
-
-
-class DirectoryBusyError(OutputError):
-    """Another process holds the lock of a directory (see `directory_lock`); the message names it."""
 
 
 def is_out_of_space(error: BaseException) -> bool:
@@ -392,120 +376,3 @@ def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
         if is_out_of_space(e):
             raise NoSpaceError(path, 0, flag) from None
         raise OutputError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
-
-
-def _lock_holder(fd: int) -> str:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 4096).decode(errors="replace").split()
-    if not text:
-        return "pid unknown"
-    return f"pid {text[0]}" + (f", widedeep {' '.join(text[1:])}" if len(text) > 1 else "")
-
-
-@contextlib.contextmanager
-def directory_lock(
-    path: str | os.PathLike, flag: str, command: str = "", lock_file: str = LOCK_FILE
-) -> Iterator[None]:
-    """Holds an exclusive lock on directory `path` (created if needed) while the block runs.
-
-    The lock is an `fcntl.flock` on `path/lock_file`: the operating system
-    releases it when the holder exits, however it ends, so a killed run never
-    blocks the next one. The holder's pid is written in the file for the message
-    only. The file is removed when the block ends, and `path` too if this call
-    created it and it is left empty (a run that failed before writing anything).
-
-    Args:
-        path: the directory.
-        flag: the command-line flag naming it, for the messages (e.g. `"--out"`).
-        command: what the holder does (e.g. `"train"`), shown to a process refused.
-        lock_file: the lock file's name inside `path`.
-
-    Returns:
-        A context manager.
-
-    Raises:
-        DirectoryBusyError: at once, naming the holder's pid, when another process
-            holds the lock.
-        OutputError: when `path` is a file or cannot be written.
-
-    Example:
-
-    ```python
-    with directory_lock("runs/wd", "--out", "train"):
-        ...  # a second `widedeep train --out runs/wd` now exits 2 at once
-    ```
-    """
-    import fcntl  # POSIX
-
-    path = os.fspath(path)
-    created = not os.path.lexists(path)
-    check_writable_dir(path, flag)
-    lock_path = os.path.join(path, lock_file)
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise DirectoryBusyError(
-                f"{flag} {path} is in use by another process ({holder}): wait for it to end "
-                f"or choose another {flag}"
-            ) from None
-        # The holder removes the file as it releases the lock: a lock taken on a file that
-        # is no longer (or no longer the one) at `lock_path` locks nothing; take it again.
-        try:
-            current = os.stat(lock_path)
-        except FileNotFoundError:
-            current = None
-        if current is not None and os.path.samestat(current, os.fstat(fd)):
-            break
-        os.close(fd)
-    try:
-        with no_space_as_error(lock_path, 0, flag):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {command}".strip().encode())
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(lock_path)  # while still holding the lock (see above)
-        os.close(fd)
-        if created:
-            with contextlib.suppress(OSError):  # only when empty
-                os.rmdir(path)
-
-
-def check_tfrecord_file(path: str | os.PathLike) -> None:
-    """Checks that a TFRecord file is a whole sequence of records (catches truncated shards).
-
-    Walks the record headers (an 8-byte length and a 4-byte checksum before each
-    payload) without reading the payloads, so it costs one seek per record. A
-    file cut short, or with a length that points past its end, is reported;
-    a flipped byte inside a payload is caught later by TensorFlow's checksums.
-
-    Args:
-        path: the TFRecord file.
-
-    Raises:
-        DamagedFileError: one line naming the file and the byte offset of the damage.
-    """
-    path = os.fspath(path)
-    size = os.path.getsize(path)
-    offset = 0
-    with open(path, "rb") as f:
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise DamagedFileError(
-                    f"damaged shard {path}: truncated record header at byte {offset} "
-                    f"(the file has {size} bytes); write the dataset again"
-                )
-            length = int.from_bytes(header[:8], "little")
-            end = offset + 12 + length + 4
-            if end > size:
-                raise DamagedFileError(
-                    f"damaged shard {path}: the record at byte {offset} needs {length} bytes but "
-                    f"the file ends at byte {size} (truncated); write the dataset again"
-                )
-            f.seek(end)
-            offset = end
