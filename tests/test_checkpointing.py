@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-import widedeep  # noqa: F401  (registers the custom objects)
+import widedeep.models  # noqa: F401  (registers the custom objects)
 from tests.conftest import start_widedeep
 from widedeep.checkpointing import epoch_seed
 from widedeep.cli import EXIT_DIVERGED, main

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import widedeep  # noqa: F401  (registers the custom objects)
+import widedeep.models  # noqa: F401  (registers the custom objects)
 from tests.conftest import start_widedeep
 from widedeep import export as export_module
 from widedeep.cli import EXIT_NO_SPACE, EXIT_USAGE, main

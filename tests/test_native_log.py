@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from widedeep._native_log import filtered_native_stderr, keep_line
+from widedeep.cli.native_log import filtered_native_stderr, keep_line
 
 NATIVE = [
     b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
@@ -61,16 +61,25 @@ def test_debug_shows_everything(capfd, monkeypatch):
     assert capfd.readouterr().err == "".join(line.decode() for line in NATIVE + OURS)
 
 
-def test_importing_widedeep_prints_nothing():
-    """A fresh `import widedeep` on this machine writes nothing to stderr (TensorFlow's included)."""
+def test_quieting_tensorflow_prints_nothing():
+    """`widedeep` (the command) first imports TensorFlow quietly: nothing on stderr on this machine."""
     env = {
-        k: v for k, v in os.environ.items() if k not in ("WIDEDEEP_DEBUG", "TF_CPP_MIN_LOG_LEVEL")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WIDEDEEP_DEBUG", "TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")
     }
-    code = "import os, widedeep; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    code = (
+        "import os; from widedeep.cli.native_log import quiet_tensorflow; quiet_tensorflow(); "
+        "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), os.environ.get('KERAS_BACKEND'))"
     )
-    assert done.stdout == "3\n"  # TensorFlow's C++ logging off once it runs
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": os.getcwd()},
+        check=True,
+    )
+    assert done.stdout == "3 tensorflow\n"  # TensorFlow's C++ logging off once it runs
     if os.path.exists("/proc/driver/nvidia"):
         pytest.skip("this machine has an NVIDIA driver: its E lines are kept on purpose")
     assert done.stderr == ""

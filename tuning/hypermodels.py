@@ -28,6 +28,7 @@ from widedeep.callbacks import OptimizerLogger, ValidationGAUC
 from widedeep.data.carve import count_rows, validation_carve
 from widedeep.data.reader import Rows, load_dataset_dir
 from widedeep.data.training_pipelines import memory_cache_fits, training_datasets
+from widedeep.errors import UsageError
 from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.models.wide_deep import build_wide_deep
@@ -134,7 +135,7 @@ class TrialData:
     ) -> TrialData:
         """Carves the train split like `widedeep.training.train` (`widedeep.data.carve.validation_carve`)."""
         if not 0 < validation_fraction < 1:
-            raise ValueError(
+            raise UsageError(
                 "a search needs validation rows: validation_fraction must be in (0, 1). "
                 f"Received: validation_fraction={validation_fraction}"
             )

@@ -35,8 +35,8 @@ import keras_tuner as kt
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from tuning import _compat
 from tuning.hypermodels import TUNABLE_MODELS, CTRHyperModel, TrialData, get_hypermodel
-from widedeep import _compat
 from widedeep.data.carve import ValidationCarve, count_rows
 from widedeep.data.reader import load_dataset_dir
 from widedeep.safe_output import write_json

@@ -1,10 +1,10 @@
-"""The private Keras and KerasTuner APIs that widedeep uses, and only those, in one place.
+"""The private Keras APIs that widedeep uses, and only those, in one place.
 
-Everything else in `widedeep` and `tuning` uses public APIs. Each item below says why no public
-API serves and the versions it was checked against: Keras 3.14.0 to 3.15.1 (with TensorFlow
-2.18.1 and 2.21.0) and KerasTuner 1.4.7 and 1.4.8, which cover the range pinned in
-`pyproject.toml`. A Keras upgrade that breaks one of them breaks it here, and the test suite
-names which.
+Everything else in `widedeep` uses public APIs (`tuning`'s one private KerasTuner API is in
+`tuning/_compat.py`). Each item below says why no public API serves and the versions it was
+checked against: Keras 3.14.0 to 3.15.1 (with TensorFlow 2.18.1 and 2.21.0), which cover the
+range pinned in `pyproject.toml`. A Keras upgrade that breaks one of them breaks it here, and
+the test suite names which.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ __all__ = [
     "AllReduceHook",
     "ClipGradientsHook",
     "FirstReplicaSymbolicBuild",
-    "hparams_of_space",
     "inputs_per_example",
     "slot_owners",
     "slot_variable",
@@ -167,22 +166,3 @@ def slot_owners(optimizer: keras.optimizers.Optimizer) -> dict[int, keras.Variab
             if slot is not None:
                 owners[id(slot)] = variable
     return owners
-
-
-def hparams_of_space(space: Any, hparams_api: Any) -> list[Any]:
-    """TensorBoard `HParam`s of a KerasTuner search space, with KerasTuner's own domains.
-
-    KerasTuner logs each trial with the `HParam`s of its private
-    `tuner_utils.convert_hyperparams_to_hparams`; the HParams dashboard's config must declare the
-    same ones, and no public function builds them. Checked: KerasTuner 1.4.7 and 1.4.8.
-
-    Args:
-        space: the `keras_tuner.HyperParameters` of the search space.
-        hparams_api: `tensorboard.plugins.hparams.api`.
-
-    Returns:
-        One `hparams_api.HParam` per hyperparameter.
-    """
-    from keras_tuner.src.engine import tuner_utils
-
-    return list(tuner_utils.convert_hyperparams_to_hparams(space, hparams_api))

@@ -47,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from widedeep.errors import WidedeepError
 from widedeep.safe_output import no_space_as_error, remove_path, sync_to_disk, variables_bytes
 
 __all__ = [
@@ -61,11 +62,11 @@ __all__ = [
 ]
 
 
-class BackupMismatchError(ValueError):
+class BackupMismatchError(WidedeepError, ValueError):
     """The backup directory holds a run with other settings than the one being started."""
 
 
-class BackupDamagedError(ValueError):
+class BackupDamagedError(WidedeepError, ValueError):
     """No checkpoint in the backup directory reads; the message names it and says how to start afresh."""
 
 

@@ -31,6 +31,8 @@ import os
 
 import tensorflow as tf
 
+from widedeep.errors import UsageError
+
 __all__ = [
     "STRATEGIES",
     "get_strategy",
@@ -71,7 +73,7 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG")
     if not text:
-        raise ValueError(
+        raise UsageError(
             "--strategy multi_worker needs the TF_CONFIG environment variable (the cluster and "
             "this worker's task; see the README)"
         )
@@ -81,12 +83,12 @@ def _check_tf_config() -> None:
         task = config["task"]
         task["type"], int(task["index"])
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
+        raise UsageError(
             f"TF_CONFIG is not {{'cluster': {{'worker': [...]}}, 'task': {{'type': ..., "
             f"'index': ...}}}}: {e!r}"
         ) from None
     if not isinstance(workers, list) or not workers:
-        raise ValueError(
+        raise UsageError(
             f"TF_CONFIG: cluster.worker must list host:port addresses. Received: {workers!r}"
         )
 

@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from widedeep.errors import UsageError, WidedeepError
 from widedeep.safe_output import atomic_path, variables_bytes
 
 SERVING_SIGNATURE = "serving_default"
@@ -49,7 +50,7 @@ PROBABILITY = "probability"
 """The output key of both signatures."""
 
 
-class RequestError(ValueError):
+class RequestError(WidedeepError, ValueError):
     """A request whose features do not match the model's inputs; the message names the feature."""
 
 
@@ -65,7 +66,7 @@ def serving_input_spec(model: keras.Model) -> dict[str, tf.TensorSpec]:
     """
     inputs = model.input
     if not isinstance(inputs, dict):
-        raise ValueError(
+        raise UsageError(
             f"the model's inputs must be a dict of named raw features. Received: {type(inputs)}"
         )
     return {
@@ -255,9 +256,9 @@ def load_scorer(path: str | os.PathLike) -> tuple[Any, dict[str, tf.TensorSpec]]
 
         return score_saved_model, spec
     if os.path.isfile(path) and path.endswith(".keras"):
-        import widedeep  # noqa: F401  (registers the custom objects)
+        from widedeep.models import load_model
 
-        model = keras.models.load_model(path)
+        model = load_model(path)
         spec = serving_input_spec(model)
         call = tf.function(
             lambda features: tf.reshape(model(features, training=False), [-1]),
@@ -322,7 +323,7 @@ def _writer_type(path: str) -> type[_CsvWriter | _ParquetWriter]:
         return _ParquetWriter
     if path.endswith(".csv"):
         return _CsvWriter
-    raise ValueError(f"predict: --out must end in .csv or .parquet. Received: {path}")
+    raise UsageError(f"predict: --out must end in .csv or .parquet. Received: {path}")
 
 
 def predict_to_file(
@@ -367,7 +368,7 @@ def predict_to_file(
     data_dir, out = os.fspath(data_dir), os.fspath(out)
     schema, meta = load_dataset_dir(data_dir)
     if split not in meta["splits"]:
-        raise ValueError(
+        raise UsageError(
             f"predict: dataset {data_dir} has no split '{split}'; it has {sorted(meta['splits'])}"
         )
     keys = [schema.group_key] + schema.target_item_features[:1]

@@ -15,7 +15,7 @@ import keras
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.preprocessing import HashedCross, Standardize
 from widedeep.layers.wide import WideLinear
-from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema
+from widedeep.schema import CategoricalFeature, CrossFeature, NumericFeature, Schema, SchemaError
 
 _KERAS_DTYPES = {"int64": "int64", "string": "string", "float32": "float32"}
 
@@ -129,7 +129,9 @@ class FeatureGraph:
         """The wide branch's logit `[B, 1]` over every feature marked `wide` in the schema."""
         names = [f.name for f in self.schema.wide_features]
         if not names:
-            raise ValueError("the schema marks no feature as wide; build a deep-only model instead")
+            raise SchemaError(
+                "the schema marks no feature as wide; build a deep-only model instead"
+            )
         layer = WideLinear([self.cardinality(n) for n in names], name=name)
         return layer([self.index(n) for n in names])
 
@@ -147,7 +149,9 @@ class FeatureGraph:
             feature = crosses.get(name) or self.schema.feature(name)
             dim = self._dim(feature.embedding_dim)
             if dim is None:
-                raise ValueError(f"feature '{name}' has no embedding_dim: it is not a deep feature")
+                raise SchemaError(
+                    f"feature '{name}' has no embedding_dim: it is not a deep feature"
+                )
             table = Embedding(
                 self.cardinality(name),
                 dim,
@@ -199,7 +203,7 @@ class FeatureGraph:
             parts.append(dense)
         parts.extend(extra or [])
         if not parts:
-            raise ValueError("the schema has no deep feature (no embedding_dim, no deep numeric)")
+            raise SchemaError("the schema has no deep feature (no embedding_dim, no deep numeric)")
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="deep_input")(parts)
 
     # ----------------------------------------------------------- sequences
@@ -207,7 +211,7 @@ class FeatureGraph:
         """The target item's vector: concatenated embeddings of `target_item_features`, `[B, D]`."""
         fields = self.schema.target_item_features
         if not fields:
-            raise ValueError("the schema has no target_item_features")
+            raise SchemaError("the schema has no target_item_features")
         parts = [self.embedding(f) for f in fields]
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="target_item")(parts)
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from widedeep.errors import WidedeepError
+
 __all__ = [
     "NoSpaceError",
     "OutputError",
@@ -59,7 +61,7 @@ _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
-class OutputError(ValueError):
+class OutputError(WidedeepError, ValueError):
     """An output path that cannot be written (a file where a directory should be, no permission)."""
 
 

@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from widedeep.errors import WidedeepError
 from widedeep.safe_output import write_json
 
 FEEDBACK_TYPES: tuple[str, ...] = ("unclick", "click", "dislike")
@@ -47,7 +48,7 @@ _DTYPES = ("int64", "string")
 _NORMALIZATIONS = ("standard", "none")
 
 
-class SchemaError(ValueError):
+class SchemaError(WidedeepError, ValueError):
     """A schema that is malformed or inconsistent; the message names the feature at fault."""
 
 

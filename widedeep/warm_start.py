@@ -36,16 +36,18 @@ import keras
 import numpy as np
 
 from widedeep import _compat
+from widedeep.errors import WidedeepError
 from widedeep.layers.embedding import Embedding
 from widedeep.layers.preprocessing import HashedCross
 from widedeep.layers.wide import WideLinear
+from widedeep.models import load_model
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.schema import Schema
 
 __all__ = ["WarmStartError", "row_keys", "warm_start"]
 
 
-class WarmStartError(ValueError):
+class WarmStartError(WidedeepError, ValueError):
     """The old model cannot warm-start the new one; the message names the layer or weight."""
 
 
@@ -226,12 +228,10 @@ def warm_start(
     ```
     """
     if not isinstance(old_model, keras.Model):
-        import widedeep  # noqa: F401  (registers the custom objects)
-
         path = os.fspath(old_model)
         if not os.path.isfile(path):
             raise WarmStartError(f"warm start: no such model file: {path}")
-        old_model = keras.models.load_model(path)
+        old_model = load_model(path)
     if not isinstance(old_model, WideDeepModel) or not isinstance(model, WideDeepModel):
         raise WarmStartError("warm start: both models must be WideDeepModels")
     if getattr(old_model, "wide_optimizer", None) is None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from widedeep.data.dataset_format import DatasetError
 from widedeep.data.reader import Rows, load_dataset_dir, read_columns
 
 __all__ = [
@@ -163,7 +164,7 @@ def validation_carve(
         schema, _ = load_dataset_dir(data_dir)
         users = read_columns(data_dir, "train", [schema.group_key])[schema.group_key]
     if len(users) != total:
-        raise ValueError(
+        raise DatasetError(
             f"dataset {data_dir}: meta.json says the train split has {total} rows, "
             f"its records hold {len(users)}"
         )

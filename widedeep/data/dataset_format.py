@@ -51,6 +51,7 @@ sorted order, so the same rows always give byte-identical files.
 
 from __future__ import annotations
 
+from widedeep.errors import WidedeepError
 from widedeep.schema import Schema
 
 __all__ = [
@@ -86,7 +87,7 @@ LENGTH_SUFFIX = "/length"
 INT64, FLOAT, BYTES = "int64", "float32", "bytes"
 
 
-class DatasetError(ValueError):
+class DatasetError(WidedeepError, ValueError):
     """A dataset directory that is missing, incomplete or inconsistent with its schema.
 
     The message names the directory, file, split or column at fault.

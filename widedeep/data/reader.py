@@ -33,6 +33,7 @@ from widedeep.data.dataset_format import (
 )
 from widedeep.data.record_parser import Parser, compiled_parser, directory_parser
 from widedeep.data.tables import lookups_of
+from widedeep.errors import WidedeepError
 from widedeep.schema import Schema, SchemaError
 
 __all__ = [
@@ -218,7 +219,7 @@ def check_columns(data_dir: str | os.PathLike, split: str, schema: Schema | None
         )
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(WidedeepError, ValueError):
     """An input file that is truncated or otherwise not in its format; the message names it."""
 
 

@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from widedeep.errors import UsageError
 from widedeep.metrics import auc, logloss
 from widedeep.schema import (
     FEEDBACK_SEQUENCES,
@@ -178,33 +179,33 @@ class SimulatorConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
+                raise UsageError(
                     f"SimulatorConfig.{name} must be an int >= 1. Received: {name}={value!r}"
                 )
         if self.users_per_round > self.num_users:
-            raise ValueError(
+            raise UsageError(
                 "SimulatorConfig.users_per_round cannot exceed num_users (users in a round are "
                 f"distinct). Received: users_per_round={self.users_per_round}, num_users={self.num_users}"
             )
         if self.num_authors < self.num_categories:
-            raise ValueError(
+            raise UsageError(
                 "SimulatorConfig.num_authors must be >= num_categories (each author writes in one "
                 f"category). Received: num_authors={self.num_authors}, num_categories={self.num_categories}"
             )
         if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(
+            raise UsageError(
                 f"SimulatorConfig.test_fraction must be in [0, 1). Received: {self.test_fraction!r}"
             )
         if not 0.0 < self.dislike_rate < 1.0:
-            raise ValueError(
+            raise UsageError(
                 f"SimulatorConfig.dislike_rate must be in (0, 1). Received: {self.dislike_rate!r}"
             )
         if not 0.0 < self.feedback_decay <= 1.0:
-            raise ValueError(
+            raise UsageError(
                 f"SimulatorConfig.feedback_decay must be in (0, 1]. Received: {self.feedback_decay!r}"
             )
         if not 0.0 <= self.cross_cells_fraction <= 1.0:
-            raise ValueError(
+            raise UsageError(
                 f"SimulatorConfig.cross_cells_fraction must be in [0, 1]. Received: {self.cross_cells_fraction!r}"
             )
 

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from widedeep.errors import WidedeepError
+
 __all__ = [
     "TABLES_DIR",
     "ColumnChunks",
@@ -60,7 +62,7 @@ _KINDS = {"i": "int64", "u": "int64", "b": "int64", "f": "float32", "S": "bytes"
 _DTYPES = {"int64": np.int64, "float32": np.float32}
 
 
-class TableError(ValueError):
+class TableError(WidedeepError, ValueError):
     """A table or lookup of a dataset directory that is missing or inconsistent."""
 
 

@@ -109,11 +109,11 @@ class LogConfig:
         )
         object.__setattr__(self, "context", tuple(self.context))
         if not self.logs:
-            raise ValueError("`logs` must name at least one file. Received: logs=()")
+            raise FeedbackLogError("`logs` must name at least one file. Received: logs=()")
         roles = [self.user, self.item, self.time, self.label, self.dislike, *self.context]
         named = [r for r in roles if r is not None]
         if len(set(named)) != len(named):
-            raise ValueError(f"each log column may have one role. Received: {named}")
+            raise FeedbackLogError(f"each log column may have one role. Received: {named}")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> LogConfig:

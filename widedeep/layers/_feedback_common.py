@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from widedeep.errors import UsageError
 from widedeep.layers._packing import expand_valid
 
 POOLINGS: tuple[str, ...] = ("mean", "sum", "max", "target")
@@ -139,32 +140,32 @@ def segment_softmax(
 
 
 def check_positive_int(name: str, value: Any) -> None:
-    """Raises `ValueError` naming argument `name` unless `value` is an int >= 1."""
+    """Raises `UsageError` (a `ValueError`) naming argument `name` unless `value` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        raise UsageError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 
 def check_rate(name: str, value: Any) -> None:
-    """Raises `ValueError` naming argument `name` unless `value` is a rate in `[0, 1)`."""
+    """Raises `UsageError` (a `ValueError`) naming argument `name` unless `value` is a rate in `[0, 1)`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
+        raise UsageError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
 
 
 def check_units(name: str, value: Any) -> None:
-    """Raises `ValueError` naming argument `name` unless `value` is a non-empty sequence.
+    """Raises `UsageError` (a `ValueError`) naming argument `name` unless `value` is a non-empty sequence.
 
     The widths themselves are checked by the `MLP` that takes them.
     """
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-        raise ValueError(
+        raise UsageError(
             f"`{name}` must be a non-empty list of positive ints. Received: {name}={value!r}"
         )
 
 
 def check_pooling(pooling: Any) -> None:
-    """Raises `ValueError` unless `pooling` is one of `POOLINGS`."""
+    """Raises `UsageError` (a `ValueError`) unless `pooling` is one of `POOLINGS`."""
     if pooling not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        raise UsageError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
 
 
 def shared_width(

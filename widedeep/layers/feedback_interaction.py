@@ -24,6 +24,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from widedeep.errors import UsageError
 from widedeep.layers._feedback_common import (
     as_bool_mask,
     check_pooling,
@@ -169,7 +170,7 @@ class FeedbackInteraction(keras.layers.Layer):
         check_positive_int("model_dim", model_dim)
         check_positive_int("num_heads", num_heads)
         if model_dim % num_heads:
-            raise ValueError(
+            raise UsageError(
                 f"`num_heads` must divide `model_dim`. Received: model_dim={model_dim}, num_heads={num_heads}"
             )
         check_positive_int("ffn_multiplier", ffn_multiplier)

@@ -15,7 +15,7 @@ from widedeep.layers.history import CandidateHistory, HistoryStatistics
 from widedeep.layers.take_first import TakeFirst
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import deep_logit, logits_to_probability
-from widedeep.schema import FEEDBACK_SEQUENCES, Schema
+from widedeep.schema import FEEDBACK_SEQUENCES, Schema, SchemaError
 
 _MODULE_ARGUMENTS: dict[str, str] = {
     "model_dim": "model_dim",
@@ -119,7 +119,7 @@ def build_dfn(
     names = {s.name for s in schema.sequences}
     missing = [s for s in FEEDBACK_SEQUENCES if s not in names]
     if missing or not schema.target_item_features:
-        raise ValueError(
+        raise SchemaError(
             f"DFN needs the sequences {list(FEEDBACK_SEQUENCES)} and target_item_features in the schema; "
             f"missing sequences: {missing}"
         )

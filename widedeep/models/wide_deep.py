@@ -11,7 +11,7 @@ from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.models.base import WIDE_BRANCH, WideDeepModel
-from widedeep.schema import Schema
+from widedeep.schema import Schema, SchemaError
 
 BRANCHES = ("wide_deep", "wide", "deep")
 
@@ -105,7 +105,7 @@ def build_wide_deep(
             "sequence_pooling feeds the deep branch; it needs branches='wide_deep' or 'deep'"
         )
     if sequence_pooling and not schema.sequences:
-        raise ValueError("sequence_pooling=True but the schema has no sequence features")
+        raise SchemaError("sequence_pooling=True but the schema has no sequence features")
     graph = FeatureGraph(schema, embedding_dim=embedding_dim)
     logits = []
     if branches in ("wide_deep", "wide"):

@@ -1,8 +1,9 @@
-"""Keeps TensorFlow's native start-up log lines off the terminal (unless `WIDEDEEP_DEBUG=1`).
+"""Keeps TensorFlow's native log lines off the `widedeep` command's stderr (unless `WIDEDEEP_DEBUG=1`).
 
-`import widedeep` sets `TF_CPP_MIN_LOG_LEVEL=3` (unless it is set or `WIDEDEEP_DEBUG=1`),
-which silences TensorFlow's C++ logging once it runs. TensorFlow 2.20+ also logs through
-absl before `absl::InitializeLog()` runs, and those lines ignore `TF_CPP_MIN_LOG_LEVEL`: importing it prints "All log messages before
+The command calls `quiet_tensorflow` first thing; `import widedeep` does none of this.
+`TF_CPP_MIN_LOG_LEVEL=3` silences TensorFlow's C++ logging once it runs. TensorFlow 2.20+
+also logs through absl before `absl::InitializeLog()` runs, and those lines ignore
+`TF_CPP_MIN_LOG_LEVEL`: importing it prints "All log messages before
 absl::InitializeLog() ...", oneDNN and `cudart_stub` notices (twice, one per native
 library), and the first look at the devices prints an E-level "failed call to cuInit" on
 a machine without a GPU. `filtered_native_stderr` points file descriptor 2 at a
@@ -76,3 +77,28 @@ def filtered_native_stderr() -> Iterator[None]:
             ]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and looks at the GPUs with TensorFlow's native log lines filtered out.
+
+    First sets `KERAS_BACKEND=tensorflow` and, unless `WIDEDEEP_DEBUG=1`,
+    `TF_CPP_MIN_LOG_LEVEL=3` (each only when unset). For the `widedeep` command, before
+    anything imports TensorFlow: it changes the process's environment and file descriptor 2,
+    which a library must not do. Once TensorFlow is imported (a second `main` in one process,
+    a test) its start-up lines are past, and only the variables are set.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if not debug_enabled():
+        # Level 3 keeps TensorFlow's C++ errors off the terminal too: a default `widedeep train`
+        # printed "Tensor RefCount not reliable if buf_ points to a SubBuffer" 16 times per
+        # evaluation pass at level 2 (TF 2.21). Real failures still raise Python exceptions.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    with filtered_native_stderr():
+        # TensorFlow's import and its first look at the devices print native log lines
+        # (oneDNN, CUDA on a machine without a GPU) that no setting silences.
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
