@@ -131,7 +131,7 @@ _SPARSE_DRIVER = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     from widedeep.layers.embedding import Embedding
     from widedeep.layers.wide import WideLinear
-    from widedeep.models.base import WideDeepModel
+    from widedeep.models.two_optimizer_model import WideDeepModel
     data = {k: np.array(v, "int32") for k, v in json.loads(sys.argv[4]).items()}
     keras.utils.set_random_seed(0)
     with strategy.scope():

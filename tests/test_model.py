@@ -126,7 +126,7 @@ def test_save_load_continue_is_exact(tiny_schema, tiny_batch, tmp_path):
     path = tmp_path / "model.keras"
     first.save(path)
     reloaded = keras.models.load_model(path)
-    assert isinstance(reloaded, widedeep.models.base.WideDeepModel)
+    assert isinstance(reloaded, widedeep.models.two_optimizer_model.WideDeepModel)
     assert isinstance(reloaded.wide_optimizer, wd_optimizers.Ftrl)
     assert int(reloaded.wide_optimizer.iterations.numpy()) == 4
     assert int(reloaded.deep_optimizer.iterations.numpy()) == 4
@@ -301,7 +301,7 @@ def test_mirrored_strategy_loss_equals_single_device():
 
 
 def test_compile_runs_several_steps_per_execution_on_one_replica(tiny_schema):
-    from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION
+    from widedeep.models.two_optimizer_model import DEFAULT_STEPS_PER_EXECUTION
 
     model = build_wide_deep(tiny_schema, hidden_units=(8,))
     model.compile()

@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from widedeep.data.carve import Rows, count_rows, validation_carve
 from widedeep.data.reader import load_dataset_dir
-from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
+from widedeep.models.two_optimizer_model import WideDeepModel
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema

@@ -18,8 +18,8 @@ with filtered_native_stderr():
     _tf.config.list_physical_devices("GPU")
 
 from widedeep import layers, optimizers  # noqa: E402
-from widedeep.models.base import WideDeepModel  # noqa: E402
 from widedeep.models.dfn import build_dfn  # noqa: E402
+from widedeep.models.two_optimizer_model import WideDeepModel  # noqa: E402
 from widedeep.models.wide_deep import build_wide_deep  # noqa: E402
 from widedeep.schema import (  # noqa: E402
     FEEDBACK_TYPES,

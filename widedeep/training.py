@@ -36,8 +36,8 @@ from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.io import atomic_path, check_writable_dir, variables_bytes, write_json
 from widedeep.layers.calibration import fit_logit_offset
 from widedeep.metrics import ctr_metrics, gauc
-from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.dfn import build_dfn
+from widedeep.models.two_optimizer_model import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import FEEDBACK_TYPES, Schema
