@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import optimizer_slots
 from widedeep import optimizers as wd_optimizers
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.training import PAPER_FEEDBACK_WEIGHTS
@@ -28,8 +29,8 @@ def test_feedback_module_trains_with_adagrad_and_wide_with_ftrl(tiny_schema):
     fm_paths = {v.path for v in model.get_layer("fm_logit").trainable_variables}
     wide_paths = {v.path for v in model.get_layer("wide").trainable_variables}
     assert feedback_paths and fm_paths and wide_paths
-    deep_optimizer_paths = {v.path for v in model.deep_optimizer._trainable_variables}
-    wide_optimizer_paths = {v.path for v in model.wide_optimizer._trainable_variables}
+    deep_optimizer_paths = set(optimizer_slots(model.deep_optimizer, model.trainable_variables))
+    wide_optimizer_paths = set(optimizer_slots(model.wide_optimizer, model.trainable_variables))
     assert feedback_paths | fm_paths <= deep_optimizer_paths
     assert wide_optimizer_paths == wide_paths
     assert not deep_optimizer_paths & wide_optimizer_paths

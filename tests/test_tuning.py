@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import widedeep.training as training_module
-from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema
+from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema, optimizer_slots
 from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeepHyperModel
 from tuning.search import make_tuner, run_search
 from widedeep.data.reader import load_dataset_dir, read_columns
@@ -158,8 +158,10 @@ def test_build_compiles_both_optimizers_with_the_trial_values(tiny_schema):
     assert_optimizers_hold(optimizer_settings(model), chosen)
     # The accumulator value is really used: every Adagrad slot starts at it.
     model.build_optimizers()
-    for slot in model.deep_optimizer._accumulators:
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(slot), 0.0007, rtol=1e-6)
+    slots = optimizer_slots(model.deep_optimizer, model.trainable_variables)
+    assert slots
+    for path, by_name in slots.items():
+        np.testing.assert_allclose(by_name["accumulator"].numpy(), 0.0007, rtol=1e-6, err_msg=path)
     mlp = model.get_layer("deep")
     assert list(mlp.hidden_units) == [64, 32] and mlp.dropout == pytest.approx(0.3)
     reference = build_wide_deep(tiny_schema, hidden_units=(64, 32), embedding_dim=16)
