@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.metrics import gauc
-from widedeep.models.base import WideDeepModel
+from widedeep.models.two_optimizer_model import WideDeepModel
 
 
 def frozen_columns(columns: dict[str, np.ndarray], groups: np.ndarray, sequence_inputs: list[str]):

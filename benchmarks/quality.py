@@ -17,7 +17,7 @@ regression and LR + history statistics (`widedeep.baselines`) on the same rows.
     python benchmarks/quality.py --models wide_deep,dfn,well_specified --seeds 0,1,2
 
 `well_specified` is not one of the CTR models: it is the learnable ceiling
-(`widedeep.data.well_specified`: the simulator's own functional form, every number
+(`widedeep.learnable_ceiling`: the simulator's own functional form, every number
 learned from the same training split), trained with the same seeds (up to 20
 epochs with early stopping on validation AUC, whatever `--epochs` says). When it is
 in the run, each model also gets `ceiling_gap_closed_mean`: the fraction of
@@ -40,7 +40,7 @@ from well_specified import simulator_overrides
 
 from widedeep.baselines import run_baselines
 from widedeep.data.simulator import SimulatorConfig, simulate, simulate_dataset
-from widedeep.data.well_specified import fit_well_specified
+from widedeep.learnable_ceiling import fit_well_specified
 from widedeep.training import MONITORS, TrainConfig, train
 
 

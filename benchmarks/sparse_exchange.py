@@ -62,7 +62,7 @@ def _worker(spec: dict) -> dict:
 
     from widedeep.layers.embedding import Embedding
     from widedeep.layers.wide import WideLinear
-    from widedeep.models.base import WideDeepModel
+    from widedeep.models.two_optimizer_model import WideDeepModel
 
     keras.utils.set_random_seed(0)
     rows, batch, steps = spec["rows"], spec["batch_size"], spec["warmup"] + spec["steps"]

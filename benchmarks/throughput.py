@@ -130,7 +130,7 @@ from widedeep.data.simulator import SimulatorConfig, simulate_dataset  # noqa: E
 from widedeep.data.training_pipelines import memory_cache_fits  # noqa: E402
 from widedeep.data.writer import DatasetWriter  # noqa: E402
 from widedeep.layers.mlp import MLP  # noqa: E402
-from widedeep.models.base import WIDE_BRANCH, WideDeepModel  # noqa: E402
+from widedeep.models.two_optimizer_model import WIDE_BRANCH, WideDeepModel  # noqa: E402
 from widedeep.schema import Schema  # noqa: E402
 from widedeep.training import TrainConfig  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The learnable ceiling on simulated data: a model with the simulator's own functional form.
 
-Fits `widedeep.data.well_specified.WellSpecifiedModel` (the simulator's click logit
+Fits `widedeep.learnable_ceiling.WellSpecifiedModel` (the simulator's click logit
 with every number learned from the training split; see that module) for each seed
 and reports its test AUC at the best validation epoch beside the oracle's: an
 estimate of what any model can learn from this many impressions.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from widedeep.data.simulator import SimulatorConfig, simulate
-from widedeep.data.well_specified import fit_well_specified
+from widedeep.learnable_ceiling import fit_well_specified
 
 
 def simulator_overrides(items: list[str]) -> dict[str, Any]:

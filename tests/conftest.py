@@ -1,10 +1,11 @@
-"""Shared fixtures: a tiny schema and matching raw feature batches."""
+"""Shared fixtures and helpers: a tiny schema, matching raw feature batches, optimizer slots."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,6 +20,9 @@ from widedeep.schema import (  # noqa: E402
     Schema,
     SequenceFeature,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 SEQUENCE_LENGTH = 5
 
@@ -82,3 +86,26 @@ def start_widedeep(args: list[str]) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def optimizer_slots(
+    optimizer: keras.optimizers.Optimizer, variables: list[keras.Variable]
+) -> dict[str, dict[str, keras.Variable]]:
+    """The slot variables of a built optimizer, `{variable path: {slot name: slot}}`.
+
+    Reads the public `optimizer.variables`: Keras names the slot of a variable
+    `<variable path, "/" as "_">_<slot name>` (e.g. `dense_kernel_accumulator`).
+    Fails if the optimizer holds a slot for none of `variables`; a variable the
+    optimizer has no slot for is absent from the result.
+    """
+    prefixes = {v.path.replace("/", "_") + "_": v.path for v in variables}
+    assert len(prefixes) == len(variables), "two variables would share their slots' names"
+    slots: dict[str, dict[str, keras.Variable]] = {}
+    for slot in optimizer.variables:
+        if slot.name in ("iteration", "learning_rate"):
+            continue
+        owners = [p for p in prefixes if slot.name.startswith(p)]
+        assert owners, f"{optimizer.name} holds {slot.path}, a slot of none of the variables"
+        prefix = max(owners, key=len)
+        slots.setdefault(prefixes[prefix], {})[slot.name[len(prefix) :]] = slot
+    return slots

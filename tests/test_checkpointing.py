@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import keras
@@ -81,9 +82,42 @@ def test_an_interrupted_model_save_leaves_the_previous_model(tmp_path, monkeypat
 
 
 # ------------------------------------------------------------------ kill and resume
-def test_epoch_seeds_differ_by_epoch_and_run():
-    seeds = {epoch_seed(s, e) for s in range(3) for e in range(10)}
-    assert len(seeds) == 30 and all(0 <= s < 2**31 for s in seeds)
+PINNED_EPOCH_SEEDS = {
+    (0, 0): 1484405855, (0, 1): 1982462498, (0, 2): 1570558271,
+    (5, 0): 8411699, (5, 1): 1898245334, (5, 2): 1613061882,
+}  # fmt: skip
+"""`epoch_seed(seed, epoch)`, computed once: a resumed run, in another process (or on another
+machine), must shuffle an epoch exactly as the interrupted run did to skip the batches it had
+trained on. A change here makes every backup written before it resume on other batches."""
+
+_EPOCH_SEEDS_SCRIPT = (
+    "import json\n"
+    "from widedeep.checkpointing import epoch_seed\n"
+    "print(json.dumps([epoch_seed(s, e) for s in range(3) for e in range(10)]))"
+)
+
+
+def test_epoch_seeds_are_pinned_and_the_same_in_every_process():
+    assert {key: epoch_seed(*key) for key in PINNED_EPOCH_SEEDS} == PINNED_EPOCH_SEEDS
+    assert [epoch_seed(2**32 + 5, e) for e in range(3)] == [epoch_seed(5, e) for e in range(3)]
+    here = [epoch_seed(s, e) for s in range(3) for e in range(10)]
+    assert len(set(here)) == 30 and all(0 <= s < 2**31 for s in here)
+    # Two fresh processes, each with its own string hashing, compute the same seeds.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EPOCH_SEEDS_SCRIPT],
+            env={**os.environ, "PYTHONPATH": root, "PYTHONHASHSEED": str(hash_seed)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for hash_seed in (1, 2)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        assert json.loads(out.strip().splitlines()[-1]) == here
 
 
 def _wait_for_mid_epoch_checkpoint(backup: str, proc: subprocess.Popen, after: int, steps: int):

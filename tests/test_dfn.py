@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
 
+from tests.conftest import optimizer_slots
 from widedeep import optimizers as wd_optimizers
+from widedeep.layers import TakeMostRecent
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
 from widedeep.training import PAPER_FEEDBACK_WEIGHTS
 
@@ -28,8 +33,8 @@ def test_feedback_module_trains_with_adagrad_and_wide_with_ftrl(tiny_schema):
     fm_paths = {v.path for v in model.get_layer("fm_logit").trainable_variables}
     wide_paths = {v.path for v in model.get_layer("wide").trainable_variables}
     assert feedback_paths and fm_paths and wide_paths
-    deep_optimizer_paths = {v.path for v in model.deep_optimizer._trainable_variables}
-    wide_optimizer_paths = {v.path for v in model.wide_optimizer._trainable_variables}
+    deep_optimizer_paths = set(optimizer_slots(model.deep_optimizer, model.trainable_variables))
+    wide_optimizer_paths = set(optimizer_slots(model.wide_optimizer, model.trainable_variables))
     assert feedback_paths | fm_paths <= deep_optimizer_paths
     assert wide_optimizer_paths == wide_paths
     assert not deep_optimizer_paths & wide_optimizer_paths
@@ -142,14 +147,76 @@ def test_sequence_length_keeps_most_recent_items(tiny_schema, tiny_batch):
     assert not np.allclose(model.predict(changed, verbose=0), model.predict(x, verbose=0))
 
 
-def test_empty_feedback_gives_finite_predictions(tiny_schema, tiny_batch):
+def test_a_model_saved_when_take_most_recent_was_take_first_still_loads(
+    tiny_schema, tiny_batch, tmp_path
+):
+    x, _ = tiny_batch
+    model = _dfn(tiny_schema, sequence_length=2)
+    model.save(tmp_path / "new.keras")
+    # The same file as the layer's former name and module wrote it.
+    with (
+        zipfile.ZipFile(tmp_path / "new.keras") as new,
+        zipfile.ZipFile(tmp_path / "old.keras", "w") as old,
+    ):
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                layers = [
+                    layer
+                    for layer in config["config"]["layers"]
+                    if layer["registered_name"] == "widedeep>TakeMostRecent"
+                ]
+                assert len(layers) == 6  # the items and the mask of three sequences
+                for layer in layers:
+                    layer.update(
+                        module="widedeep.layers.take_first",
+                        class_name="TakeFirst",
+                        registered_name="widedeep>TakeFirst",
+                    )
+                data = json.dumps(config)
+            old.writestr(item, data)
+    reloaded = keras.models.load_model(tmp_path / "old.keras")
+    for name in ("click_recent", "dislike_recent_mask"):
+        layer = reloaded.get_layer(name)
+        assert type(layer) is TakeMostRecent and layer.length == 2
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_empty_feedback_reads_as_no_feedback(tiny_schema, tiny_batch):
+    """Without feedback, f_Feed and the candidate's shares of the histories are zero: the
+    prediction is the other features' alone, whatever the feedback module's weights, and
+    a row without feedback reads the same beside rows that have some."""
     x, _ = tiny_batch
     model = _dfn(tiny_schema)
-    empty = {
-        k: (np.full_like(v, -1) if k.startswith(("click_", "unclick_", "dislike_")) else v)
-        for k, v in x.items()
-    }
-    assert np.isfinite(model.predict(empty, verbose=0)).all()
+    feedback = model.get_layer("feedback")
+    rng = np.random.default_rng(0)
+    for gate in feedback.gates.values():  # open the residual gates: every term counts
+        gate.assign(rng.normal(size=gate.shape))
+    sequences = ("click_", "unclick_", "dislike_")
+    empty = {k: (np.full_like(v, -1) if k.startswith(sequences) else v) for k, v in x.items()}
+    parts = keras.Model(
+        model.inputs, [feedback.output, model.get_layer("candidate_history").output]
+    )
+    f_feed, shares = (np.asarray(p) for p in parts(empty))
+    assert f_feed.shape == (64, 40) and shares.shape == (64, 6)
+    np.testing.assert_array_equal(f_feed, 0.0)
+    np.testing.assert_array_equal(shares, 0.0)
+    predictions = model.predict(empty, verbose=0)
+    assert np.all((predictions > 0) & (predictions < 1))
+    # Any other weights of the module and of its projection into the FM: the same predictions,
+    # while the predictions of rows with feedback move.
+    with_feedback = model.predict(x, verbose=0)
+    for layer in (feedback, model.get_layer("feedback_to_fm")):
+        for v in layer.weights:
+            v.assign(rng.normal(size=v.shape))
+    np.testing.assert_allclose(model.predict(empty, verbose=0), predictions, rtol=0, atol=1e-7)
+    assert not np.allclose(model.predict(x, verbose=0), with_feedback, atol=1e-4)
+    # Rows 0-31 without feedback, in one batch with rows that have some.
+    mixed = {k: np.concatenate([empty[k][:32], x[k][32:]]) for k in x}
+    np.testing.assert_allclose(
+        model.predict(mixed, batch_size=64, verbose=0)[:32], predictions[:32], atol=1e-6
+    )
 
 
 def test_dfn_save_load_continue_is_exact(tiny_schema, tiny_batch, tmp_path):

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from widedeep.cli import main
-from widedeep.distribute import get_strategy, is_chief
+from widedeep.distribute import get_strategy, is_chief, worker_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num-users", "30", "--num-items", "20", "--num-impressions", "900", "--max-length", "3"]
@@ -131,7 +133,7 @@ _SPARSE_DRIVER = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     from widedeep.layers.embedding import Embedding
     from widedeep.layers.wide import WideLinear
-    from widedeep.models.base import WideDeepModel
+    from widedeep.models.two_optimizer_model import WideDeepModel
     data = {k: np.array(v, "int32") for k, v in json.loads(sys.argv[4]).items()}
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -229,4 +231,32 @@ def test_multi_worker_without_tf_config_is_one_line(monkeypatch):
 
 
 def test_a_single_process_is_the_chief():
-    assert is_chief(get_strategy("default"))
+    for strategy in (get_strategy("default"), tf.distribute.OneDeviceStrategy("/cpu:0")):
+        assert worker_id(strategy) == (None, 0)
+        assert is_chief(strategy)
+
+
+WORKERS = ["localhost:1001", "localhost:1002"]
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task", "chief"),
+    [
+        ({"worker": WORKERS}, ("worker", 0), True),
+        ({"worker": WORKERS}, ("worker", 1), False),
+        ({"chief": ["localhost:1000"], "worker": WORKERS}, ("chief", 0), True),
+        ({"chief": ["localhost:1000"], "worker": WORKERS}, ("worker", 0), False),
+        ({"chief": ["localhost:1000"], "worker": WORKERS}, ("worker", 1), False),
+        ({"worker": WORKERS, "evaluator": ["localhost:1003"]}, ("evaluator", 0), False),
+    ],
+)
+def test_the_chief_is_the_chief_task_else_worker_0(monkeypatch, cluster, task, chief):
+    # The resolver a MultiWorkerMirroredStrategy reads TF_CONFIG with, without its collectives.
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}})
+    )
+    strategy = types.SimpleNamespace(
+        cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    )
+    assert worker_id(strategy) == task
+    assert is_chief(strategy) is chief

@@ -34,7 +34,12 @@ def np_layer_norm(x: np.ndarray, norm: keras.layers.LayerNormalization) -> np.nd
 
 
 def np_transformer(layer: FeedbackTransformer, target, sequence, mask) -> np.ndarray:
-    """Post-norm Transformer encoder layer over [target; sequence], mean-pooled over valid rows."""
+    """One Transformer encoder layer over [target; sequence], wired and pooled as `layer` is.
+
+    Post-norm `LayerNorm(x + Sublayer(x))`, or pre-norm `x + Sublayer(LayerNorm(x))` with
+    `layer.norm_first`; then the row of the target (`"target"` pooling) or the mean, sum
+    or max over the valid rows.
+    """
     hidden = np.concatenate([target[:, None], np.where(mask[..., None], sequence, 0.0)], axis=1)
     valid = np.concatenate([np.ones_like(mask[:, :1]), mask], axis=1)
     mha = layer.attention
@@ -42,20 +47,40 @@ def np_transformer(layer: FeedbackTransformer, target, sequence, mask) -> np.nda
     def project(dense, x):
         return np.einsum("bld,dnk->blnk", x, dense.kernel.numpy()) + dense.bias.numpy()
 
-    query, key, value = (
-        project(d, hidden) for d in (mha.query_dense, mha.key_dense, mha.value_dense)
-    )
-    scores = np.einsum("bqnk,bsnk->bnqs", query, key) / np.sqrt(query.shape[-1])
-    scores = np.where(valid[:, None, None, :], scores, -1e9)
-    context = np.einsum("bnqs,bsnk->bqnk", np_softmax(scores), value)
-    attended = np.einsum("bqnk,nkd->bqd", context, mha.output_dense.kernel.numpy())
-    attended = attended + mha.output_dense.bias.numpy()
-    hidden = np_layer_norm(hidden + attended, layer.attention_norm)
-    inner = np.maximum(hidden @ layer.ffn_inner.kernel.numpy() + layer.ffn_inner.bias.numpy(), 0)
-    ffn = inner @ layer.ffn_outer.kernel.numpy() + layer.ffn_outer.bias.numpy()
-    hidden = np_layer_norm(hidden + ffn, layer.ffn_norm)
+    def attend(x):
+        query, key, value = (
+            project(d, x) for d in (mha.query_dense, mha.key_dense, mha.value_dense)
+        )
+        scores = np.einsum("bqnk,bsnk->bnqs", query, key) / np.sqrt(query.shape[-1])
+        scores = np.where(valid[:, None, None, :], scores, -1e9)
+        context = np.einsum("bnqs,bsnk->bqnk", np_softmax(scores), value)
+        attended = np.einsum("bqnk,nkd->bqd", context, mha.output_dense.kernel.numpy())
+        return attended + mha.output_dense.bias.numpy()
+
+    def feed_forward(x):
+        inner = np.maximum(x @ layer.ffn_inner.kernel.numpy() + layer.ffn_inner.bias.numpy(), 0)
+        return inner @ layer.ffn_outer.kernel.numpy() + layer.ffn_outer.bias.numpy()
+
+    if layer.norm_first:
+        hidden = hidden + attend(np_layer_norm(hidden, layer.attention_norm))
+        hidden = hidden + feed_forward(np_layer_norm(hidden, layer.ffn_norm))
+    else:
+        hidden = np_layer_norm(hidden + attend(hidden), layer.attention_norm)
+        hidden = np_layer_norm(hidden + feed_forward(hidden), layer.ffn_norm)
+    if layer.pooling == "target":
+        return hidden[:, 0]
+    if layer.pooling == "max":
+        return np.where(valid[..., None], hidden, -np.inf).max(axis=1)
     weights = valid[..., None].astype(hidden.dtype)
-    return (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+    total = (hidden * weights).sum(axis=1)
+    return total if layer.pooling == "sum" else total / weights.sum(axis=1)
+
+
+def randomize_layer_norms(layer: FeedbackTransformer, rng) -> None:
+    """Distinct scales and shifts for the two norms (at 1 and 0 they could be swapped unseen)."""
+    for norm in (layer.attention_norm, layer.ffn_norm):
+        norm.gamma.assign(rng.uniform(0.5, 1.5, norm.gamma.shape))
+        norm.beta.assign(rng.normal(scale=0.3, size=norm.beta.shape))
 
 
 def np_click_aware_attention(layer: ClickAwareAttention, query, values, mask) -> np.ndarray:
@@ -73,6 +98,47 @@ def np_click_aware_attention(layer: ClickAwareAttention, query, values, mask) ->
         scores = (np.maximum(features @ w1 + b1, 0) @ w2 + b2)[:, 0]
         outputs[b] = np_softmax(scores) @ x
     return outputs
+
+
+def np_feedback_interaction(module: FeedbackInteraction, inputs) -> np.ndarray:
+    """`f_Feed` by hand from the module's weights, as its docstring writes it.
+
+    `z^s = [x^s; p^s] W_s` over the valid items; `f_s` is the masked mean of `z^s` without
+    the sequence's Transformer, else `Transformer_s([t; 0] W_s, z^s)`, or with the residual
+    gate `mean(z^s) + g_s * Transformer_s(...)` (the second term zero for an empty
+    sequence); `f_cu`, `f_du` attend from `f_c`, `f_d` over `z^u`.
+    """
+    target = inputs["target"].astype("float64")
+    pooled, projected = {}, {}
+    for sequence in FEEDBACK_SEQUENCES:
+        items, mask = inputs[sequence].astype("float64"), inputs[f"{sequence}_mask"]
+        table = module.position_embeddings[sequence].numpy()
+        weights = module.projections[sequence].numpy()
+        positions = np.broadcast_to(table, (*items.shape[:2], table.shape[1]))
+        z = np.concatenate([np.where(mask[..., None], items, 0.0), positions], -1) @ weights
+        projected[sequence] = z
+        counts = mask.sum(axis=1, keepdims=True)
+        mean = (z * mask[..., None]).sum(axis=1) / np.maximum(counts, 1)
+        transformer = getattr(module, f"{sequence}_transformer")
+        if transformer is None:
+            pooled[sequence] = mean
+            continue
+        interaction = np_transformer(transformer, target @ weights[: target.shape[1]], z, mask)
+        if module.residual_gate:
+            interaction = mean + module.gates[sequence].numpy() * (counts > 0) * interaction
+        pooled[sequence] = interaction
+    blocks = [pooled[s] for s in FEEDBACK_SEQUENCES]
+    if module.use_click_aware_attention:
+        for query, attention in (
+            ("click", module.click_unclick_attention),
+            ("dislike", module.dislike_unclick_attention),
+        ):
+            blocks.append(
+                np_click_aware_attention(
+                    attention, pooled[query], projected["unclick"], inputs["unclick_mask"]
+                )
+            )
+    return np.concatenate(blocks, axis=-1)
 
 
 # ---------------------------------------------------------------- data helpers
@@ -249,15 +315,24 @@ def test_transformer_reads_the_keras_mask_of_the_sequence():
     )
 
 
-def test_transformer_pre_norm_variant_runs_and_differs():
+@pytest.mark.parametrize("pooling", ["mean", "sum", "max", "target"])
+def test_transformer_pre_norm_matches_numpy_reference(pooling):
+    """norm_first: x + Attention(LN_1(x)), then x + FFN(LN_2(x)), by hand."""
     rng = np.random.default_rng(7)
-    target = rng.normal(size=(2, 8)).astype("float32")
-    sequence, mask = random_sequence(rng, 2, 3, 8, [3, 1])
-    keras.utils.set_random_seed(1)
-    post = FeedbackTransformer(num_heads=2)(target, sequence, sequence_mask=mask)
-    keras.utils.set_random_seed(1)
-    pre = FeedbackTransformer(num_heads=2, norm_first=True)(target, sequence, sequence_mask=mask)
-    assert np.all(np.isfinite(pre)) and not np.allclose(pre, post)
+    target = rng.normal(size=(3, 8)).astype("float32")
+    sequence, mask = random_sequence(rng, 3, 5, 8, [5, 2, 0])
+    mask[0, 1] = False  # a hole in the middle, too
+    pre = FeedbackTransformer(num_heads=2, pooling=pooling, norm_first=True)
+    pre(target, sequence, sequence_mask=mask)
+    randomize_layer_norms(pre, rng)
+    outputs = pre(target, sequence, sequence_mask=mask).numpy()
+    expected = np_transformer(pre, target.astype("float64"), sequence.astype("float64"), mask)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+    # The same weights wired post-norm give another output: the flag is what differs.
+    post = FeedbackTransformer(num_heads=2, pooling=pooling)
+    post(target, sequence, sequence_mask=mask)
+    post.set_weights(pre.get_weights())
+    assert not np.allclose(post(target, sequence, sequence_mask=mask), outputs, atol=1e-3)
 
 
 def test_transformer_validates_arguments_and_shapes():
@@ -349,12 +424,32 @@ def test_click_aware_attention_validates_and_round_trips():
 # ---------------------------------------------------------------- FeedbackInteraction
 
 
-def test_interaction_output_shape_and_blocks():
-    module = FeedbackInteraction(model_dim=8, num_heads=2)
-    outputs = module(feedback_inputs(np.random.default_rng(20)))
-    assert module.output_dim == 40
-    assert outputs.shape == (3, 40)
-    assert np.all(np.isfinite(outputs))
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # DFN's defaults: target pooling, pre-norm, residual gates
+        {"pooling": "mean", "norm_first": False, "residual_gate": False},  # the paper's
+        {"pooling": "max", "share_click_aware_attention": True},
+    ],
+)
+def test_interaction_matches_numpy_reference(settings):
+    rng = np.random.default_rng(20)
+    inputs = feedback_inputs(rng)  # rows: full, partial, empty sequences
+    inputs["click_mask"][1] = [True, False, True, False]  # a hole in the middle
+    module = FeedbackInteraction(model_dim=8, num_heads=2, **settings)
+    module(inputs)
+    for sequence in FEEDBACK_SEQUENCES:  # no zero gate, no unit norm hides a term
+        if module.residual_gate:
+            module.gates[sequence].assign(rng.normal(size=8))
+        randomize_layer_norms(getattr(module, f"{sequence}_transformer"), rng)
+    outputs = module(inputs).numpy()
+    assert module.output_dim == 40 and outputs.shape == (3, 40)
+    np.testing.assert_allclose(
+        outputs, np_feedback_interaction(module, inputs), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_array_equal(blocks(outputs, 8)[3][2], 0.0)  # no unclick: f_cu = 0
+    if module.residual_gate:  # an empty sequence: f_s = 0 (the mean, and no interaction)
+        np.testing.assert_array_equal(outputs[2, :24], 0.0)
 
 
 def test_interaction_composes_its_sublayers_as_documented():
@@ -462,29 +557,54 @@ def test_interaction_missing_masks_mean_all_valid():
 
 
 @pytest.mark.parametrize(
-    ("switches", "output_dim"),
+    "switches",
     [
-        ({}, 40),
-        ({"use_click_aware_attention": False}, 24),
-        ({"use_click_transformer": False}, 40),
-        ({"use_unclick_transformer": False, "use_dislike_transformer": False}, 40),
-        (
-            {
-                "use_click_transformer": False,
-                "use_unclick_transformer": False,
-                "use_dislike_transformer": False,
-                "use_click_aware_attention": False,
-            },
-            24,
-        ),
+        {"use_click_aware_attention": False},
+        {"use_click_transformer": False},
+        {"use_unclick_transformer": False, "use_dislike_transformer": False},
+        {
+            "use_click_transformer": False,
+            "use_unclick_transformer": False,
+            "use_dislike_transformer": False,
+            "use_click_aware_attention": False,
+        },
     ],
 )
-def test_interaction_ablation_switches(switches, output_dim):
-    module = FeedbackInteraction(model_dim=8, num_heads=2, **switches)
-    outputs = module(feedback_inputs(np.random.default_rng(27)))
-    assert module.output_dim == output_dim
-    assert outputs.shape == (3, output_dim)
-    assert np.all(np.isfinite(outputs))
+def test_interaction_ablation_switches_remove_their_part(switches):
+    """An ablated module has no weight of the part it drops and computes the full module
+    with that part taken out: a Transformer's gated term at zero, the attention blocks cut."""
+    rng = np.random.default_rng(27)
+    inputs = feedback_inputs(rng)
+    full = FeedbackInteraction(model_dim=8, num_heads=2, name="feedback")
+    ablated = FeedbackInteraction(model_dim=8, num_heads=2, name="feedback", **switches)
+    full(inputs), ablated(inputs)
+    removed = {s for s in FEEDBACK_SEQUENCES if not switches.get(f"use_{s}_transformer", True)}
+    attention = switches.get("use_click_aware_attention", True)
+    dropped = {f"{s}_transformer" for s in removed} | {f"{s}_gate" for s in removed}
+    if not attention:
+        dropped |= {"click_unclick_attention", "dislike_unclick_attention"}
+    # The part's layers and weights are gone, and nothing else.
+    part = lambda v: v.path.split("/")[1]  # noqa: E731
+    assert {part(v) for v in full.weights} - {part(v) for v in ablated.weights} == dropped
+    for sequence in removed:
+        assert getattr(ablated, f"{sequence}_transformer") is None
+        assert sequence not in ablated.gates
+    if not attention:
+        assert ablated.click_unclick_attention is ablated.dislike_unclick_attention is None
+    assert ablated.output_dim == (40 if attention else 24)
+    # With the full module's weights, the ablated one computes the full module without the part.
+    for sequence in FEEDBACK_SEQUENCES:
+        full.gates[sequence].assign(rng.normal(size=8))  # every Transformer counts
+    by_path = {v.path: v for v in full.weights}
+    for v in ablated.weights:
+        v.assign(by_path[v.path])
+    before = full(inputs).numpy()
+    for sequence in removed:
+        full.gates[sequence].assign(np.zeros(8))  # the Transformer's term leaves f_s
+    expected = full(inputs).numpy()[:, : ablated.output_dim]
+    if removed:
+        assert not np.allclose(before, full(inputs).numpy(), atol=1e-4)  # it did count
+    np.testing.assert_allclose(ablated(inputs).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_interaction_residual_gate_adds_the_gated_transformer_to_the_mean():

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import widedeep
+from tests.conftest import optimizer_slots
 from widedeep import optimizers as wd_optimizers
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.training import build_model
@@ -80,18 +81,17 @@ def test_each_optimizer_holds_slots_for_its_own_group_only(tiny_schema):
     wide_paths = {v.path for v in model.wide_variables}
     deep_paths = {v.path for v in model.deep_variables}
     assert wide_paths and deep_paths and not wide_paths & deep_paths
-    assert {v.path for v in model.wide_optimizer._trainable_variables} == wide_paths
-    assert {v.path for v in model.deep_optimizer._trainable_variables} == deep_paths
-    # FTRL keeps an accumulator and a linear slot per variable, Adagrad an accumulator.
-    slot_shapes = lambda opt: sorted(  # noqa: E731
-        tuple(v.shape)
-        for v in opt.variables
-        if v.path.split("/")[-1] not in ("iteration", "learning_rate")
-    )
-    assert slot_shapes(model.wide_optimizer) == sorted(
-        2 * [tuple(v.shape) for v in model.wide_variables]
-    )
-    assert slot_shapes(model.deep_optimizer) == sorted(tuple(v.shape) for v in model.deep_variables)
+    wide_slots = optimizer_slots(model.wide_optimizer, model.trainable_variables)
+    deep_slots = optimizer_slots(model.deep_optimizer, model.trainable_variables)
+    assert set(wide_slots) == wide_paths
+    assert set(deep_slots) == deep_paths
+    # FTRL keeps an accumulator and a linear slot per variable, Adagrad an accumulator,
+    # each of its variable's shape.
+    shapes = {v.path: tuple(v.shape) for v in model.trainable_variables}
+    for slots, names in ((wide_slots, {"accumulator", "linear"}), (deep_slots, {"accumulator"})):
+        for path, by_name in slots.items():
+            assert set(by_name) == names, path
+            assert all(tuple(slot.shape) == shapes[path] for slot in by_name.values()), path
     assert model.optimizer is model.deep_optimizer
 
 
@@ -126,7 +126,7 @@ def test_save_load_continue_is_exact(tiny_schema, tiny_batch, tmp_path):
     path = tmp_path / "model.keras"
     first.save(path)
     reloaded = keras.models.load_model(path)
-    assert isinstance(reloaded, widedeep.models.base.WideDeepModel)
+    assert isinstance(reloaded, widedeep.models.two_optimizer_model.WideDeepModel)
     assert isinstance(reloaded.wide_optimizer, wd_optimizers.Ftrl)
     assert int(reloaded.wide_optimizer.iterations.numpy()) == 4
     assert int(reloaded.deep_optimizer.iterations.numpy()) == 4
@@ -301,7 +301,7 @@ def test_mirrored_strategy_loss_equals_single_device():
 
 
 def test_compile_runs_several_steps_per_execution_on_one_replica(tiny_schema):
-    from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION
+    from widedeep.models.two_optimizer_model import DEFAULT_STEPS_PER_EXECUTION
 
     model = build_wide_deep(tiny_schema, hidden_units=(8,))
     model.compile()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import optimizer_slots
 from widedeep import optimizers
 from widedeep.layers.embedding import Embedding
 
@@ -83,8 +84,8 @@ def _train(
 
     for ids, coefficients in batches:
         step(ids, coefficients)
-    slots = [v.numpy() for v in optimizer.variables if len(v.shape) == 2]
-    return layer.embeddings.numpy(), slots
+    slots = optimizer_slots(optimizer, variables)[layer.embeddings.path]
+    return layer.embeddings.numpy(), [slot.numpy() for slot in slots.values()]
 
 
 def _ftrl_numpy_step(w, n, z, rows, grads, lr, l1, l2, l2_shrinkage, beta, lr_power):
@@ -125,8 +126,9 @@ def test_ftrl_one_step_equals_numpy_ftrl_proximal():
 
     w, n, z = _ftrl_numpy_step(w0, n0, z0, rows, grads, **hyper)
     np.testing.assert_allclose(table.numpy(), w, atol=1e-6)
-    np.testing.assert_allclose(optimizer._accumulators[0].numpy(), n, atol=1e-6)
-    np.testing.assert_allclose(optimizer._linears[0].numpy(), z, atol=1e-6)
+    slots = optimizer_slots(optimizer, [table])[table.path]
+    np.testing.assert_allclose(slots["accumulator"].numpy(), n, atol=1e-6)
+    np.testing.assert_allclose(slots["linear"].numpy(), z, atol=1e-6)
     # Row 0, second coordinate: |z| = |2.0 + 2*0.1*(-0.2) - sigma*(-0.2)| > l1, so the weight moved;
     # rows 1 and 3 were not in the batch and keep their values.
     np.testing.assert_array_equal(table.numpy()[[1, 3]], w0[[1, 3]])

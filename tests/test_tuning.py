@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import widedeep.data.training_pipelines as training_module
-from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema
+from tests.conftest import SEQUENCE_LENGTH, make_tiny_schema, optimizer_slots
 from tuning.hypermodels import CTRHyperModel, DFNHyperModel, TrialData, WideDeepHyperModel
 from tuning.search import make_tuner, run_search
 from widedeep.data.reader import load_dataset_dir, read_columns
@@ -159,8 +159,10 @@ def test_build_compiles_both_optimizers_with_the_trial_values(tiny_schema):
     assert_optimizers_hold(optimizer_settings(model), chosen)
     # The accumulator value is really used: every Adagrad slot starts at it.
     model.build_optimizers()
-    for slot in model.deep_optimizer._accumulators:
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(slot), 0.0007, rtol=1e-6)
+    slots = optimizer_slots(model.deep_optimizer, model.trainable_variables)
+    assert slots
+    for path, by_name in slots.items():
+        np.testing.assert_allclose(by_name["accumulator"].numpy(), 0.0007, rtol=1e-6, err_msg=path)
     mlp = model.get_layer("deep")
     assert list(mlp.hidden_units) == [64, 32] and mlp.dropout == pytest.approx(0.3)
     reference = build_wide_deep(tiny_schema, hidden_units=(64, 32), embedding_dim=16)
@@ -447,15 +449,51 @@ def test_make_tuner_kinds_and_argument_checks(tiny_data, tmp_path):
 
 
 def test_hyperband_search_runs_without_logs_or_baseline(tiny_data, tmp_path):
+    out = tmp_path / "out"
     result = run_search(
         tiny_data,
-        str(tmp_path / "out"),
+        str(out),
         tuner="hyperband",
-        epochs=1,
+        epochs=2,
         batch_size=512,
         logdir=None,
         evaluate_defaults=False,
         verbose=0,
     )
-    assert result["trials"] >= 1 and "default_val_auc" not in result
-    assert os.path.isfile(tmp_path / "out" / "model.keras")
+    # Hyperband up to 2 epochs, factor 3: one bracket, ceil(1 + log_3(2)) = 2 trials of 2 epochs
+    # (up to 3 epochs it would be 3 trials of 1 epoch, the best of them on to 3, then 2 of 3).
+    trials = {}
+    for path in glob.glob(str(out / "wide_deep_hyperband" / "trial_*" / "trial.json")):
+        with open(path) as f:
+            trial = json.load(f)
+        trials[trial["trial_id"]] = trial
+    assert result["trials"] == len(trials) == 2
+    assert all(t["status"] == "COMPLETED" for t in trials.values())
+    values = {i: t["hyperparameters"]["values"] for i, t in trials.items()}
+    assert [(v["tuner/epochs"], v["tuner/initial_epoch"]) for v in values.values()] == [(2, 0)] * 2
+    assert values[min(values)] != values[max(values)]
+    # The best trial, retrained from scratch for 2 epochs with its values and saved.
+    with open(out / "best_hyperparameters.json") as f:
+        best = json.load(f)
+    assert best["trial_id"] == result["best_trial_id"]
+    assert best["trial_id"] == max(trials, key=lambda i: trials[i]["score"])
+    assert best["val_auc"] == pytest.approx(trials[best["trial_id"]]["score"])
+    assert best["values"] == values[best["trial_id"]]
+    model = keras.models.load_model(out / "model.keras")
+    assert_optimizers_hold(optimizer_settings(model), best["values"])
+    with open(out / "search_config.json") as f:
+        fit_rows = json.load(f)["fit_rows"]
+    assert int(model.wide_optimizer.iterations.numpy()) == 2 * -(-fit_rows // 512)
+    # No baseline and no TensorBoard logs: nothing but the search's own files.
+    assert "default_val_auc" not in result
+    with open(out / "metrics.json") as f:
+        assert json.load(f) == result
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    assert sorted(os.listdir(out)) == [
+        "best_hyperparameters.json",
+        "metrics.json",
+        "model.keras",
+        "search_config.json",
+        "wide_deep_hyperband",
+    ]
+    assert not glob.glob(str(tmp_path / "**" / "events.out.tfevents.*"), recursive=True)

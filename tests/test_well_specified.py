@@ -1,4 +1,4 @@
-"""Tests of the learnable-ceiling reference model `widedeep.data.well_specified`."""
+"""Tests of the learnable-ceiling reference model `widedeep.learnable_ceiling`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tests.test_simulator import TINY
-from widedeep.data.simulator import _make_world, first_test_round, simulate
-from widedeep.data.well_specified import (
+from widedeep.data.simulator import first_test_round, simulate
+from widedeep.data.simulator.world import make_world
+from widedeep.learnable_ceiling import (
     FEATURES,
     WellSpecifiedModel,
     fit_well_specified,
@@ -31,7 +32,7 @@ def test_ground_truth_weights_reproduce_true_probability(columns):
     model = WellSpecifiedModel(SMALL)
     features = {k: columns[k] for k in FEATURES}
     model(features)
-    ground_truth_weights(model, _make_world(SMALL, np.random.default_rng(SMALL.seed)))
+    ground_truth_weights(model, make_world(SMALL, np.random.default_rng(SMALL.seed)))
     logit = np.asarray(model(features), dtype=np.float64)
     # Rows with feedback histories exercise the cosine and position-weight terms.
     assert (columns["click_item_id"][:, 0] >= 0).mean() > 0.3

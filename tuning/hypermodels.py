@@ -29,8 +29,8 @@ from widedeep.data.carve import count_rows, validation_carve
 from widedeep.data.reader import Rows, load_dataset_dir
 from widedeep.data.training_pipelines import memory_cache_fits, training_datasets
 from widedeep.errors import UsageError
-from widedeep.models.base import WideDeepModel
 from widedeep.models.dfn import DFN_DEFAULTS, build_dfn
+from widedeep.models.two_optimizer_model import WideDeepModel
 from widedeep.models.wide_deep import build_wide_deep
 from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema

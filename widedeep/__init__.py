@@ -22,8 +22,8 @@ from widedeep.errors import WidedeepError
 
 if TYPE_CHECKING:
     from widedeep import layers, optimizers
-    from widedeep.models.base import WideDeepModel
     from widedeep.models.dfn import build_dfn
+    from widedeep.models.two_optimizer_model import WideDeepModel
     from widedeep.models.wide_deep import build_wide_deep
     from widedeep.schema import (
         FEEDBACK_TYPES,
@@ -69,7 +69,7 @@ _HOMES = {
     "Schema": "widedeep.schema",
     "SchemaError": "widedeep.schema",
     "SequenceFeature": "widedeep.schema",
-    "WideDeepModel": "widedeep.models.base",
+    "WideDeepModel": "widedeep.models.two_optimizer_model",
     "build_dfn": "widedeep.models.dfn",
     "build_wide_deep": "widedeep.models.wide_deep",
 }

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from widedeep.evaluation import predictions
 from widedeep.metrics import gauc
-from widedeep.models.base import WideDeepModel
+from widedeep.models.two_optimizer_model import WideDeepModel
 
 __all__ = ["OptimizerLogger", "StopOnNonFiniteLoss", "ValidationGAUC"]
 

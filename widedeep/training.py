@@ -34,8 +34,8 @@ from widedeep.data.training_pipelines import (
 )
 from widedeep.evaluation import evaluate_model, predict_split
 from widedeep.layers.calibration import fit_logit_offset
-from widedeep.models.base import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.dfn import build_dfn
+from widedeep.models.two_optimizer_model import DEFAULT_STEPS_PER_EXECUTION, WideDeepModel
 from widedeep.models.wide_deep import CALIBRATION, build_wide_deep
 from widedeep.optimizers import OptimizerConfig
 from widedeep.safe_output import atomic_path, check_writable_dir, variables_bytes, write_json

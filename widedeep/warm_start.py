@@ -41,7 +41,7 @@ from widedeep.layers.embedding import Embedding
 from widedeep.layers.preprocessing import HashedCross
 from widedeep.layers.wide import WideLinear
 from widedeep.models import load_model
-from widedeep.models.base import WIDE_BRANCH, WideDeepModel
+from widedeep.models.two_optimizer_model import WIDE_BRANCH, WideDeepModel
 from widedeep.schema import Schema
 
 __all__ = ["WarmStartError", "row_keys", "warm_start"]

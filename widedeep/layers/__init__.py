@@ -11,7 +11,7 @@ from widedeep.layers.history import CandidateHistory, HistoryStatistics
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
 from widedeep.layers.preprocessing import HashedCross, Standardize
-from widedeep.layers.take_first import TakeFirst
+from widedeep.layers.take_most_recent import TakeMostRecent
 from widedeep.layers.wide import WideLinear
 
 __all__ = [
@@ -28,6 +28,6 @@ __all__ = [
     "LogitOffset",
     "MaskedMeanPooling",
     "Standardize",
-    "TakeFirst",
+    "TakeMostRecent",
     "WideLinear",
 ]

@@ -14,7 +14,7 @@ import keras
 
 import widedeep.layers  # noqa: F401  (registers the layers)
 from widedeep.errors import ModelFileError
-from widedeep.models import base  # noqa: F401  (registers the model and the optimizers)
+from widedeep.models import two_optimizer_model  # noqa: F401  (registers the model and the optimizers)
 
 __all__ = ["load_model"]
 

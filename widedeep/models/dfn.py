@@ -12,8 +12,8 @@ from widedeep.features import FeatureGraph
 from widedeep.layers.feedback_interaction import FeedbackInteraction
 from widedeep.layers.fm import FactorizationMachine
 from widedeep.layers.history import CandidateHistory, HistoryStatistics
-from widedeep.layers.take_first import TakeFirst
-from widedeep.models.base import WIDE_BRANCH, WideDeepModel
+from widedeep.layers.take_most_recent import TakeMostRecent
+from widedeep.models.two_optimizer_model import WIDE_BRANCH, WideDeepModel
 from widedeep.models.wide_deep import deep_logit, logits_to_probability
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema, SchemaError
 
@@ -132,8 +132,8 @@ def build_dfn(
         full_masks.append(mask)
         length = hp["sequence_length"]
         if length and length < schema.sequence(seq_name).max_length:
-            vectors = TakeFirst(length, name=f"{seq_name}_recent")(vectors)
-            mask = TakeFirst(length, name=f"{seq_name}_recent_mask")(mask)
+            vectors = TakeMostRecent(length, name=f"{seq_name}_recent")(vectors)
+            mask = TakeMostRecent(length, name=f"{seq_name}_recent_mask")(mask)
         module_inputs[seq_name] = vectors
         module_inputs[f"{seq_name}_mask"] = mask
     module = FeedbackInteraction(

@@ -10,7 +10,7 @@ from widedeep.features import FeatureGraph
 from widedeep.layers.calibration import LogitOffset
 from widedeep.layers.mlp import MLP
 from widedeep.layers.pooling import MaskedMeanPooling
-from widedeep.models.base import WIDE_BRANCH, WideDeepModel
+from widedeep.models.two_optimizer_model import WIDE_BRANCH, WideDeepModel
 from widedeep.schema import Schema, SchemaError
 
 BRANCHES = ("wide_deep", "wide", "deep")

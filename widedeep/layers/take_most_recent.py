@@ -1,4 +1,4 @@
-"""`TakeFirst`: the most recent positions of a sequence."""
+"""`TakeMostRecent`: the most recent positions of a sequence."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import keras
 
 
 @keras.saving.register_keras_serializable(package="widedeep")
-class TakeFirst(keras.layers.Layer):
-    """Keeps the first `length` positions of a `[B, L, ...]` tensor (the most recent items).
+class TakeMostRecent(keras.layers.Layer):
+    """Keeps the `length` most recent positions of a most-recent-first `[B, L, ...]` tensor.
+
+    Feedback sequences hold the latest item at position 0, so the most recent items are
+    the first positions: the output is `inputs[:, :length]`.
 
     Args:
         length: positions kept.
@@ -20,6 +23,12 @@ class TakeFirst(keras.layers.Layer):
 
     Returns:
         `inputs[:, :length]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> TakeMostRecent(2)(np.array([[30, 20, 10]])).numpy().tolist()
+    [[30, 20]]
     """
 
     def __init__(self, length: int, **kwargs: Any) -> None:
@@ -34,3 +43,8 @@ class TakeFirst(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "length": self.length}
+
+
+# Models saved before the rename name the layer "widedeep>TakeFirst": they load as
+# `TakeMostRecent` (and are saved under the new name from then on).
+keras.saving.get_custom_objects()["widedeep>TakeFirst"] = TakeMostRecent

@@ -4,7 +4,7 @@
 trained on a finite log can know. `fit_well_specified` measures how much of that
 oracle is *learnable from the data at hand*: it fits `WellSpecifiedModel`, whose
 logit has exactly the form of the simulator's ground truth (module docstring of
-`widedeep.data.simulator`), with only the numbers left to learn:
+`widedeep.data.simulator.world`), with only the numbers left to learn:
 
     logit = b + cell[region, category] + cell[age, category]
           + <user[u] + region[r] + age[a], item[i]> + item_bias[i]
@@ -35,13 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from widedeep.data.simulator import (
-    SimulatorConfig,
-    _make_world,
-    _World,
-    first_test_round,
-    simulate,
-)
+from widedeep.data.simulator import SimulatorConfig, first_test_round, simulate
+from widedeep.data.simulator.world import World, make_world
 from widedeep.metrics import auc
 from widedeep.schema import FEEDBACK_SEQUENCES
 
@@ -135,7 +130,7 @@ class WellSpecifiedModel(keras.Model):
         return logit
 
 
-def ground_truth_weights(model: WellSpecifiedModel, world: _World) -> None:
+def ground_truth_weights(model: WellSpecifiedModel, world: World) -> None:
     """Sets `model` to the simulator's true parameters (the world of `model.sim`).
 
     The taste goes to the per-user vectors (its region and age parts included),
@@ -220,7 +215,7 @@ def fit_well_specified(
     model = WellSpecifiedModel(config, user_l2=user_l2)
     if learn == "users":
         model(rows(0, 1)[0])
-        world = _make_world(config, np.random.default_rng(config.seed))
+        world = make_world(config, np.random.default_rng(config.seed))
         ground_truth_weights(model, world)
         scale = config.affinity_effect / math.sqrt(config.latent_dim)
         model.user.embeddings.assign(world.user_taste_attributes * scale)
