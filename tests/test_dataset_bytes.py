@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from widedeep.cli import main
-from widedeep.data.feedback_log import ErrorPolicy, PrepareOptions
 from widedeep.data.kuairand import LOG_COLUMNS, USER_COLUMNS, VIDEO_COLUMNS, prepare_kuairand
 from widedeep.data.movielens import prepare_movielens
 from widedeep.data.prepare import prepare_impressions
 from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.data.source import ErrorPolicy, PrepareOptions
 from widedeep.data.user_log import LogConfig, LogSource, prepare_log
 
 ONE_SHARD = {"train": 1, "test": 1}

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.movielens import (
     GENRES_100K,
     MovieLensSource,
@@ -22,6 +21,7 @@ from widedeep.data.movielens import (
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.prepare import prepare_impressions
 from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.data.source import ErrorPolicy, FeedbackLogError, PrepareOptions
 
 ONE_SHARD = {"train": 1, "test": 1}
 SEQ = ("click", "unclick", "dislike")

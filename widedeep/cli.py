@@ -545,7 +545,7 @@ def _add_json_flag(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from tuning.hypermodels import TUNABLE_MODELS
     from tuning.search import TUNERS, run_search
-    from widedeep.data.feedback_log import PrepareOptions
+    from widedeep.data.source import PrepareOptions
     from widedeep.distribute import STRATEGIES
     from widedeep.training import MODELS, MONITORS, TrainConfig
 

@@ -39,7 +39,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from widedeep.data.feedback_log import (
+from widedeep.data.log_reading import (
+    PARQUET_SUFFIXES,
+    first_rows,
+    log_schema,
+    read_log_batches,
+    report_bad_rows,
+    report_side_table_rows,
+)
+from widedeep.data.prepare import prepare_source
+from widedeep.data.source import (
     CLICK,
     DISLIKE,
     ITEM_HISTORY_FEATURES,
@@ -48,19 +57,11 @@ from widedeep.data.feedback_log import (
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
+    Impressions,
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
     numeric_feature,
-)
-from widedeep.data.prepare import (
-    PARQUET_SUFFIXES,
-    Impressions,
-    first_rows,
-    log_schema,
-    prepare_source,
-    read_log_batches,
-    report_bad_rows,
 )
 from widedeep.schema import MISSING_INT, MISSING_STRING, Schema
 
@@ -191,7 +192,7 @@ def _side_table(name: str, path: str, key: str, policy: ErrorPolicy) -> FeatureT
             f"{path}: key column '{key}' must hold integers, found {frame.schema[key]}"
         )
     frame, repeated = first_rows(frame.with_row_index("_line", offset=2), key, f"{name} key")
-    report_bad_rows(policy, path, repeated, "duplicate_feature_rows")
+    report_side_table_rows(policy, path, [], repeated)
     frame = frame.drop("_line")
     dtypes = {c: _dtype_of(frame.schema[c]) for c in frame.columns if c != key}
     columns = {c: _column_values(frame[c], d) for c, d in dtypes.items()}
