@@ -15,6 +15,7 @@ from widedeep.data.log_reading import (
     read_delimited,
     read_log,
     report_bad_rows,
+    whole_number,
 )
 from widedeep.data.source import ErrorPolicy, FeedbackLogError
 
@@ -69,6 +70,27 @@ def test_read_delimited_is_latin1_and_numbers_lines(tmp_path):
     assert list(read_delimited(path, "::")) == [
         (1, ["1", "Café (1995)", "Drama"]),
         (3, ["2", "B (1996)", "Comedy"]),
+    ]
+
+
+def test_whole_number_is_the_one_integer_parser():
+    text = pl.DataFrame({"x": ["12", " 12.0 ", "-3", "1e3", "1.5", "x", "", "inf", "nan", None]})
+    assert text.select(whole_number(pl.col("x")))["x"].to_list() == [
+        12, 12, -3, 1000, None, None, None, None, None, None
+    ]  # fmt: skip
+    floats = pl.DataFrame({"x": [2.0, 1.5, -0.5, math.nan, math.inf, None]})
+    parsed = floats.select(whole_number(pl.col("x"), pl.Float64))["x"]
+    assert parsed.dtype == pl.Int64 and parsed.to_list() == [2, None, None, None, None, None]
+    integers = pl.DataFrame({"x": [7, None]})
+    assert integers.select(whole_number(pl.col("x"), pl.Int64))["x"].to_list() == [7, None]
+    # Through parse_columns, as every source parses an integer column: a float column of ids
+    # (a Parquet file's, say) keeps its whole values and names the others, never truncates.
+    frame = pl.DataFrame(
+        {"_line": [2, 3, 4], "id": [4.0, 4.5, 5.0]}, schema_overrides={"_line": pl.Int64}
+    )
+    good, bad = parse_columns(frame, {"id": "int"})
+    assert good["id"].to_list() == [4, 5] and bad == [
+        (3, "unreadable value: id is not an integer: '4.5'")
     ]
 
 

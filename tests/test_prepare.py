@@ -37,6 +37,8 @@ def test_num_test_rounds_half_up():
     assert [num_test(n, 0.2) for n in (0, 1, 2, 3, 5, 7, 8, 10)] == [0, 0, 0, 1, 1, 1, 2, 2]
     assert num_test(4, 0.5) == 2 and num_test(3, 0.5) == 2 and num_test(1, 0.5) == 1
     assert num_test(10, 0.0) == 0
+    # Per user, as the per-user split asks: 0, 0.5, 1.5 and 2.5 test impressions, halves up.
+    np.testing.assert_array_equal(num_test(np.array([0, 1, 3, 5]), 0.5), [0, 1, 2, 3])
 
 
 def test_progress_prints_rows_per_second():

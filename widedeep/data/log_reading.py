@@ -331,10 +331,29 @@ def parse_integer_columns(
     return parse_columns(frame, {name: "int" for name in integers})
 
 
-def _whole_number(text: pl.Expr) -> pl.Expr:
-    """`text` (stripped) as int64 when it is an integer written as `"12"` or `"12.0"`, else null."""
-    as_int = text.cast(pl.Int64, strict=False)
-    as_float = text.cast(pl.Float64, strict=False)
+def whole_number(value: pl.Expr, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """`value` as int64 where it holds an integer, else null: the integer parser of every source.
+
+    Text (stripped of surrounding whitespace) is an integer when it is written as
+    `"12"` or `"12.0"`; a float when it is whole (`12.0`, not `12.5`); integer and
+    boolean columns are integers as they are.
+
+    Args:
+        value: the values, of type `dtype`.
+        dtype: the Polars type of `value`.
+
+    Example:
+
+    >>> frame = pl.DataFrame({"x": [" 12", "12.0", "12.5", "x", ""]})
+    >>> frame.select(whole_number(pl.col("x")))["x"].to_list()
+    [12, 12, None, None, None]
+    """
+    if dtype.is_float():
+        return pl.when(value.is_finite() & (value == value.floor())).then(value.cast(pl.Int64))
+    if dtype != pl.String:
+        return value.cast(pl.Int64, strict=False)
+    text = value.str.strip_chars()
+    as_int, as_float = text.cast(pl.Int64, strict=False), text.cast(pl.Float64, strict=False)
     whole = as_float.is_finite() & (as_float == as_float.floor())
     return pl.when(as_int.is_not_null()).then(as_int).when(whole).then(as_float.cast(pl.Int64))
 
@@ -342,7 +361,8 @@ def _whole_number(text: pl.Expr) -> pl.Expr:
 def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFrame, BadRows]:
     """Parse columns by kind; a row where one does not parse is bad.
 
-    Kinds: `"int"` (int64, `"12"` or `"12.0"`); `"optional_int"` (the same, an empty
+    Kinds: `"int"` (int64 by `whole_number`: `"12"` or `"12.0"`, or a whole float, or
+    an integer column as it is); `"optional_int"` (the same for text, an empty
     or `nan` cell is `MISSING_INT`); `"optional_float"` (float64, an empty cell is nan);
     `"nullable_int"` / `"nullable_float"` (an empty cell is null, as Polars reads it);
     `"string"` (stripped of surrounding whitespace); `"date"` (`YYYY-MM-DD`, anything
@@ -351,7 +371,7 @@ def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
 
     Args:
         frame: with an int64 `_line` column; the columns to parse as strings (or, for
-            `"int"`, any type castable to int64).
+            `"int"`, of any numeric type).
         kinds: `{column: kind}`, in the order their problems are reported.
 
     Returns:
@@ -365,15 +385,15 @@ def parse_columns(frame: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
         string = frame.schema[name] == pl.String
         text = col.str.strip_chars() if string else col
         if kind == "int":
-            value = _whole_number(text) if string else col.cast(pl.Int64, strict=False)
+            value = whole_number(col, frame.schema[name])
             bad, wanted = value.is_null(), "an integer"
         elif kind == "optional_int":
             empty = (text == "") | (text.str.to_lowercase() == "nan")
-            value = pl.when(empty).then(pl.lit(MISSING_INT)).otherwise(_whole_number(text))
+            value = pl.when(empty).then(pl.lit(MISSING_INT)).otherwise(whole_number(text))
             bad, wanted = value.is_null(), "an integer"
         elif kind in ("nullable_int", "nullable_float"):
             number = (
-                _whole_number(text)
+                whole_number(text)
                 if kind == "nullable_int"
                 else text.cast(pl.Float64, strict=False)
             )

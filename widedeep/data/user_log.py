@@ -46,6 +46,7 @@ from widedeep.data.log_reading import (
     read_log_batches,
     report_bad_rows,
     report_side_table_rows,
+    whole_number,
 )
 from widedeep.data.prepare import prepare_source
 from widedeep.data.source import (
@@ -359,26 +360,37 @@ class LogSource(FeedbackSource):
 
 
 def _time_ms(frame: pl.DataFrame, column: str, path: str) -> pl.Series:
-    """The time column as int64 (integers as they are; dates and date-times in ms since the epoch)."""
+    """The time column as int64: integers as they are, dates and date-times in ms since the epoch.
+
+    Integers are read by the integer parser of every column (`whole_number`). A text
+    column (Polars reads a column as text when one value is neither an integer nor a
+    date) is read as integers or as ISO date-times, whichever more of its values are.
+    A value that is neither, or an empty one, raises `FeedbackLogError` naming the
+    file, its line and the column.
+    """
     series = frame[column]
-    if series.dtype.is_integer():
-        return series.cast(pl.Int64)
-    if series.dtype in (pl.Date,) or isinstance(series.dtype, pl.Datetime):
-        parsed = series.cast(pl.Datetime("ms"))
-    elif series.dtype == pl.String:
-        parsed = series.str.to_datetime(strict=False, time_unit="ms")
+    if series.dtype == pl.Date or isinstance(series.dtype, pl.Datetime):
+        times = series.cast(pl.Datetime("ms")).dt.epoch("ms")
+    elif series.dtype.is_numeric() or series.dtype == pl.String:
+        times = frame.select(whole_number(pl.col(column), series.dtype)).to_series()
+        if series.dtype == pl.String:
+            try:
+                dates = series.str.to_datetime(strict=False, time_unit="ms").dt.epoch("ms")
+            except pl.exceptions.PolarsError:  # no value looks like a date-time
+                dates = pl.Series(column, [None] * len(series), dtype=pl.Int64)
+            if dates.null_count() <= times.null_count():
+                times = dates
     else:
-        raise FeedbackLogError(
-            f"{path}: time column '{column}' holds {series.dtype}, not integers or date-times"
-        )
-    failed = parsed.is_null()
+        times = pl.Series(column, [None] * len(series), dtype=pl.Int64)
+    failed = times.is_null()
     if failed.any():
         at = int(np.flatnonzero(failed.to_numpy())[0])
+        value = "" if series[at] is None else series[at]  # an empty cell
         raise FeedbackLogError(
             f"{path}, line {frame['_line'][at]}: time column '{column}' does not parse as a time: "
-            f"{series[at]!r} (integers, or ISO date-times such as 2024-05-01 13:45:00)"
+            f"{value!r} (integers, or ISO date-times such as 2024-05-01 13:45:00)"
         )
-    return parsed.dt.epoch("ms")
+    return times.cast(pl.Int64)
 
 
 def _describe_columns(schema: Schema, source: LogSource) -> dict[str, dict[str, Any]]:
