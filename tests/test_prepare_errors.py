@@ -101,3 +101,19 @@ def test_an_empty_time_is_named_too(tmp_path):
         match=rf"{re.escape(str(log))}, line {line}: time column 'ts' does not parse as a time: ''",
     ):
         prepare_log(config, tmp_path / "out", on_error="stop")
+
+
+@pytest.mark.parametrize("table", ["users", "items"])
+@pytest.mark.parametrize("bad_key", ["u9", "", "2.5"])
+def test_a_side_table_key_that_is_not_an_integer_is_named(tmp_path, capsys, table, bad_key):
+    log = tmp_path / "log.csv"
+    write_log(log, 12, "user", -1, "")
+    side = tmp_path / f"{table}.csv"
+    key = "who" if table == "users" else "sku"
+    side.write_text(f"{key},colour\n1,red\n{bad_key},blue\n3.0,green\n")  # 3.0 is 3
+    assert main([*prepare_args(log, tmp_path / "out"), f"--{table}", str(side)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"widedeep: error: {side}, line 3: key column '{key}' must hold integers, found "
+        + repr(float(bad_key) if bad_key == "2.5" else bad_key)
+    )

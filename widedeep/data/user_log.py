@@ -188,11 +188,17 @@ def _side_table(name: str, path: str, key: str, policy: ErrorPolicy) -> FeatureT
         raise FeedbackLogError(
             f"{path}: missing key column '{key}'; the header has {frame.columns}"
         )
-    if not frame.schema[key].is_integer():
+    frame = frame.with_row_index("_line", offset=2)
+    dtype = frame.schema[key]
+    keys = frame.select(whole_number(pl.col(key), dtype)).to_series()
+    if not (dtype.is_integer() or dtype.is_float() or dtype == pl.String) or keys.null_count():
+        at = int(np.flatnonzero(keys.is_null().to_numpy())[0]) if keys.null_count() else 0
+        value = "" if frame[key][at] is None else frame[key][at]  # an empty cell
         raise FeedbackLogError(
-            f"{path}: key column '{key}' must hold integers, found {frame.schema[key]}"
+            f"{path}, line {frame['_line'][at]}: key column '{key}' must hold integers, "
+            f"found {value!r}"
         )
-    frame, repeated = first_rows(frame.with_row_index("_line", offset=2), key, f"{name} key")
+    frame, repeated = first_rows(frame.with_columns(keys.alias(key)), key, f"{name} key")
     report_side_table_rows(policy, path, [], repeated)
     frame = frame.drop("_line")
     dtypes = {c: _dtype_of(frame.schema[c]) for c in frame.columns if c != key}
