@@ -53,6 +53,15 @@ class ScratchFolder:
         for stale in glob.glob(os.path.join(glob.escape(self.parent), self.prefix + "*")):
             shutil.rmtree(stale, ignore_errors=True)
 
+    @staticmethod
+    def bytes_needed(logs: list[str]) -> int:
+        """About the most the folder holds while these logs are sorted out of core.
+
+        At the peak the sorted runs and the merged log are both on disk, about 2.5
+        times a CSV log's bytes.
+        """
+        return int(2.5 * sum(os.path.getsize(path) for path in logs if os.path.isfile(path)))
+
     def remove(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -15,7 +15,7 @@ operations (NumPy), no Python loop over rows, in five steps:
    naming file and line);
 3. `_Split`: the split (`split_by="time"`: the last `round(N * test_fraction)`
    impressions in that order; `"user"`: each user's last `round(n_u * test_fraction)`);
-4. `_FeedbackSequences`: the causal feedback sequences: for an impression, the
+4. `FeedbackSequences`: the causal feedback sequences: for an impression, the
    user's last `max_length` clicked / unclicked / disliked items among the
    impressions *before* it in that order (so a same-timestamp row earlier in the
    file counts as before; the impression itself and everything after it never
@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from widedeep.data.causal_history import FeedbackSequences, ItemHistory, running_counts
 from widedeep.data.external_sort import (
-    EventTable,
     RowStore,
     ScratchFolder,
     SortedRun,
@@ -64,7 +64,6 @@ from widedeep.data.source import (
     CHUNK_ROWS,
     FEEDBACK_TYPES,
     ITEM_HISTORY_FEATURES,
-    ITEM_HISTORY_SMOOTHING,
     ErrorPolicy,
     FeatureTable,
     FeedbackLogError,
@@ -73,7 +72,7 @@ from widedeep.data.source import (
     TrainStatistics,
     numeric_feature,
 )
-from widedeep.data.tables import EVENT_ROW, ColumnChunks, Lookup
+from widedeep.data.tables import Lookup
 from widedeep.io import NoSpaceError, directory_lock, is_out_of_space
 from widedeep.schema import FEEDBACK_SEQUENCES, Schema
 
@@ -147,13 +146,6 @@ def prepare_impressions(
     """
     out_dir = os.fspath(out_dir)
     scratch = ScratchFolder(out_dir, options.temp_dir)
-
-    def scratch_bytes() -> int:
-        # At the peak the sorted runs and the merged log are both on disk, about 2.5 times
-        # a CSV log's bytes (17.5 MB for the 7.1 MB KuaiRand dev log at --memory-limit 16).
-        logs = sum(os.path.getsize(path) for path in source.logs if os.path.isfile(path))
-        return int(2.5 * logs)
-
     with directory_lock(out_dir, "--out", "prepare"), contextlib.ExitStack() as on_failure:
         scratch.clear_stale()
         try:
@@ -165,7 +157,7 @@ def prepare_impressions(
             if isinstance(error, NoSpaceError) or not is_out_of_space(error):
                 raise
             where, flag = (scratch.parent, "--temp-dir") if scratch.folder else (out_dir, "--out")
-            raise NoSpaceError(where, scratch_bytes(), flag) from error
+            raise NoSpaceError(where, scratch.bytes_needed(source.logs), flag) from error
         finally:
             scratch.remove()
 
@@ -188,8 +180,10 @@ def _prepare(
     log = _clean(source, runs, options, policy, chunk_rows, scratch)
     del runs
     split = _Split(log, options, source.logs)
-    sequences = _FeedbackSequences(log, options.max_length, scratch)
-    item_history = _ItemHistory(len(source.items)) if options.item_history else None
+    sequences = FeedbackSequences(
+        log.per_type, options.max_length, max(log.range_rows, 1), scratch if log.spilled else None
+    )
+    item_history = ItemHistory(len(source.items)) if options.item_history else None
     stats, dtypes = _train_statistics(source, options.item_history)
     writer = DatasetWriter(
         out_dir, options.num_shards, overwrite=options.overwrite, expected_rows=len(log.rows)
@@ -389,138 +383,7 @@ class _Split:
         return rank >= self.train_quota[user_index]
 
 
-# ---------------------------------------------------------------------- 4. sequences
-
-
-class _FeedbackSequences:
-    """The causal feedback sequences: per-type event tables and each impression's place in them.
-
-    An event table holds each user's events of one type in order, user after user
-    (`per_type` fixes where each user's part starts); a record holds, per sequence,
-    the end of its user's events before it and their count capped at `max_length`,
-    which the reader gathers (see `widedeep.data.tables`).
-    """
-
-    def __init__(self, log: _CleanLog, max_length: int, scratch: ScratchFolder) -> None:
-        per_type = log.per_type
-        self.max_length = max_length
-        self.codes = [FEEDBACK_TYPES.index(name) for name in FEEDBACK_SEQUENCES]
-        self.offsets = [np.concatenate([[0], np.cumsum(per_type[c])[:-1]]) for c in self.codes]
-        self.events = [
-            EventTable(
-                int(per_type[c].sum()),
-                scratch.path(f"events-{name}") if log.spilled else None,
-                max(log.range_rows, 1),
-            )
-            for c, name in zip(self.codes, FEEDBACK_SEQUENCES, strict=True)
-        ]
-        self._carried = [np.zeros(per_type.shape[1], dtype=np.int64) for _ in self.codes]
-
-    def columns(self, rows: dict[str, np.ndarray], by_user: np.ndarray) -> dict[str, np.ndarray]:
-        """The `@{sequence}_end` and `@{sequence}_count` columns of the next chunk of the log.
-
-        Files the chunk's events in the event tables; chunks must come in order.
-        """
-        user_index, feedback = rows["user_index"], rows["feedback"]
-        columns = {}
-        for k, (name, code) in enumerate(zip(FEEDBACK_SEQUENCES, self.codes, strict=True)):
-            is_event = feedback == code
-            count = running_counts(user_index, is_event, self._carried[k], by_user)
-            end = self.offsets[k][user_index] + count
-            self.events[k].put(end[is_event], rows["item_index"][is_event])
-            columns[f"@{name}_end"] = end
-            columns[f"@{name}_count"] = np.minimum(count, self.max_length)
-        return columns
-
-    def write(self, writer: DatasetWriter, item_features: list[str]) -> dict[str, Lookup]:
-        """Writes the event tables; the lookups of every sequence feature."""
-        lookups = {}
-        for name, table in zip(FEEDBACK_SEQUENCES, self.events, strict=True):
-            writer.write_table(
-                f"{name}_events", {EVENT_ROW: ColumnChunks(table.rows, np.int64, table.chunks)}
-            )
-            lookups.update(
-                {
-                    f"{name}_{f}": Lookup(
-                        ITEM_TABLE,
-                        f,
-                        events=f"{name}_events",
-                        end=f"@{name}_end",
-                        count=f"@{name}_count",
-                    )
-                    for f in item_features
-                }
-            )
-        return lookups
-
-
-class _ItemHistory:
-    """The item's history before each impression (`ITEM_HISTORY_FEATURES`), chunk by chunk."""
-
-    def __init__(self, num_items: int) -> None:
-        self.shown = np.zeros(num_items, dtype=np.int64)
-        self.clicked = np.zeros(num_items, dtype=np.int64)
-        self.log_seen = self.log_clicked = 0
-
-    def columns(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """`item_log_impressions` and `item_ctr` of the next chunk of the log."""
-        item_index, clicked = rows["item_index"], rows["label"] == 1
-        by_item = np.argsort(item_index, kind="stable")
-        shown = running_counts(item_index, np.ones(len(item_index), bool), self.shown, by_item)
-        hits = running_counts(item_index, clicked, self.clicked, by_item)
-        log_hits = self.log_clicked + np.cumsum(clicked) - clicked
-        prior = (log_hits + 1.0) / (self.log_seen + np.arange(len(clicked)) + 2.0)
-        self.log_seen += len(clicked)
-        self.log_clicked += int(clicked.sum())
-        a = ITEM_HISTORY_SMOOTHING
-        return {
-            "item_log_impressions": np.log1p(shown).astype(np.float32),
-            "item_ctr": ((hits + a * prior) / (shown + a)).astype(np.float32),
-        }
-
-
-def running_counts(
-    group: np.ndarray, flag: np.ndarray, carried: np.ndarray, by_group: np.ndarray | None = None
-) -> np.ndarray:
-    """Per row, how many earlier rows of its group are flagged, chunk after chunk.
-
-    Args:
-        group: per row of this chunk, its group (a user's index, `0 <= group <
-            len(carried)`), rows in processing order.
-        flag: per row, whether it counts (e.g. it is a click).
-        carried: per group, the flagged rows of the earlier chunks; updated in place
-            to include this chunk's.
-        by_group: `np.argsort(group, kind="stable")`, if already known (it is the
-            same for every flag of a chunk).
-
-    Returns:
-        Per row, the flagged rows of its group strictly before it (earlier chunks
-        included).
-
-    Example:
-
-    >>> carried = np.zeros(2, dtype=np.int64)
-    >>> running_counts(np.array([0, 0, 1]), np.array([True, True, True]), carried)
-    array([0, 1, 0])
-    >>> running_counts(np.array([0, 1]), np.array([True, False]), carried)
-    array([2, 1])
-    """
-    n = len(group)
-    if by_group is None:
-        by_group = np.argsort(group, kind="stable")
-    flagged = flag[by_group].astype(np.int64)
-    before = np.cumsum(flagged) - flagged  # flagged rows before, in the chunk's group order
-    starts = np.ones(n, dtype=bool)
-    sorted_group = group[by_group]
-    starts[1:] = sorted_group[1:] != sorted_group[:-1]
-    group_first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    counts = np.empty(n, dtype=np.int64)
-    counts[by_group] = before - before[group_first] + carried[sorted_group]
-    carried += np.bincount(group[flag], minlength=len(carried))
-    return counts
-
-
-# ------------------------------------------------------------------------ 5. dataset
+# ----------------------------------------- 4. sequences (widedeep.data.causal_history), 5. dataset
 
 
 def _train_statistics(
@@ -552,8 +415,8 @@ def _write_records(
     source: FeedbackSource,
     log: _CleanLog,
     split: _Split,
-    sequences: _FeedbackSequences,
-    item_history: _ItemHistory | None,
+    sequences: FeedbackSequences,
+    item_history: ItemHistory | None,
     stats: TrainStatistics,
     writer: DatasetWriter,
     progress_enabled: bool,
@@ -613,7 +476,7 @@ def _write_records(
 
 
 def _write_tables(
-    source: FeedbackSource, sequences: _FeedbackSequences, writer: DatasetWriter
+    source: FeedbackSource, sequences: FeedbackSequences, writer: DatasetWriter
 ) -> dict[str, Lookup]:
     """Writes the side tables and the event tables; the lookups that gather them back.
 
@@ -627,7 +490,7 @@ def _write_tables(
         if columns:
             writer.write_table(table, _encoded(columns))
             lookups.update({name: Lookup(table, name, row=row) for name in columns})
-    lookups.update(sequences.write(writer, list(source.item_features)))
+    lookups.update(sequences.write(writer, ITEM_TABLE, list(source.item_features)))
     return lookups
 
 
