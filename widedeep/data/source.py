@@ -27,11 +27,13 @@ Policies (the same for every source):
   serving at that moment would have seen). Vocabularies and quantile boundaries
   come from train impressions only; unseen values go to the OOV bucket.
 * **Bad input.** A missing file or column always raises `FeedbackLogError`
-  naming the file (and the column). A malformed row, an impression whose user or
-  item is absent from the feature files: with `on_error="stop"` raise naming file
-  and line; with `on_error="skip"` skip the row, count it in `meta["skipped"]`
-  (with the first few locations in `meta["skipped_examples"]`) and print a summary
-  on stderr. Skipped rows are neither impressions nor history events.
+  naming the file (and the column). A malformed row (a value that does not parse
+  names its column and the value), an impression whose user or item is absent
+  from the feature files: with `on_error="stop"` raise naming file and line; with
+  `on_error="skip"` skip the row, count it in `meta["skipped"]` (with the first
+  few locations in `meta["skipped_examples"]`) and print a summary on stderr.
+  Skipped rows are neither impressions nor history events. Integers are read by
+  one parser (`widedeep.data.log_reading.whole_number`) in every source.
 """
 
 from __future__ import annotations
