@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.kuairand import KuaiRandSource, prepare_kuairand
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.prepare import prepare_impressions
 from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.data.source import ErrorPolicy, FeedbackLogError, PrepareOptions
 
 # ----------------------------------------------------------------------------- fixtures
 

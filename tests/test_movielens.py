@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.movielens import (
     GENRES_100K,
     MovieLensSource,
@@ -22,6 +21,7 @@ from widedeep.data.movielens import (
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.prepare import prepare_impressions
 from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.data.source import ErrorPolicy, FeedbackLogError, PrepareOptions
 
 ONE_SHARD = {"train": 1, "test": 1}
 SEQ = ("click", "unclick", "dislike")
@@ -230,6 +230,86 @@ def test_skip_policy_counts(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().err
     assert meta["impressions"] == 7
     assert all(77 not in r[4]["click"] for r in written(tmp_path / "out", "test"))
+
+
+class RecordingPolicy(ErrorPolicy):
+    """Keeps every rejected row: `(kind, line, message)`."""
+
+    def __init__(self) -> None:
+        super().__init__("skip")
+        self.rejected: list[tuple[str, int, str]] = []
+
+    def reject(self, kind: str, path: str, line: int, message: str) -> None:
+        self.rejected.append((kind, line, message))
+
+
+def test_side_file_rows_are_named_for_their_first_problem_100k(tmp_path):
+    folder = write_100k(tmp_path / "ml", RATINGS_100K)
+    (folder / "u.user").write_text(
+        "1|24|M|technician|85711\n"
+        "2|2.5|F|writer|1\n"  # line 2
+        "3|40.0|M|other|2\n"  # 40.0 is 40: age group 35
+        "x|30|M|other|3\n"  # line 4
+        "1|30|F|other|4\n"  # line 5: user 1 again
+        "4|30|F\n"  # line 6
+        "z|3.5|M|other|5\n"  # line 7: the age first
+    )
+    flags = ["0"] * len(GENRES_100K)
+    rows = [
+        ["10", "A (1990)", "01-Jan-1990", "", "u", *flags],
+        ["11", "B (1991)", "01-Jan-1991", "", "u", "0", "x", *flags[2:]],  # line 2: Action
+        ["y", "C (1992)", "01-Jan-1992", "", "u", *flags],  # line 3
+        ["13", "D (1993)", "01-Jan-19x3", "", "u", *flags],  # line 4: the year
+    ]
+    (folder / "u.item").write_text("".join("|".join(r) + "\n" for r in rows))
+    policy = RecordingPolicy()
+    source = MovieLensSource(folder, policy)
+    assert policy.rejected == [
+        ("malformed_feature_rows", 2, "unreadable value: age is not an integer: '2.5'"),
+        ("malformed_feature_rows", 4, "unreadable value: user is not an integer: 'x'"),
+        ("duplicate_feature_rows", 5, "user 1 listed again (first row kept)"),
+        ("malformed_feature_rows", 6, "expected 5 fields separated by '|', found 3"),
+        ("malformed_feature_rows", 7, "unreadable value: age is not an integer: '3.5'"),
+        ("malformed_feature_rows", 2, "unreadable value: Action flag is not an integer: 'x'"),
+        ("malformed_feature_rows", 3, "unreadable value: movie is not an integer: 'y'"),
+        (
+            "malformed_feature_rows",
+            4,
+            "unreadable value: could not convert string to float: '19x3'",
+        ),
+    ]
+    assert source.users.keys.tolist() == [1, 3]
+    assert source.users.columns["age"].tolist() == [18, 35, -1]  # the last: the missing row
+    assert source.items.keys.tolist() == [10]
+
+
+def test_side_file_rows_are_named_for_their_first_problem_1m(tmp_path):
+    folder = write_1m(tmp_path / "ml-1m", [(1, 5, 4, 10)])
+    (folder / "users.dat").write_text(
+        "1::M::25::12::48067\n"
+        "2::F::30::12::1\n"  # line 2: not an age group
+        "3::F::25::x::1\n"  # line 3
+        "4::F::25::21::1\n"  # line 4: no such occupation
+        "5::F::1.5::x::1\n"  # line 5: the age first
+        "6::F::30::x::1\n"  # line 6: the age group first
+        "7::F::18.0::0::1\n"  # 18.0 is 18
+    )
+    (folder / "movies.dat").write_text("5::A::B (1995)::Drama\nz::C (1996)::Comedy\n")
+    policy = RecordingPolicy()
+    source = MovieLensSource(folder, policy)
+    groups = "(1, 18, 25, 35, 45, 50, 56)"
+    assert policy.rejected == [
+        ("malformed_feature_rows", 2, f"unreadable value: age '30' is not a 1M age group {groups}"),
+        ("malformed_feature_rows", 3, "unreadable value: occupation is not an integer: 'x'"),
+        ("malformed_feature_rows", 4, "unreadable value: occupation code '21' is not in 0..20"),
+        ("malformed_feature_rows", 5, "unreadable value: age is not an integer: '1.5'"),
+        ("malformed_feature_rows", 6, f"unreadable value: age '30' is not a 1M age group {groups}"),
+        ("malformed_feature_rows", 2, "unreadable value: movie is not an integer: 'z'"),
+    ]
+    assert source.users.keys.tolist() == [1, 7]
+    assert source.users.columns["occupation"].tolist() == ["programmer", "other", ""]
+    assert source.items.columns["genre"].tolist() == ["Drama", ""]  # title "A::B (1995)"
+    assert source.items.columns["release_year"][0] == 1995
 
 
 def test_missing_release_year_is_imputed_and_counted(tmp_path):

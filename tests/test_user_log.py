@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from widedeep.cli import main
-from widedeep.data.feedback_log import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.prepare import prepare_impressions
 from widedeep.data.reader import load_dataset_dir, read_columns
+from widedeep.data.source import ErrorPolicy, FeedbackLogError, PrepareOptions
 from widedeep.data.user_log import CONFIG_FILE, LogConfig, LogSource, prepare_log
 
 ONE_SHARD = {"train": 1, "test": 1}

@@ -24,7 +24,7 @@ from widedeep.cli.train_commands import cmd_train, cmd_tune
 def build_parser() -> argparse.ArgumentParser:
     from tuning.hypermodels import TUNABLE_MODELS
     from tuning.search import TUNERS, run_search
-    from widedeep.data.feedback_log import PrepareOptions
+    from widedeep.data.source import PrepareOptions
     from widedeep.distribute import STRATEGIES
     from widedeep.training import MODELS, MONITORS, TrainConfig
 

@@ -3,7 +3,7 @@
 `prepare_kuairand` reads one or more interaction logs (`log_standard_*.csv`,
 `log_random_*.csv`), the user features (`user_features_*.csv`) and the basic
 video features (`video_features_basic_*.csv`) and writes one row per
-impression (see `widedeep.data.feedback_log` for the shared policies on ties,
+impression (see `widedeep.data.source` for the shared policies on ties,
 duplicates, the split and bad rows).
 
 Feedback. `label = is_click`. The feedback *type*, which chooses the sequence
@@ -53,7 +53,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from widedeep.data.feedback_log import (
+from widedeep.data.log_reading import (
+    first_rows,
+    parse_columns,
+    read_log,
+    read_log_batches,
+    report_bad_rows,
+    report_side_table_rows,
+)
+from widedeep.data.prepare import prepare_source
+from widedeep.data.source import (
     CLICK,
     DISLIKE,
     UNCLICK,
@@ -61,20 +70,12 @@ from widedeep.data.feedback_log import (
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
+    Impressions,
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
     cross_feature,
     numeric_feature,
-)
-from widedeep.data.prepare import (
-    Impressions,
-    first_rows,
-    parse_columns,
-    prepare_source,
-    read_log,
-    read_log_batches,
-    report_bad_rows,
 )
 from widedeep.schema import Schema
 
@@ -196,10 +197,7 @@ class KuaiRandSource(FeedbackSource):
             frame = transform(frame)
         frame, unparsed = parse_columns(frame, kinds)
         frame, repeated = first_rows(frame, key, what)
-        problems = [(line, "malformed_feature_rows", m) for line, m in bad + unparsed]
-        problems += [(line, "duplicate_feature_rows", m) for line, m in repeated]
-        for line, kind, message in sorted(problems):
-            policy.reject(kind, path, line, message)
+        report_side_table_rows(policy, path, bad + unparsed, repeated)
         return frame
 
     @staticmethod

@@ -14,7 +14,7 @@ rating >= 4 is a `click` (label 1), 3 an `unclick`, <= 2 a `dislike` (label 0).
 
 Order. `u.data` is not in time order and `ratings.dat` is sorted by user; the
 engine (`widedeep.data.prepare`) sorts the ratings stably by timestamp, ties
-keeping file order. See `widedeep.data.feedback_log` for the shared policies on
+keeping file order. See `widedeep.data.source` for the shared policies on
 ties, duplicates, the split and bad rows.
 
 Features:
@@ -36,13 +36,25 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from widedeep.data.feedback_log import (
+from widedeep.data.log_reading import (
+    BadRows,
+    first_rows,
+    line_blocks,
+    parse_columns,
+    parse_integer_columns,
+    read_delimited,
+    report_bad_rows,
+    report_side_table_rows,
+    row_hash,
+)
+from widedeep.data.prepare import prepare_source
+from widedeep.data.source import (
     CLICK,
     DISLIKE,
     UNCLICK,
@@ -50,21 +62,12 @@ from widedeep.data.feedback_log import (
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
+    Impressions,
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
     cross_feature,
     numeric_feature,
-    parse_int,
-    read_delimited,
-)
-from widedeep.data.prepare import (
-    Impressions,
-    line_blocks,
-    parse_integer_columns,
-    prepare_source,
-    report_bad_rows,
-    row_hash,
 )
 from widedeep.schema import MISSING_STRING, Schema
 
@@ -146,20 +149,49 @@ def detect_layout(path: str | os.PathLike) -> str:
     return layout
 
 
-def _first_listing(
-    key: int, seen: set[int], what: str, policy: ErrorPolicy, path: str, line: int
-) -> bool:
-    """Whether `key` is listed for the first time (then added to `seen`).
+def _delimited_frame(
+    path: str, separator: str, names: Sequence[str], *, join_middle: bool = False
+) -> tuple[pl.DataFrame, BadRows]:
+    """A headerless side file's rows as string columns `names` and `_line`; ragged rows are bad.
 
-    A repeated key is rejected to `policy` as a duplicate feature row (the first row is kept).
+    With `join_middle`, a row with too many fields keeps its first and last and joins
+    the ones between (a title holding the separator).
     """
-    if key in seen:
-        policy.reject(
-            "duplicate_feature_rows", path, line, f"{what} {key} listed again (first row kept)"
-        )
-        return False
-    seen.add(key)
-    return True
+    lines, rows, bad = [], [], []
+    for line, fields in read_delimited(path, separator):
+        if join_middle and len(fields) > len(names):
+            fields = [fields[0], separator.join(fields[1:-1]), fields[-1]]
+        if len(fields) != len(names):
+            bad.append(
+                (
+                    line,
+                    f"expected {len(names)} fields separated by {separator!r}, found {len(fields)}",
+                )
+            )
+            continue
+        lines.append(line)
+        rows.append(fields)
+    columns = {name: [row[j] for row in rows] for j, name in enumerate(names)}
+    schema = {"_line": pl.Int64, **dict.fromkeys(names, pl.String)}
+    return pl.DataFrame({"_line": lines, **columns}, schema=schema), bad
+
+
+def _rejected(
+    frame: pl.DataFrame, wrong: pl.Expr, message: Callable[[dict[str, Any]], str]
+) -> tuple[pl.DataFrame, BadRows]:
+    """The rows where `wrong` is false, and the others as bad rows with their `message(row)`."""
+    bad = [
+        (row["_line"], f"unreadable value: {message(row)}")
+        for row in frame.filter(wrong).iter_rows(named=True)
+    ]
+    return frame.filter(~wrong), bad
+
+
+def _good_rows(checked: tuple[pl.DataFrame, BadRows], bad: BadRows) -> pl.DataFrame:
+    """The rows that passed a check; its bad rows are added to `bad`."""
+    frame, rejected = checked
+    bad += rejected
+    return frame
 
 
 class MovieLensSource(FeedbackSource):
@@ -191,89 +223,105 @@ class MovieLensSource(FeedbackSource):
     def _read_users(self, policy: ErrorPolicy) -> FeatureTable:
         path = self.files["users"]
         sep = "|" if self.layout == "100k" else "::"
-        keys: list[int] = []
-        columns: dict[str, list[Any]] = {"gender": [], "age": [], "occupation": [], "zip3": []}
-        seen: set[int] = set()
-        for line, fields in read_delimited(path, sep):
-            if len(fields) != 5:
-                policy.reject(
-                    "malformed_feature_rows",
-                    path,
-                    line,
-                    f"expected 5 fields separated by {sep!r}, found {len(fields)}",
-                )
-                continue
-            try:
-                if self.layout == "100k":
-                    user, age, gender, occupation, zip_code = fields
-                    age_value = age_group(parse_int(age))
-                else:
-                    user, gender, age, occupation, zip_code = fields
-                    age_value = parse_int(age)
-                    if age_value not in AGE_GROUPS:
-                        raise ValueError(f"age {age!r} is not a 1M age group {AGE_GROUPS}")
-                    code = parse_int(occupation)
-                    if not 0 <= code < len(OCCUPATIONS_1M):
-                        raise ValueError(
-                            f"occupation code {occupation!r} is not in 0..{len(OCCUPATIONS_1M) - 1}"
-                        )
-                    occupation = OCCUPATIONS_1M[code]
-                user_id = parse_int(user)
-            except ValueError as e:
-                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
-                continue
-            if not _first_listing(user_id, seen, "user", policy, path, line):
-                continue
-            keys.append(user_id)
-            columns["gender"].append(gender.strip())
-            columns["age"].append(age_value)
-            columns["occupation"].append(occupation.strip())
-            columns["zip3"].append(zip_code.strip()[:3])
+        if self.layout == "100k":
+            names = ("user", "age", "gender", "occupation", "zip")
+        else:
+            names = ("user", "gender", "age", "occupation", "zip")
+        frame, bad = _delimited_frame(path, sep, names)
+        frame = frame.with_columns(age_text="age", occupation_text="occupation")
+        # Check by check, each on the rows that passed the ones before: a row is named
+        # for its first problem.
+        frame = _good_rows(parse_columns(frame, {"age": "int"}), bad)
+        if self.layout == "1m":
+            wrong_age = ~pl.col("age").is_in(AGE_GROUPS)
+            frame = _good_rows(
+                _rejected(
+                    frame,
+                    wrong_age,
+                    lambda r: f"age {r['age_text']!r} is not a 1M age group {AGE_GROUPS}",
+                ),
+                bad,
+            )
+            frame = _good_rows(parse_columns(frame, {"occupation": "int"}), bad)
+            last = len(OCCUPATIONS_1M) - 1
+            frame = _good_rows(
+                _rejected(
+                    frame,
+                    ~pl.col("occupation").is_between(0, last),
+                    lambda r: f"occupation code {r['occupation_text']!r} is not in 0..{last}",
+                ),
+                bad,
+            )
+        frame = _good_rows(parse_columns(frame, {"user": "int"}), bad)
+        frame, repeated = first_rows(frame, "user", "user")
+        report_side_table_rows(policy, path, bad, repeated)
+        if self.layout == "100k":
+            ages = [age_group(a) for a in frame["age"].to_list()]
+            occupations = frame["occupation"].to_list()
+        else:
+            ages = frame["age"].to_list()
+            occupations = [OCCUPATIONS_1M[code] for code in frame["occupation"].to_list()]
+        columns = {
+            "gender": [g.strip() for g in frame["gender"].to_list()],
+            "age": ages,
+            "occupation": [o.strip() for o in occupations],
+            "zip3": [z.strip()[:3] for z in frame["zip"].to_list()],
+        }
         dtypes = {"gender": "string", "age": "int64", "occupation": "string", "zip3": "string"}
-        return FeatureTable("users", path, keys, columns, dtypes)
+        return FeatureTable("users", path, frame["user"].to_list(), columns, dtypes)
 
     def _read_items(self, policy: ErrorPolicy) -> FeatureTable:
         path = self.files["items"]
-        keys: list[int] = []
-        columns: dict[str, list[Any]] = {"movie_id": [], "genre": [], "release_year": []}
-        seen: set[int] = set()
         sep = "|" if self.layout == "100k" else "::"
-        width = 5 + len(GENRES_100K) if self.layout == "100k" else 3
-        for line, fields in read_delimited(path, sep):
-            if self.layout == "1m" and len(fields) > 3:  # a title holding the separator
-                fields = [fields[0], sep.join(fields[1:-1]), fields[-1]]
-            if len(fields) != width:
-                policy.reject(
-                    "malformed_feature_rows",
-                    path,
-                    line,
-                    f"expected {width} fields separated by {sep!r}, found {len(fields)}",
-                )
-                continue
+        flags = [f"{g} flag" for g in GENRES_100K]
+        if self.layout == "100k":
+            names = ("movie", "title", "date", "video_date", "url", *flags)
+            kinds = {"movie": "int", **dict.fromkeys(flags, "int")}
+        else:
+            names, kinds = ("movie", "title", "genres"), {"movie": "int"}
+        # A 1M title may hold the separator: the fields between the first and the last.
+        frame, bad = _delimited_frame(path, sep, names, join_middle=self.layout == "1m")
+        frame = _good_rows(parse_columns(frame, kinds), bad)
+        lines, movies, genres, years = [], [], [], []
+        for row in frame.iter_rows(named=True):
             try:
-                movie = parse_int(fields[0])
                 if self.layout == "100k":
-                    flags = [parse_int(f) for f in fields[5:]]
                     genre = next(
-                        (g for g, f in zip(GENRES_100K, flags, strict=True) if f), MISSING_STRING
+                        (g for g, f in zip(GENRES_100K, flags, strict=True) if row[f]),
+                        MISSING_STRING,
                     )
-                    date = fields[2].strip()
+                    date = row["date"].strip()
                     year = float(date[-4:]) if date else math.nan
                 else:
-                    genre = fields[2].strip().split("|")[0]
-                    match = _YEAR_IN_TITLE.search(fields[1])
+                    genre = row["genres"].strip().split("|")[0]
+                    match = _YEAR_IN_TITLE.search(row["title"])
                     year = float(match.group(1)) if match else math.nan
             except ValueError as e:
-                policy.reject("malformed_feature_rows", path, line, f"unreadable value: {e}")
+                bad.append((row["_line"], f"unreadable value: {e}"))
                 continue
-            if not _first_listing(movie, seen, "movie", policy, path, line):
-                continue
-            keys.append(movie)
-            columns["movie_id"].append(movie)
-            columns["genre"].append(genre)
-            columns["release_year"].append(year)
+            lines.append(row["_line"])
+            movies.append(row["movie"])
+            genres.append(genre)
+            years.append(year)
+        frame = pl.DataFrame(
+            {"_line": lines, "movie": movies, "genre": genres, "release_year": years},
+            schema={
+                "_line": pl.Int64,
+                "movie": pl.Int64,
+                "genre": pl.String,
+                "release_year": pl.Float64,
+            },
+        )
+        frame, repeated = first_rows(frame, "movie", "movie")
+        report_side_table_rows(policy, path, bad, repeated)
+        movie = frame["movie"].to_list()
+        columns = {
+            "movie_id": movie,
+            "genre": frame["genre"].to_list(),
+            "release_year": frame["release_year"].to_list(),
+        }
         dtypes = {"movie_id": "int64", "genre": "string", "release_year": "float32"}
-        return FeatureTable("movies", path, keys, columns, dtypes)
+        return FeatureTable("movies", path, movie, columns, dtypes)
 
     # ------------------------------------------------------------------------ events
     def impressions(self, policy: ErrorPolicy, batch_rows: int) -> Iterator[Impressions]:

@@ -39,7 +39,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from widedeep.data.feedback_log import (
+from widedeep.data.log_reading import (
+    PARQUET_SUFFIXES,
+    first_rows,
+    log_schema,
+    read_log_batches,
+    report_bad_rows,
+    report_side_table_rows,
+    whole_number,
+)
+from widedeep.data.prepare import prepare_source
+from widedeep.data.source import (
     CLICK,
     DISLIKE,
     ITEM_HISTORY_FEATURES,
@@ -48,19 +58,11 @@ from widedeep.data.feedback_log import (
     FeatureTable,
     FeedbackLogError,
     FeedbackSource,
+    Impressions,
     PrepareOptions,
     TrainStatistics,
     categorical_feature,
     numeric_feature,
-)
-from widedeep.data.prepare import (
-    PARQUET_SUFFIXES,
-    Impressions,
-    first_rows,
-    log_schema,
-    prepare_source,
-    read_log_batches,
-    report_bad_rows,
 )
 from widedeep.schema import MISSING_INT, MISSING_STRING, Schema
 
@@ -186,12 +188,18 @@ def _side_table(name: str, path: str, key: str, policy: ErrorPolicy) -> FeatureT
         raise FeedbackLogError(
             f"{path}: missing key column '{key}'; the header has {frame.columns}"
         )
-    if not frame.schema[key].is_integer():
+    frame = frame.with_row_index("_line", offset=2)
+    dtype = frame.schema[key]
+    keys = frame.select(whole_number(pl.col(key), dtype)).to_series()
+    if not (dtype.is_integer() or dtype.is_float() or dtype == pl.String) or keys.null_count():
+        at = int(np.flatnonzero(keys.is_null().to_numpy())[0]) if keys.null_count() else 0
+        value = "" if frame[key][at] is None else frame[key][at]  # an empty cell
         raise FeedbackLogError(
-            f"{path}: key column '{key}' must hold integers, found {frame.schema[key]}"
+            f"{path}, line {frame['_line'][at]}: key column '{key}' must hold integers, "
+            f"found {value!r}"
         )
-    frame, repeated = first_rows(frame.with_row_index("_line", offset=2), key, f"{name} key")
-    report_bad_rows(policy, path, repeated, "duplicate_feature_rows")
+    frame, repeated = first_rows(frame.with_columns(keys.alias(key)), key, f"{name} key")
+    report_side_table_rows(policy, path, [], repeated)
     frame = frame.drop("_line")
     dtypes = {c: _dtype_of(frame.schema[c]) for c in frame.columns if c != key}
     columns = {c: _column_values(frame[c], d) for c, d in dtypes.items()}
@@ -358,26 +366,37 @@ class LogSource(FeedbackSource):
 
 
 def _time_ms(frame: pl.DataFrame, column: str, path: str) -> pl.Series:
-    """The time column as int64 (integers as they are; dates and date-times in ms since the epoch)."""
+    """The time column as int64: integers as they are, dates and date-times in ms since the epoch.
+
+    Integers are read by the integer parser of every column (`whole_number`). A text
+    column (Polars reads a column as text when one value is neither an integer nor a
+    date) is read as integers or as ISO date-times, whichever more of its values are.
+    A value that is neither, or an empty one, raises `FeedbackLogError` naming the
+    file, its line and the column.
+    """
     series = frame[column]
-    if series.dtype.is_integer():
-        return series.cast(pl.Int64)
-    if series.dtype in (pl.Date,) or isinstance(series.dtype, pl.Datetime):
-        parsed = series.cast(pl.Datetime("ms"))
-    elif series.dtype == pl.String:
-        parsed = series.str.to_datetime(strict=False, time_unit="ms")
+    if series.dtype == pl.Date or isinstance(series.dtype, pl.Datetime):
+        times = series.cast(pl.Datetime("ms")).dt.epoch("ms")
+    elif series.dtype.is_numeric() or series.dtype == pl.String:
+        times = frame.select(whole_number(pl.col(column), series.dtype)).to_series()
+        if series.dtype == pl.String:
+            try:
+                dates = series.str.to_datetime(strict=False, time_unit="ms").dt.epoch("ms")
+            except pl.exceptions.PolarsError:  # no value looks like a date-time
+                dates = pl.Series(column, [None] * len(series), dtype=pl.Int64)
+            if dates.null_count() <= times.null_count():
+                times = dates
     else:
-        raise FeedbackLogError(
-            f"{path}: time column '{column}' holds {series.dtype}, not integers or date-times"
-        )
-    failed = parsed.is_null()
+        times = pl.Series(column, [None] * len(series), dtype=pl.Int64)
+    failed = times.is_null()
     if failed.any():
         at = int(np.flatnonzero(failed.to_numpy())[0])
+        value = "" if series[at] is None else series[at]  # an empty cell
         raise FeedbackLogError(
             f"{path}, line {frame['_line'][at]}: time column '{column}' does not parse as a time: "
-            f"{series[at]!r} (integers, or ISO date-times such as 2024-05-01 13:45:00)"
+            f"{value!r} (integers, or ISO date-times such as 2024-05-01 13:45:00)"
         )
-    return parsed.dt.epoch("ms")
+    return times.cast(pl.Int64)
 
 
 def _describe_columns(schema: Schema, source: LogSource) -> dict[str, dict[str, Any]]:

@@ -1,37 +1,22 @@
-"""Unit tests of the loaders' shared pieces (no files beyond tmp_path, no TF)."""
+"""Unit tests of the source contract: error policy, feature tables, train statistics, options."""
 
 from __future__ import annotations
 
-import datetime
-import io
 import math
 import re
 
 import numpy as np
-import polars as pl
 import pytest
 
 from widedeep.data.dataset_format import DatasetError
-from widedeep.data.feedback_log import (
+from widedeep.data.source import (
     ErrorPolicy,
     FeatureTable,
     FeedbackLogError,
     PrepareOptions,
-    Progress,
     TrainStatistics,
     categorical_feature,
-    num_test,
-    parse_int,
-    read_csv_with_header,
-    read_delimited,
 )
-from widedeep.data.prepare import parse_columns, read_log
-
-
-def test_num_test_rounds_half_up():
-    assert [num_test(n, 0.2) for n in (0, 1, 2, 3, 5, 7, 8, 10)] == [0, 0, 0, 1, 1, 1, 2, 2]
-    assert num_test(4, 0.5) == 2 and num_test(3, 0.5) == 2 and num_test(1, 0.5) == 1
-    assert num_test(10, 0.0) == 0
 
 
 def test_error_policy_stop_raises_a_dataset_error_naming_file_and_line():
@@ -52,67 +37,6 @@ def test_error_policy_skip_counts_once_and_keeps_examples():
     assert len(policy.examples["malformed_rows"]) == 5
     assert policy.examples["malformed_rows"][0] == "log.csv, line 2: bad"
     assert "8 malformed rows" in policy.summary() and "1 unknown users" in policy.summary()
-
-
-def test_read_csv_with_header_reports_missing_columns_and_line_numbers(tmp_path):
-    path = tmp_path / "log.csv"
-    path.write_text('a,b,c\n1,"x,y",3\n\n4,5,6\n')
-    rows = list(read_csv_with_header(path, ["a", "c"]))
-    assert [(line, fields) for _, line, fields in rows] == [
-        (2, ["1", "x,y", "3"]),
-        (4, ["4", "5", "6"]),
-    ]
-    assert rows[0][0] == {"a": 0, "b": 1, "c": 2}
-    with pytest.raises(FeedbackLogError, match=re.escape(f"{path}: missing column(s) ['d']")):
-        list(read_csv_with_header(path, ["a", "d"]))
-    with pytest.raises(FeedbackLogError, match="cannot read"):
-        list(read_csv_with_header(tmp_path / "absent.csv", ["a"]))
-    (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(FeedbackLogError, match="empty file"):
-        list(read_csv_with_header(tmp_path / "empty.csv", ["a"]))
-
-
-def test_read_delimited_is_latin1_and_numbers_lines(tmp_path):
-    path = tmp_path / "movies.dat"
-    path.write_bytes("1::Café (1995)::Drama\n\n2::B (1996)::Comedy\n".encode("latin-1"))
-    assert list(read_delimited(path, "::")) == [
-        (1, ["1", "Café (1995)", "Drama"]),
-        (3, ["2", "B (1996)", "Comedy"]),
-    ]
-
-
-def test_parse_int():
-    assert parse_int("12") == 12 and parse_int("12.0") == 12
-    with pytest.raises(ValueError):
-        parse_int("1.5")
-
-
-def test_parse_columns_by_kind_names_the_first_bad_column():
-    frame = pl.DataFrame(
-        {
-            "_line": [2, 3, 4, 5],
-            "n": ["", "nan", " 3.0", "7"],
-            "x": ["1.5", "", " 2e3", "abc"],
-            "s": [" a ", "b", "", "c"],
-            "d": ["2022-04-25", "", "2022-04-26 10:00:00", "2022-13-01"],
-        },
-        schema_overrides={"_line": pl.Int64},
-    )
-    kinds = {"n": "optional_int", "x": "optional_float", "s": "string", "d": "date"}
-    good, bad = parse_columns(frame, kinds)
-    assert good["_line"].to_list() == [2, 3, 4]
-    assert good["n"].to_list() == [-1, -1, 3]
-    x = good["x"].to_list()
-    assert x[0] == 1.5 and math.isnan(x[1]) and x[2] == 2000.0
-    assert good["s"].to_list() == ["a", "b", ""]
-    d = good["d"].to_list()
-    assert d[0] == datetime.date(2022, 4, 25).toordinal() and math.isnan(d[1])
-    assert d[2] == datetime.date(2022, 4, 26).toordinal()
-    # Row 5 fails in x and in d: the first column of `kinds` is named.
-    assert bad == [(5, "unreadable value: x is not a number: 'abc'")]
-    _, bad = parse_columns(frame.with_columns(n=pl.lit("1.5")), {"n": "optional_int"})
-    assert [line for line, _ in bad] == [2, 3, 4, 5]
-    assert bad[0][1] == "unreadable value: n is not an integer: '1.5'"
 
 
 def test_feature_table_missing_row_and_median_imputation():
@@ -178,26 +102,6 @@ def test_prepare_options_validate():
             PrepareOptions(**kwargs)
 
 
-def test_progress_prints_rows_per_second():
-    stream = io.StringIO()
-    progress = Progress("kuairand pass 1/2", True, interval=0.0, stream=stream)
-    progress.update(4096)
-    progress.done()
-    lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("kuairand pass 1/2: 4,096 rows") and "rows/s" in lines[0]
-    assert lines[-1].endswith("done")
-    quiet = io.StringIO()
-    Progress("x", False, stream=quiet).done()
-    assert quiet.getvalue() == ""
-    # Batches of uneven sizes: it looks at the clock whenever the count passes a multiple of 4096.
-    uneven = io.StringIO()
-    batches = Progress("read", True, interval=0.0, stream=uneven)
-    batches.update(3000)
-    assert uneven.getvalue() == ""
-    batches.update(3000)
-    assert uneven.getvalue().startswith("read: 6,000 rows")
-
-
 def test_train_statistics_weighted_by_train_impressions():
     # Side-table columns are given once per entity with its number of train impressions.
     stats = TrainStatistics(["tag"], ["duration"])
@@ -214,18 +118,6 @@ def test_train_statistics_weighted_by_train_impressions():
     ]  # tertiles of x: 1.0 (dropped: the minimum), 2.0
 
 
-def test_read_log_as_strings_sends_a_ragged_file_to_the_exact_reader(tmp_path):
-    # Polars pads a short row with empty strings; the separator count outside quotes catches it.
-    clean = tmp_path / "clean.csv"
-    clean.write_text('id,tag,name\n1,"3,4",a\n2,5,\n')
-    frame, bad = read_log(str(clean), ["id", "tag"], ["id"], infer_types=False)
-    assert (
-        bad == []
-        and frame["tag"].to_list() == ["3,4", "5"]
-        and frame["name"].to_list() == ["a", ""]
-    )
-    short = tmp_path / "short.csv"
-    short.write_text('id,tag,name\n1,"3,4",a\n2,5\n3,6,c\n')
-    frame, bad = read_log(str(short), ["id", "tag"], ["id"], infer_types=False)
-    assert bad == [(3, "expected 3 fields, found 2")]
-    assert frame["id"].to_list() == [1, 3] and frame["_line"].to_list() == [2, 4]
+def test_feature_table_indices_are_first_rows_or_minus_one():
+    table = FeatureTable("users", "u.csv", [7, 3, 9], {"x": [1, 2, 3]}, {"x": "int64"})
+    np.testing.assert_array_equal(table.indices(np.array([3, 8, 7, 9, 9])), [1, -1, 0, 2, 2])

@@ -1,10 +1,13 @@
-"""Pieces shared by the loaders (KuaiRand, MovieLens, your own log): options, error
-policy, side-feature tables, train statistics and schema helpers.
+"""The source contract: what every log source (KuaiRand, MovieLens, your own log) gives
+the preparation engine, and the policies the engine applies to it.
 
-A loader yields its log as batches of `widedeep.data.prepare.Impressions` and reads
-its user and item side tables into `FeatureTable`s (a `FeedbackSource`);
+A source (`FeedbackSource`) yields its log as batches of `Impressions` and reads
+its user and item side tables into `FeatureTable`s;
 `widedeep.data.prepare.prepare_impressions` sorts, cleans, splits, builds the
-feedback sequences and writes the dataset directory (see `widedeep.data.dataset_format`).
+feedback sequences and writes the dataset directory (see `widedeep.data.dataset_format`),
+and hands the source its `TrainStatistics` to build the schema. `PrepareOptions`
+are the options every source shares; `ErrorPolicy` applies `on_error` to bad rows
+and `FeedbackLogError` is the error a bad input raises.
 
 Policies (the same for every source):
 
@@ -24,25 +27,23 @@ Policies (the same for every source):
   serving at that moment would have seen). Vocabularies and quantile boundaries
   come from train impressions only; unseen values go to the OOV bucket.
 * **Bad input.** A missing file or column always raises `FeedbackLogError`
-  naming the file (and the column). A malformed row, an impression whose user or
-  item is absent from the feature files: with `on_error="stop"` raise naming file
-  and line; with `on_error="skip"` skip the row, count it in `meta["skipped"]`
-  (with the first few locations in `meta["skipped_examples"]`) and print a summary
-  on stderr. Skipped rows are neither impressions nor history events.
+  naming the file (and the column). A malformed row (a value that does not parse
+  names its column and the value), an impression whose user or item is absent
+  from the feature files: with `on_error="stop"` raise naming file and line; with
+  `on_error="skip"` skip the row, count it in `meta["skipped"]` (with the first
+  few locations in `meta["skipped_examples"]`) and print a summary on stderr.
+  Skipped rows are neither impressions nor history events. Integers are read by
+  one parser (`widedeep.data.log_reading.whole_number`) in every source.
 """
 
 from __future__ import annotations
 
 import abc
 import collections
-import csv
 import math
-import os
-import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,9 +59,6 @@ from widedeep.schema import (
     Schema,
     SequenceFeature,
 )
-
-if TYPE_CHECKING:
-    from widedeep.data.prepare import Impressions
 
 ON_ERROR_POLICIES: tuple[str, ...] = ("skip", "stop")
 SPLIT_BY: tuple[str, ...] = ("time", "user")
@@ -82,6 +80,9 @@ MAX_VOCABULARY_SIZE = 200_000
 
 _MAX_EXAMPLES = 5
 _QUANTILE_SAMPLE = 100_000
+CHUNK_ROWS = 65536
+"""Rows per batch the engine asks a source for, and per chunk it hands the dataset writer
+(the engine's unit of working memory)."""
 
 
 class FeedbackLogError(DatasetError):
@@ -149,11 +150,6 @@ def _check_int(name: str, value: Any, minimum: int, unit: str = "") -> None:
         raise ValueError(f"`{name}` must be an int >= {minimum}{unit}. Received: {name}={value!r}")
 
 
-def num_test(n: int, test_fraction: float) -> int:
-    """Number of test impressions among `n`: `round(n * test_fraction)`, halves rounded up."""
-    return min(n, int(math.floor(n * test_fraction + 0.5)))
-
-
 # ------------------------------------------------------------------------ error policy
 
 
@@ -199,76 +195,6 @@ class ErrorPolicy:
         )
         first = "; ".join(examples[0] for examples in self.examples.values())
         return f"skipped {parts} (first: {first})"
-
-
-# ---------------------------------------------------------------------------- reading
-
-
-def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> TextIO:
-    """Open a text file for reading; a missing or unreadable file raises `FeedbackLogError`."""
-    try:
-        return open(path, encoding=encoding, newline="")
-    except OSError as e:
-        raise FeedbackLogError(f"cannot read {path}: {e.strerror}") from None
-
-
-def read_csv_with_header(
-    path: str | os.PathLike, required: Sequence[str], *, encoding: str = "utf-8"
-) -> Iterator[tuple[dict[str, int], int, list[str]]]:
-    """Yield `(column_index, line, fields)` for each data row of a CSV file with a header.
-
-    Raises `FeedbackLogError` naming the file and the columns if `required` columns
-    are absent. `line` is the 1-based line of the row (the header is line 1).
-    """
-    with open_text(path, encoding) as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise FeedbackLogError(f"{path}: empty file (expected a header row)") from None
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise FeedbackLogError(f"{path}, line 1: unreadable header: {e}") from None
-        header = [h.strip().lstrip("\ufeff") for h in header]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise FeedbackLogError(f"{path}: missing column(s) {missing}; the header has {header}")
-        index = {name: i for i, name in enumerate(header)}
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise FeedbackLogError(
-                    f"{path}, line {reader.line_num}: unreadable row: {e}"
-                ) from None
-            if fields:
-                yield index, reader.line_num, fields
-
-
-def read_delimited(
-    path: str | os.PathLike, separator: str, *, encoding: str = "latin-1"
-) -> Iterator[tuple[int, list[str]]]:
-    """Yield `(line, fields)` for each non-blank line of a headerless, `separator`-delimited file."""
-    with open_text(path, encoding) as f:
-        for line_number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield line_number, line.split(separator)
-
-
-def parse_int(text: str) -> int:
-    """Parse an integer written as `"12"` or `"12.0"`; raise `ValueError` otherwise."""
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not value.is_integer():
-            raise ValueError(f"not an integer: {text!r}") from None
-        return int(value)
 
 
 # ---------------------------------------------------------------------- feature tables
@@ -551,6 +477,36 @@ def cross_feature(
 # ----------------------------------------------------------------------------- source
 
 
+@dataclass
+class Impressions:
+    """A batch of a log as columns, one entry per row in file order (the engine sorts it).
+
+    Attributes:
+        time: timestamps (any monotone integer unit), int64.
+        user: raw user ids, int64.
+        item: raw item ids, int64.
+        feedback: index into `FEEDBACK_TYPES` per row.
+        label: 1 if clicked, else 0.
+        file_index: position of each row's file in the source's `logs` (tie-break).
+        line: 1-based line of each row in its file (tie-break and messages).
+        row_key: uint64 hash of each row's raw fields (exact-duplicate detection).
+        context: `{name: values}` of per-impression features (e.g. hour of day).
+    """
+
+    time: np.ndarray
+    user: np.ndarray
+    item: np.ndarray
+    feedback: np.ndarray
+    label: np.ndarray
+    file_index: np.ndarray
+    line: np.ndarray
+    row_key: np.ndarray
+    context: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
 class FeedbackSource(abc.ABC):
     """What a loader provides to `widedeep.data.prepare.prepare_impressions`.
 
@@ -651,41 +607,3 @@ class FeedbackSource(abc.ABC):
             for f in self.item_features:
                 dtypes[f"{seq}_{f}"] = self.items.dtypes[f]
         return dtypes
-
-
-# ------------------------------------------------------------------------------ passes
-
-
-class Progress:
-    """Rows/s on stderr, at most every `interval` seconds, when enabled."""
-
-    def __init__(
-        self, label: str, enabled: bool, *, interval: float = 2.0, stream: TextIO | None = None
-    ):
-        self.label = label
-        self.enabled = enabled
-        self.interval = interval
-        self.stream = stream if stream is not None else sys.stderr
-        self.rows = 0
-        self._start = self._last = time.monotonic()
-
-    def update(self, rows: int = 1) -> None:
-        before, self.rows = self.rows, self.rows + rows
-        if self.enabled and before >> 12 != self.rows >> 12:  # looks at the clock every 4096 rows
-            now = time.monotonic()
-            if now - self._last >= self.interval:
-                self._last = now
-                self._print(now)
-
-    def done(self) -> None:
-        if self.enabled:
-            self._print(time.monotonic(), final=True)
-
-    def _print(self, now: float, final: bool = False) -> None:
-        elapsed = max(now - self._start, 1e-9)
-        end = " done" if final else ""
-        print(
-            f"{self.label}: {self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s{end}",
-            file=self.stream,
-            flush=True,
-        )
