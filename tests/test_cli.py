@@ -29,6 +29,15 @@ def test_simulate_writes_a_dataset_directory(sim_dir):
     assert (sim_dir / "schema.json").is_file()
 
 
+def test_simulate_with_an_empty_test_split_says_so(tmp_path, capsys):
+    out = tmp_path / "data"
+    args = ["simulate", "--out", str(out), "--num-users", "4", "--num-items", "4"]
+    assert main([*args, "--num-impressions", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "(train 1, test 0)" in printed
+    assert "the test split has no impressions, so it has no oracle AUC" in printed
+
+
 @pytest.mark.parametrize("model", ["wide_deep", "dfn"])
 def test_train_then_evaluate(sim_dir, tmp_path, capsys, model):
     run = tmp_path / "run"

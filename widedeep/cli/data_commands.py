@@ -34,10 +34,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         print_json(summary)
         return
     splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
+    oracle = (
+        f"the true click probabilities score AUC {summary['oracle_auc']:.4f} on test"
+        if summary.get("oracle_auc") is not None
+        else "the test split has no impressions, so it has no oracle AUC"
+    )
     print(
         f"Simulated {sum(summary['splits'].values()):,} impressions into {args.out} ({splits}); "
-        f"the true click probabilities score AUC {summary['oracle_auc']:.4f} on test "
-        "(meta.json has the rest)."
+        f"{oracle} (meta.json has the rest)."
     )
 
 
