@@ -153,6 +153,7 @@ def validation_curves_figure(result: dict[str, Any], sources: list[str]) -> Figu
         result: the JSON of validation_curves.py.
         sources: the files it came from, for the title.
     """
+    monitor = next(iter(result["runs"].values())).get("monitor")
     fig = Figure(figsize=(11, 4.5), dpi=DPI)
     axes = fig.subplots(1, 2)
     colors = matplotlib.colormaps["tab10"]
@@ -167,6 +168,7 @@ def validation_curves_figure(result: dict[str, Any], sources: list[str]) -> Figu
             if best:
                 ax.plot(best, values[best - 1], marker="*", markersize=12, color=colors(j))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(f"validation {metric.upper()}")
         ax.grid(alpha=0.3)
     for ax in axes:
@@ -174,7 +176,8 @@ def validation_curves_figure(result: dict[str, Any], sources: list[str]) -> Figu
     _title(
         fig,
         f"Validation AUC and GAUC by epoch, training seed {result['seed']} "
-        f"(star: the epoch early stopping kept); {result['date']}, {result['machine']}",
+        f"(star: the epoch early stopping kept, best {monitor}); {result['date']}, "
+        f"{result['machine']}",
         sources,
     )
     fig.tight_layout()
@@ -252,10 +255,12 @@ def serving_latency_figure(result: dict[str, Any], sources: list[str]) -> Figure
         ax.set_ylim(0, None)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    loads = [r[k] for r in rows for k in ("load_average_before", "load_average_after") if k in r]
+    load = f", load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
     _title(
         fig,
         f"Serving latency through serving_default; {result.get('date', '')}, "
-        f"{result.get('cpu_count', '?')} cpus",
+        f"{result.get('cpu_count', '?')} cpus{load}",
         sources,
     )
     fig.tight_layout()

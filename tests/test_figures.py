@@ -71,12 +71,14 @@ CURVES = {
             "validation_auc": [0.60, 0.65, 0.67, 0.66],
             "validation_gauc": [0.55, 0.58, 0.61, 0.60],
             "best_epoch": 3,
+            "monitor": "val_auc",
             "test": {"auc": 0.66, "gauc": 0.60, "logloss": 0.5},
         },
         "dfn": {
             "validation_auc": [0.62, 0.70],
             "validation_gauc": [0.59, 0.64],
             "best_epoch": 2,
+            "monitor": "val_auc",
             "test": {"auc": 0.69, "gauc": 0.63, "logloss": 0.5},
         },
     },
@@ -162,7 +164,8 @@ def test_quality_bars_are_the_means_and_error_bars_the_seed_spread(figures):
 
 def test_validation_curves_plot_each_epoch_and_mark_the_kept_one(figures):
     fig = figures.validation_curves_figure(CURVES, ["validation-curves-sim.json"])
-    assert "validation-curves-sim.json" in fig.get_suptitle()
+    title = fig.get_suptitle()
+    assert "validation-curves-sim.json" in title and "2026-01-01" in title and "val_auc" in title
     for ax, metric in zip(fig.axes, ("auc", "gauc"), strict=True):
         curves = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
         stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
@@ -240,3 +243,20 @@ def test_the_command_writes_the_four_pngs_byte_for_byte_again(figures, tmp_path)
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), name
         assert b"Software" not in data, name
         assert data == pngs["second"][name], name
+
+
+def test_validation_curves_collects_a_runs_metrics_json(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    validation_curves = importlib.import_module("validation_curves")
+    run = CURVES["runs"]["wide_deep"]
+    metrics = {
+        **run["test"],
+        "ctr": 0.3,
+        "validation_auc": run["validation_auc"],
+        "validation_gauc": run["validation_gauc"],
+        "epochs_run": 4,
+        "best_epoch": 3,
+        "monitor": "val_auc",
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    assert validation_curves.collect(str(tmp_path)) == {**run, "epochs_run": 4}
