@@ -25,9 +25,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -166,6 +168,8 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "command": shlex.join(["python", "benchmarks/serving_latency.py", *sys.argv[1:]]),
+                "date": datetime.date.today().isoformat(),
                 "data": args.data,
                 "requests_per_config": args.requests,
                 "cpu_count": os.cpu_count(),
