@@ -71,8 +71,9 @@ def make_tuner(
             of trials and ignores `max_trials`).
         max_trials: trials of the random and Bayesian searches.
         epochs: `max_epochs` of Hyperband.
-        directory, project_name: where the tuner keeps its state; an existing
-            project is resumed unless `overwrite`.
+        directory: where the tuner keeps its projects.
+        project_name: the project's folder in `directory`; an existing project is
+            resumed unless `overwrite`.
         seed: the oracle's seed.
         executions_per_trial: fits per trial (their objectives are averaged).
         overwrite: start afresh, deleting the existing project.

@@ -19,9 +19,9 @@ batch mean, so the gradient of one id's row is about `1 / batch_size`; against a
 such a row moves by a thousandth of the learning rate per step and an id seen a few times never
 learns (on a real log, the wide branch then lost to item popularity). With a tiny accumulator both
 optimizers take per-coordinate steps of about the learning rate whatever the gradient's scale, as
-FTRL and Adagrad intend. L1 cost AUC on the real log. The README has the measurements. The class
-signatures are where these values are defined; `OptimizerConfig`, `WideDeepModel.compile` and the
-CLI read them from there.
+FTRL and Adagrad intend. L1 cost AUC on the real log. `docs/design-history.md` has the
+measurements. The class signatures are where these values are defined; `OptimizerConfig`,
+`WideDeepModel.compile` and the CLI read them from there.
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ def _segment_sum(values: tf.Tensor, positions: tf.Tensor, num_segments: tf.Tenso
 
     For float rows of 2 to 31 values the sum runs as `A^T @ values`, `A` the sparse `[N, U]`
     one-hot matrix of `positions`: TensorFlow's sparse-dense matmul kernel adds the rows one
-    after another as the segment sum does (bit-identical results), in 0.6 ms instead of 1.0 ms for
-    15,000 rows of 16 (1.0 ms instead of 2.2 ms for 60,000 rows) on this project's machine. At 32
-    values and more that kernel switches to a vectorised path that is slower than the segment
-    sum, and for single values (the wide tables) it gains nothing.
+    after another as the segment sum does (bit-identical results), and faster than the segment
+    sum kernel for rows of this width (`docs/performance.md`). At 32 values and more that
+    kernel switches to a vectorised path that is slower than the segment sum, and for single
+    values (the wide tables) it gains nothing.
     """
     width = values.shape[1:].num_elements()
     if values.dtype not in (tf.float32, tf.float64) or width is None or not 2 <= width < 32:

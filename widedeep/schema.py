@@ -149,7 +149,8 @@ class NumericFeature:
 
     Args:
         name: raw input name.
-        mean, std: statistics of the training split, for standardisation.
+        mean: mean of the training split, for standardisation.
+        std: standard deviation of the training split, for standardisation.
         normalization: `"standard"` ((x - mean) / std) or `"none"`.
         boundaries: sorted quantile bucket boundaries, required for `wide` and for crosses.
         wide: whether the wide branch sees the bucketised value as a one-hot.
@@ -284,7 +285,10 @@ class Schema:
     """The full description of a dataset's raw features and targets.
 
     Args:
-        categorical, numeric, crosses, sequences: the feature descriptions.
+        categorical: the categorical features.
+        numeric: the numeric features.
+        crosses: the crosses of categorical and bucketised numeric features.
+        sequences: the feedback sequences.
         label: name of the 0/1 click label column.
         feedback: name of the feedback-type column (codes index `FEEDBACK_TYPES`).
         group_key: name of the `int64` column grouping impressions per user, for GAUC.

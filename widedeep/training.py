@@ -56,10 +56,9 @@ DEFAULT_FEEDBACK_WEIGHTS = {"dfn": (1.0, 1.0, 1.0)}
 """Loss weights `(unclick, click, dislike)` per model; others weigh every impression 1.
 
 DFN's default weighs every impression 1, not the paper's 1 : 1 : 10: over three seeds
-the paper's weights scored 0.0074 lower test AUC on the simulator (0.7293 against 0.7367;
-validation 0.7283 against 0.7333), 0.011 lower on a MovieLens-layout world with 17% dislikes
-(0.6437 against 0.6544) and the same on the KuaiRand dev log (0.7332 against 0.7333), where
-dislikes are 0.07% of impressions (README, "Results on real data").
+the paper's weights scored a lower test AUC on the simulator and on a MovieLens-layout world
+with 17% dislikes, and the same on the KuaiRand dev log, where dislikes are 0.07% of
+impressions (the measurements are in `docs/results.md`).
 
 They are relative weights: `train` rescales them to a mean of 1 over the fit rows
 (`normalize_feedback_weights`), so they never change the effective learning rate.
@@ -151,16 +150,15 @@ class TrainConfig:
     """Keep the parsed training rows in memory across epochs (read and parse the files
     once) when they take at most this many MiB (`widedeep.data.pipeline.parsed_bytes`);
     None: up to `widedeep.data.training_pipelines.DEFAULT_CACHE_MEMORY_FRACTION` of this
-    machine's memory; 0: read and parse the files every epoch. On the KuaiRand dev log it
-    cut Wide & Deep's training time by 30% and DFN's by 6% (the README's Performance
-    section), with the same batches."""
+    machine's memory; 0: read and parse the files every epoch. The batches are the same
+    either way; the cache saves training time (`docs/performance.md`)."""
     warm_start: str | None = None
     """An earlier run's `model.keras` to start from (see `widedeep.warm_start`)."""
     strategy: str = "default"
     """One of `widedeep.distribute.STRATEGIES`: `"mirrored"` trains on this machine's
     devices, `"multi_worker"` on the cluster of `TF_CONFIG` (only the chief writes
     files). With more than one replica, steps run one per execution and each table's
-    gradient is exchanged as the rows the batch touched (see the README)."""
+    gradient is exchanged as the rows the batch touched (`docs/guides/distributed.md`)."""
 
     def resolved_backup_dir(self) -> str:
         """Where the resumable checkpoints live: `backup_dir`, by default `<out>/backup`."""

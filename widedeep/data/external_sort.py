@@ -245,9 +245,9 @@ class EventTable:
 
 
 _WORKING_COPIES = 8
-"""A run's rows are held about this many times over while it is sorted or merged (measured on
-2.2M and 4.4M rows: peak RSS above the ~650 MiB of imports stayed under the limit at 256-1024
-MiB; at 64-128 MiB about 200-300 MiB of fixed costs, the side tables and Polars, dominate)."""
+"""A run's rows are held about this many times over while it is sorted or merged: with it,
+peak memory above the imports stayed under limits of 256 MiB and more; below that, the fixed
+costs of the side tables and Polars dominate (`docs/performance.md`)."""
 
 
 def _columns_of(batch: Impressions) -> dict[str, np.ndarray]:

@@ -111,8 +111,8 @@ class PrepareOptions:
             directory, which has room for the dataset; deleted at the end).
         item_history: add the item's history before each impression as two numeric
             features (`ITEM_HISTORY_FEATURES`). Off by default: on the KuaiRand dev log
-            they lifted LR + history statistics (test AUC 0.7371 -> 0.7397) but neither
-            W&D's nor DFN's validation peak (three seeds each; README).
+            they lifted LR + history statistics' test AUC but neither W&D's nor DFN's
+            validation peak (three seeds each; `docs/results.md`).
     """
 
     max_length: int = 30

@@ -42,7 +42,7 @@ class FeedbackTransformer(keras.layers.Layer):
       al.: post-norm, `LayerNorm(x + Sublayer(x))`, by default (`norm_first=False`), or the
       pre-norm variant `x + Sublayer(LayerNorm(x))` (`norm_first=True`). In DFN, trained with
       Adagrad, post-norm *hurt* and pre-norm helped: `FeedbackInteraction` builds its
-      Transformers pre-norm by default (see its docstring for the measurements).
+      Transformers pre-norm by default (see its docstring).
     * Pooling. `"mean"` (the paper's average pooling, this layer's default) averages over
       valid positions.
       `"sum"` sums over valid positions only: the authors' code sums over all `L + 1` rows,

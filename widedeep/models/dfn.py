@@ -52,16 +52,16 @@ DFN_DEFAULTS: dict[str, Any] = {
 """DFN-specific hyper-parameters and their defaults (each is a `build_dfn` keyword and a CLI flag).
 
 The feedback module's settings are `FeedbackInteraction`'s own defaults, read from its
-signature (`transformer_dropout` is its `dropout`); its docstring gives the measurements
-behind the model width, the pooling and the pre-norm sub-layers. `sequence_length=0` keeps the schema's
+signature (`transformer_dropout` is its `dropout`); its docstring gives the reasons for the
+model width, the pooling and the pre-norm sub-layers. `sequence_length=0` keeps the schema's
 `max_length`; a smaller value keeps only the most recent positions.
 `use_candidate_history=True` feeds the deep MLP, per sequence and item feature, the
 share of the user's history that matches the candidate (`widedeep.layers.CandidateHistory`):
 the exact-match signal that attention over sparsely trained id embeddings does not
 recover. `use_history_statistics=True` feeds it the counts of the three sequences
 (`widedeep.layers.HistoryStatistics`); they are off by default because they lift AUC
-and lower GAUC, ranking users rather than one user's candidates (the README's ablation
-ladder has both).
+and lower GAUC, ranking users rather than one user's candidates (the ablation ladder
+in `docs/results.md` has both).
 
 Choices against the paper (embedding 64, MLP 32-16, Adam, batch 64) and the authors'
 code (embedding 16, Adagrad lr 0.01 with initial accumulator 1e-6, batch 256):

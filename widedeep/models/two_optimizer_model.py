@@ -18,7 +18,7 @@ DEFAULT_STEPS_PER_EXECUTION = 16
 """Training steps per call into TensorFlow when `WideDeepModel.compile` is not told otherwise.
 
 One Python round trip and one round of callbacks per 16 steps instead of per step; `fit` of
-a user's script and `widedeep train` both get it (the README's Performance section has the
+a user's script and `widedeep train` both get it (`docs/performance.md` has the
 measurements). Batch-level callbacks, the NaN stop and mid-epoch backups then act at those
 boundaries. With more than one replica Keras' multi-step loop fails (TensorFlow 2.21, Keras
 3.15), and `compile` uses 1."""
@@ -118,8 +118,12 @@ class WideDeepModel(_compat.FirstReplicaSymbolicBuild, keras.Model):
             steps_per_execution: training steps per call into TensorFlow, as in
                 `keras.Model.compile`. Defaults to `DEFAULT_STEPS_PER_EXECUTION` on one
                 replica and to 1 under a strategy with more replicas.
-            metrics, weighted_metrics, run_eagerly, jit_compile: as in
-                `keras.Model.compile`.
+            metrics: as in `keras.Model.compile`.
+            weighted_metrics: as in `keras.Model.compile`.
+            run_eagerly: as in `keras.Model.compile`.
+            jit_compile: as in `keras.Model.compile`.
+            **kwargs: none is accepted (`optimizer` raises `ValueError`, anything else
+                `TypeError`); the parameter exists to name those mistakes.
         """
         if "optimizer" in kwargs:
             raise ValueError(

@@ -80,7 +80,7 @@ def build_wide_deep(
         hidden_units: widths of the deep MLP.
         dropout: dropout after each hidden layer. The default 0.5 keeps the deep part's
             id embeddings from overfitting a log with few impressions per id (measured in
-            the README's real-data section).
+            `docs/results.md`).
         use_batch_norm: batch normalisation in the MLP.
         embedding_dim: overrides every feature's embedding width when given.
         sequence_pooling: feeds the masked mean of each feedback sequence's item

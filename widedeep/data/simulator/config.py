@@ -16,18 +16,23 @@ class SimulatorConfig:
 
     Args:
         seed: seed of every random draw.
-        num_users, num_items: sizes of the id spaces.
+        num_users: size of the user id space.
+        num_items: size of the item id space.
         num_impressions: total impressions (train and test).
         users_per_round: distinct users receiving one impression per round.
-        num_regions, num_age_groups, num_categories, num_authors: attribute cardinalities.
+        num_regions: number of user regions.
+        num_age_groups: number of user age groups.
+        num_categories: number of item categories.
+        num_authors: number of item authors.
         latent_dim: width of the latent taste / item vectors.
         max_length: history length kept per feedback type (the sequences' `L`).
         test_fraction: share of the impressions (the most recent rounds) in the test split.
         candidates_per_impression: popular items drawn before picking the one shown.
         popularity_exponent: Zipf exponent of item popularity.
         exposure_affinity: how strongly the item shown follows the user's affinity.
-        user_noise, item_noise: individual part of the latent vectors, relative
-            to the attribute centroids (each centroid has unit scale).
+        user_noise: individual part of the users' latent vectors, relative to the
+            attribute centroids (each centroid has unit scale).
+        item_noise: individual part of the items' latent vectors, likewise.
         bias: intercept of the click logit.
         cross_cells_fraction: share of region x category and age x category cells
             with a planted effect.
@@ -35,8 +40,9 @@ class SimulatorConfig:
         affinity_effect: weight of the latent affinity.
         duration_effect: height of the inverted-U effect of log-duration.
         author_effect: standard deviation of the author quality bias.
-        click_feedback_effect, unclick_feedback_effect, dislike_feedback_effect:
-            weights of the similarity to the click (+), unclick (-) and dislike (-) histories.
+        click_feedback_effect: weight of the similarity to the click history (+).
+        unclick_feedback_effect: weight of the similarity to the unclick history (-).
+        dislike_feedback_effect: weight of the similarity to the dislike history (-).
         feedback_decay: recency weight ratio between consecutive history positions.
         dislike_rate: base probability that a non-click is a dislike.
         dislike_affinity_effect: how much low affinity raises the dislike probability.
