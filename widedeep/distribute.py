@@ -75,7 +75,7 @@ def _check_tf_config() -> None:
     if not text:
         raise UsageError(
             "--strategy multi_worker needs the TF_CONFIG environment variable (the cluster and "
-            "this worker's task; see the README)"
+            "this worker's task; see docs/guides/distributed.md)"
         )
     try:
         config = json.loads(text)

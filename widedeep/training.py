@@ -448,7 +448,7 @@ def finish_run(
     # The offset removes the bias of unequal loss weights and the drift of the click rate
     # between the fit rows and the latest ones. It moves no ranking (AUC and GAUC unchanged);
     # test log loss fell in 11 of 12 runs at equal weights (dev log, simulator, MovieLens
-    # layout; README).
+    # layout; docs/design-history.md).
     validated = carve.num_validation_rows > 0
     offset = calibrate(model, data_dir, carve.validation_rows if validated else carve.fit_rows)
     schema, _ = load_dataset_dir(data_dir)

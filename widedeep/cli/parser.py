@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             prepare,
             "item_history",
             "true: add the item's impressions and click rate before each impression as "
-            "features (see the README)",
+            "features (docs/guides/prepare-your-log.md, Item history)",
             type=boolean,
         )
         add_json_flag(q)
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         training,
         "strategy",
-        "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (see README)",
+        "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG (docs/guides/distributed.md)",
         choices=STRATEGIES,
     )
     add_model_flags(p)
