@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
+import keras
 import numpy as np
 import pytest
 
 from tests.conftest import make_batch, make_tiny_schema
+from widedeep.checkpointing import global_step
 from widedeep.optimizers import OptimizerConfig
 from widedeep.schema import Schema
-from widedeep.training import build_model, compile_model
+from widedeep.training import TrainConfig, build_model, compile_model
 from widedeep.warm_start import WarmStartError, row_keys, warm_start
 
 HP = {"hidden_units": [8], "sequence_pooling": True}
@@ -71,6 +74,8 @@ def test_row_keys_follow_the_vocabulary():
 def test_known_keys_predict_as_before_and_new_keys_start_fresh():
     old = model_for(0, seed=1)
     new = model_for(1, seed=2, optimizer=OptimizerConfig(deep_learning_rate=0.123))
+    for optimizer in (new.wide_optimizer, new.deep_optimizer):
+        optimizer.iterations.assign(3)  # the new run's own count (the old model's is 7)
     fresh = {v.path: v.numpy().copy() for v in new.weights}
     fresh_slots = [v.numpy().copy() for v in new.wide_optimizer.variables]
     summary = warm_start(new, old, day_schema(1))
@@ -130,7 +135,8 @@ def test_known_keys_predict_as_before_and_new_keys_start_fresh():
             assert slot_new[known_row].numpy() == slot_old[old_row].numpy()
             checked.append(slot_new.name)
     assert len(checked) == 2
-    assert int(new.wide_optimizer.iterations) == int(new.deep_optimizer.iterations) == 7
+    # The new run counts its own steps: the old model's 7 are not carried over.
+    assert int(new.wide_optimizer.iterations) == int(new.deep_optimizer.iterations) == 3
     assert float(new.deep_optimizer.learning_rate) == pytest.approx(0.123)
 
 
@@ -164,6 +170,9 @@ def test_train_warm_starts_from_yesterdays_model(tmp_path, capsys):
         days.append(str(tmp_path / f"day{day}"))
     schema0, _ = load_dataset_dir(days[0])
     yesterday = compile_model(build_model(schema0, "wide_deep", hidden_units=[8]))
+    yesterday.build_optimizers()
+    for optimizer in (yesterday.wide_optimizer, yesterday.deep_optimizer):
+        optimizer.iterations.assign(10_000)  # a model trained for many steps
     yesterday.save(tmp_path / "model.keras")
 
     run = tmp_path / "run"
@@ -173,6 +182,19 @@ def test_train_warm_starts_from_yesterdays_model(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     # Users 0-39 (and the OOV row) keep yesterday's rows; 40-49 start fresh.
     assert metrics["warm_start"]["tables"]["embedding 'user_id'"] == {"rows": 51, "kept": 41}
+    # The epoch was trained: its steps counted from zero, and the deep weights moved.
+    _, meta = load_dataset_dir(days[1])
+    fit_rows = meta["splits"]["train"]["examples"] - metrics["validation"]["rows"]
+    steps = math.ceil(fit_rows / TrainConfig.batch_size)
+    today = keras.models.load_model(run / "model.keras")
+    assert global_step(today) == steps > 0
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            today.get_layer("deep").get_weights(), yesterday.get_layer("deep").get_weights()
+        )
+    ]
+    assert moved and all(moved)
     capsys.readouterr()
     assert main([*argv, "--warm-start", str(tmp_path / "none.keras")]) == 2
     assert "--warm-start: no such model file" in capsys.readouterr().err

@@ -16,9 +16,11 @@ A row of the new model whose key the old model has keeps the old row, and so do
 that row's optimizer slots (the FTRL and Adagrad accumulators, FTRL's linear
 term); a row with a new key keeps the new model's initial value and slots (zero
 for the wide table, a fresh random vector for an embedding). Every other weight
-(the deep MLP, the feedback module, the FM, the calibration offset) is copied as is,
-and so is the optimizers' other state (the iteration counts). The learning rates
-are the new run's settings, not the old run's.
+(the deep MLP, the feedback module, the FM, the calibration offset) is copied as is.
+The optimizers' iteration counts are not: the new run counts its own steps from zero
+(as `tf.estimator.WarmStartSettings` leaves the global step alone), so that
+`widedeep train` resumes and ends its epochs by them. The learning rates are the new
+run's settings, not the old run's.
 
 Both models must come from the same builder with the same hyper-parameters; only
 the vocabularies, hash-bucket counts and bucket boundaries may differ.
@@ -190,8 +192,8 @@ def _warm_optimizer(
         )
     owners = _compat.slot_owners(new)
     for old_v, new_v in zip(old_variables, new_variables):
-        if new_v.name == "learning_rate":
-            continue  # a setting of the new run
+        if new_v.name == "learning_rate" or new_v is new.iterations:
+            continue  # a setting of the new run; the new run's own step count
         owner = owners.get(id(new_v))
         if owner is not None and id(owner) in pairs:
             _copy_rows(old_v, new_v, *pairs[id(owner)])
