@@ -6,7 +6,8 @@ import io
 
 import numpy as np
 
-from widedeep.data.prepare import Progress, num_test
+from widedeep.data.prepare import num_test
+from widedeep.data.progress import Progress
 
 
 def test_num_test_rounds_half_up():
