@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from widedeep.data.simulator import SimulatorConfig  # noqa: E402
 from widedeep.schema import (  # noqa: E402
     CategoricalFeature,
     CrossFeature,
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
     import keras
 
 SEQUENCE_LENGTH = 5
+
+TINY_WORLD = SimulatorConfig(
+    seed=7,
+    num_users=60,
+    num_items=40,
+    num_impressions=1500,
+    users_per_round=20,
+    num_regions=3,
+    num_age_groups=2,
+    num_categories=4,
+    num_authors=8,
+    latent_dim=4,
+    max_length=5,
+)
+"""A simulated world small enough for a unit test (1,500 impressions of 60 users)."""
 
 
 def make_tiny_schema(embedding_dim: int = 4) -> Schema:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_WORLD
 from widedeep.cli import main
 from widedeep.data.kuairand import LOG_COLUMNS, USER_COLUMNS, VIDEO_COLUMNS, prepare_kuairand
 from widedeep.data.movielens import prepare_movielens
 from widedeep.data.prepare import prepare_impressions
-from widedeep.data.simulator import SimulatorConfig, simulate_dataset
+from widedeep.data.simulator import simulate_dataset
 from widedeep.data.source import ErrorPolicy, PrepareOptions
 from widedeep.data.user_log import LogConfig, LogSource, prepare_log
 
@@ -324,18 +325,5 @@ def test_prepare_kuairand(here):
 
 
 def test_simulate(here):
-    config = SimulatorConfig(
-        seed=7,
-        num_users=60,
-        num_items=40,
-        num_impressions=1500,
-        users_per_round=20,
-        num_regions=3,
-        num_age_groups=2,
-        num_categories=4,
-        num_authors=8,
-        latent_dim=4,
-        max_length=5,
-    )
-    simulate_dataset("out", config, num_shards={"train": 2, "test": 1})
+    simulate_dataset("out", TINY_WORLD, num_shards={"train": 2, "test": 1})
     check("simulator", here / "out")

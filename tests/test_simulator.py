@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tests.conftest import TINY_WORLD
 from widedeep.data.pipeline import make_dataset
 from widedeep.data.reader import load_dataset_dir, read_columns
 from widedeep.data.simulator import (
@@ -20,19 +21,7 @@ from widedeep.data.simulator import (
 from widedeep.metrics import auc
 from widedeep.schema import FEEDBACK_SEQUENCES, FEEDBACK_TYPES
 
-TINY = SimulatorConfig(
-    seed=7,
-    num_users=60,
-    num_items=40,
-    num_impressions=1500,
-    users_per_round=20,
-    num_regions=3,
-    num_age_groups=2,
-    num_categories=4,
-    num_authors=8,
-    latent_dim=4,
-    max_length=5,
-)
+TINY = TINY_WORLD
 
 
 @pytest.fixture(scope="module")
