@@ -21,6 +21,12 @@ The script uses only widedeep's public API of the oldest tree it is meant to tim
   embedding table, crosses precomputed, numerics standardised; `peer_arrays`).
 * `mlp_floor`: the MLP 256-128-64-1 alone (Keras `Dense` layers, stock Adagrad, no dropout) on
   dense inputs of the deep input's width (10 * 16 + 5): the compute floor of the workload.
+* `user_pipeline` / `peer_pipeline` / `mlp_pipeline`: no model; the pipeline of the `wide_deep`
+  variant (16 columns and the label) / of the peer (3 arrays and the label) / of the MLP floor
+  (one dense array and the label) iterated to its end inside a `tf.function`, as Keras' loop
+  pulls it. No training path fed by that pipeline can run faster
+  than it, and on a machine of few cores its CPU time is taken from the model's: these are the
+  floors the `wide_deep` variant is bounded by.
 * `dfn` / `dfn_wide_deep`: `build_dfn(schema)` / `build_wide_deep(schema)` at their defaults,
   `compile()` at its defaults, on the training rows of a dataset directory (`--data`, e.g. the
   simulator's default data), batch 512, read into memory with `load_columns`.
@@ -32,6 +38,7 @@ the user's defaults).
 
 Usage:
     python benchmarks/fit_workload.py --variant wide_deep [--rows 200000] [--epochs 4]
+    python benchmarks/fit_workload.py --variant user_pipeline
     python benchmarks/fit_workload.py --variant dfn --data DIR
 """
 
@@ -64,7 +71,8 @@ ZIPF_EXPONENT = 1.2
 WIDE_LEARNING_RATE = 0.05
 WIDE_L1 = 1e-3
 DEEP_LEARNING_RATE = 0.05
-VARIANTS = ("wide_deep", "peer", "mlp_floor", "dfn", "dfn_wide_deep")
+PIPELINES = ("user_pipeline", "peer_pipeline", "mlp_pipeline")
+VARIANTS = ("wide_deep", "peer", "mlp_floor", *PIPELINES, "dfn", "dfn_wide_deep")
 
 
 # ------------------------------------------------------------------------------------- data
@@ -253,6 +261,12 @@ def build_mlp_floor(width: int) -> keras.Model:
     return model
 
 
+def mlp_floor_inputs(schema: Any, rows: int, seed: int) -> np.ndarray:
+    """The MLP floor's dense inputs, `[rows, deep input width]`."""
+    width = deep_input_width(schema)
+    return np.random.default_rng(seed).normal(size=(rows, width)).astype("float32")
+
+
 def compile_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The `compile` arguments given on the command line; none by default (the user's defaults)."""
     settings: dict[str, Any] = {}
@@ -283,6 +297,25 @@ def epoch_clock(base: type) -> Any:
             self.cpu_seconds.append(time.process_time() - self._cpu)
 
     return EpochClock()
+
+
+def time_pipeline(dataset: tf.data.Dataset, epochs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each full pass over `dataset`, pulled inside a `tf.function`."""
+
+    @tf.function
+    def drain(data: tf.data.Dataset) -> tf.Tensor:
+        batches = tf.constant(0)
+        for _ in data:
+            batches += 1
+        return batches
+
+    seconds, cpu_seconds = [], []
+    for _ in range(epochs):
+        start, cpu = time.perf_counter(), time.process_time()
+        drain(dataset)
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu)
+    return seconds, cpu_seconds
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,6 +356,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 dataset = user_dataset(x, y, batch_size)
             clock = epoch_clock(keras.callbacks.Callback)
+        elif args.variant in PIPELINES:
+            if args.variant == "user_pipeline":
+                x = model_inputs(schema, columns)
+            elif args.variant == "peer_pipeline":
+                x = peer_arrays(schema, columns)
+            else:
+                x = mlp_floor_inputs(schema, args.rows, args.seed)
+            dataset = user_dataset(x, y, batch_size)
+            clock = None
         elif args.variant == "peer":
             import tf_keras as tfk
 
@@ -331,15 +373,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dataset = user_dataset(arrays, y, batch_size)
             clock = epoch_clock(tfk.callbacks.Callback)
         else:
-            width = deep_input_width(schema)
-            model = build_mlp_floor(width)
-            x = np.random.default_rng(args.seed).normal(size=(args.rows, width)).astype("float32")
+            model = build_mlp_floor(deep_input_width(schema))
+            x = mlp_floor_inputs(schema, args.rows, args.seed)
             dataset = user_dataset(x, y, batch_size)
             clock = epoch_clock(keras.callbacks.Callback)
-    rows = int(len(next(iter(columns.values())))) if args.variant != "mlp_floor" else args.rows
-    fit_data = dataset if isinstance(dataset, dict) else {"x": dataset}
-    model.fit(epochs=args.epochs, verbose=0, callbacks=[clock], **fit_data)
-    rates = [rows / s for s in clock.seconds]
+    rows = args.rows if args.variant in ("mlp_floor", "mlp_pipeline") else len(columns["label"])
+    if args.variant in PIPELINES:
+        seconds, cpu_seconds = time_pipeline(dataset, args.epochs)
+    else:
+        fit_data = dataset if isinstance(dataset, dict) else {"x": dataset}
+        model.fit(epochs=args.epochs, verbose=0, callbacks=[clock], **fit_data)
+        seconds, cpu_seconds = clock.seconds, clock.cpu_seconds
+    rates = [rows / s for s in seconds]
     timed = slice(1, None) if len(rates) > 1 else slice(None)
     batches = -(-rows // batch_size)
     return {
@@ -347,7 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "batch_size": batch_size,
         "examples_per_sec": round(float(np.median(rates[timed]))),
-        "cpu_ms_per_batch": round(float(np.median(clock.cpu_seconds[timed])) / batches * 1e3, 2),
+        "cpu_ms_per_batch": round(float(np.median(cpu_seconds[timed])) / batches * 1e3, 2),
         "epochs_examples_per_sec": [round(r) for r in rates],
         "input": args.input if args.variant == "wide_deep" else "dataset",
         "compile": compile_settings(args),

@@ -18,6 +18,15 @@ the order rotating), each process's rate the median of its epochs 2 to 4:
   one-liner).
 * `tf_keras_legacy_peer`: the fastest peer (g below), as its users feed it.
 * `mlp_floor`: the MLP 256-128-64-1 alone (f below).
+* `user_pipeline`, `peer_pipeline`, `mlp_pipeline`: each of those input pipelines alone, no
+  model (`fit_workload.py`).
+
+The floors bound what any model fed by the user's pipeline can reach on this machine:
+`bound.pipeline_alone` is `user_pipeline`'s rate (nothing fed by that pipeline is faster), and
+`bound.cpu` is the rate at which the machine's cores would be fully busy with the user's pipeline
+plus the MLP's own work (`mlp_floor` less its pipeline), CPU milliseconds per batch each the
+median over rounds: a Wide & Deep on that pipeline whose embeddings, wide part, lookups and
+optimizers cost nothing, on cores that never wait. Both are given against the peer.
 
 Printed: each variant's rate per round and median, and each variant against the peer as the
 ratio of the medians and the median of the per-round ratios (`ours_user_fit` against the peer is
@@ -550,11 +559,40 @@ def ratio(results: dict[str, dict[str, Any]], a: str, b: str, key: str) -> float
 
 
 # ---------------------------------------------------------------------------------- groups
+def user_path_bound(result: dict[str, Any]) -> dict[str, Any]:
+    """The fastest rate the user's path could reach here, from the floors measured in `result`.
+
+    `pipeline_alone`: the user's pipeline drained with no model. `cpu`: every core busy with the
+    user's pipeline plus the MLP floor's own work (its CPU per batch less its pipeline's), i.e.
+    a model that costs what the MLP alone costs, on cores that never wait. Each also as a
+    multiple of the peer's median rate.
+    """
+    cores = len(os.sched_getaffinity(0))
+    pipeline = result["user_pipeline"]["cpu_ms_per_batch"]
+    mlp = result["mlp_floor"]["cpu_ms_per_batch"] - result["mlp_pipeline"]["cpu_ms_per_batch"]
+    bound: dict[str, Any] = {
+        "cores": cores,
+        "pipeline_alone": result["user_pipeline"]["median"],
+        "cpu_ms_per_batch": {"user_pipeline": pipeline, "mlp_alone": round(mlp, 2)},
+        "cpu": round(cores * BATCH_SIZE / (pipeline + mlp) * 1e3),
+    }
+    if PEER in result:
+        peer = result[PEER]["median"]
+        bound["vs_peer"] = {
+            "pipeline_alone": round(bound["pipeline_alone"] / peer, 3),
+            "cpu": round(bound["cpu"] / peer, 3),
+        }
+    return bound
+
+
 USER_VARIANTS: dict[str, list[str]] = {
     "ours_user_fit": ["--variant", "wide_deep"],
     "ours_fit_arrays": ["--variant", "wide_deep", "--input", "arrays"],
     "tf_keras_legacy_peer": ["--variant", "peer"],
     "mlp_floor": ["--variant", "mlp_floor"],
+    "user_pipeline": ["--variant", "user_pipeline"],
+    "peer_pipeline": ["--variant", "peer_pipeline"],
+    "mlp_pipeline": ["--variant", "mlp_pipeline"],
 }
 """Group `user`: `fit_workload.py` arguments of each variant (one fresh process each)."""
 
@@ -566,13 +604,16 @@ def run_user(train_rows: int, rounds: int) -> dict[str, Any]:
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit_workload.py")
     names = [n for n in USER_VARIANTS if n != PEER or importlib.util.find_spec("tf_keras")]
     rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             command = [sys.executable, script, *USER_VARIANTS[name], "--rows", str(train_rows)]
             out = subprocess.run(command, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-            rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["examples_per_sec"])
+            measured = json.loads(out.stdout.strip().splitlines()[-1])
+            rates[name].append(measured["examples_per_sec"])
+            cpu_ms[name].append(measured["cpu_ms_per_batch"])
             print(
                 f"[user, round {r}] {name}: {rates[name][-1]:,.0f} ex/s",
                 file=sys.stderr,
@@ -582,9 +623,11 @@ def run_user(train_rows: int, rounds: int) -> dict[str, Any]:
         name: {
             "examples_per_sec": [round(v) for v in values],
             "median": round(float(np.median(values))),
+            "cpu_ms_per_batch": round(float(np.median(cpu_ms[name])), 2),
         }
         for name, values in rates.items()
     }
+    result["bound"] = user_path_bound(result)
     if PEER in rates:
         peer = rates[PEER]
         result["vs_peer"] = {
