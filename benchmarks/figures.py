@@ -54,7 +54,10 @@ LABELS = {
     "ours_fit_arrays": "widedeep: fit on arrays",
     "tf_keras_legacy_peer": "fastest peer: tf-keras legacy",
     "mlp_floor": "MLP floor (compute only)",
+    "user_pipeline": "the user's input pipeline alone",
 }
+THROUGHPUT_HIDDEN = ("peer_pipeline", "mlp_pipeline")
+"""Floors of group `user` that enter its bound but are not drawn as bars."""
 QUALITY_DATASETS = ("sim", "ml", "kr")
 PEER = "tf_keras_legacy_peer"
 
@@ -187,12 +190,15 @@ def validation_curves_figure(result: dict[str, Any], sources: list[str]) -> Figu
 def throughput_figure(result: dict[str, Any], sources: list[str]) -> Figure:
     """Training examples/s per variant of throughput.py's group `user`: median bar, round points.
 
+    Where the JSON has the group's `bound`, a dashed line marks its `cpu` bound (the cores busy
+    with the user's pipeline plus the MLP's own work) and a dotted one 1.5x the peer's median.
+
     Args:
         result: the JSON of throughput.py (its `user` group is drawn).
         sources: the files it came from, for the title.
     """
     user = result["user"]
-    variants = [name for name, v in user.items() if "median" in v]
+    variants = [name for name, v in user.items() if "median" in v and name not in THROUGHPUT_HIDDEN]
     ratios = user.get("vs_peer", {})
     fig = Figure(figsize=(9, 4), dpi=DPI)
     ax = fig.subplots()
@@ -207,6 +213,23 @@ def throughput_figure(result: dict[str, Any], sources: list[str]) -> Figure:
         ax.annotate(
             note, (0, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
         )
+    bound = user.get("bound")
+    if bound and PEER in user:
+        ax.axvline(
+            bound["cpu"],
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="bound: cores busy with pipeline + MLP",
+        )
+        ax.axvline(
+            1.5 * user[PEER]["median"],
+            color="tab:red",
+            linestyle=":",
+            linewidth=1,
+            label="target: 1.5x peer",
+        )
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_yticks(ys, [_label(name) for name in variants])
     ax.set_xlabel("training examples/s (bar: median; points: each round, a fresh process)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))

@@ -89,6 +89,8 @@ THROUGHPUT = {
         "ours_user_fit": {"examples_per_sec": [70, 90, 80], "median": 80},
         "tf_keras_legacy_peer": {"examples_per_sec": [100, 120, 110], "median": 110},
         "mlp_floor": {"examples_per_sec": [200, 150, 210], "median": 200},
+        "mlp_pipeline": {"examples_per_sec": [600, 650, 700], "median": 650},
+        "bound": {"cpu": 170, "pipeline_alone": 300},
         "vs_peer": {
             "ours_user_fit": {"ratio_of_medians": 0.727},
             "mlp_floor": {"ratio_of_medians": 1.818},
@@ -190,6 +192,9 @@ def test_throughput_bars_are_the_medians_and_points_the_rounds(figures):
         assert list(points.get_offsets()[:, 0]) == user[name]["examples_per_sec"]
     notes = [t.get_text() for t in ax.texts]
     assert notes == ["80  (0.73x peer)", "110", "200  (1.82x peer)"]
+    bound, target = (line for line in ax.get_lines() if line.get_linestyle() in ("--", ":"))
+    assert list(bound.get_xdata()) == [170, 170]
+    assert list(target.get_xdata()) == [pytest.approx(165), pytest.approx(165)]  # 1.5 x 110
 
 
 def test_serving_latency_lines_are_p50_and_p99_by_batch_size(figures):
