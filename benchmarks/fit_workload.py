@@ -377,7 +377,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             x = mlp_floor_inputs(schema, args.rows, args.seed)
             dataset = user_dataset(x, y, batch_size)
             clock = epoch_clock(keras.callbacks.Callback)
-    rows = args.rows if args.variant in ("mlp_floor", "mlp_pipeline") else len(columns["label"])
+    rows = (
+        args.rows
+        if args.variant in ("mlp_floor", "mlp_pipeline")
+        else len(next(iter(columns.values())))
+    )
     if args.variant in PIPELINES:
         seconds, cpu_seconds = time_pipeline(dataset, args.epochs)
     else:
