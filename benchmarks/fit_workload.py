@@ -24,9 +24,9 @@ The script uses only widedeep's public API of the oldest tree it is meant to tim
 * `user_pipeline` / `peer_pipeline` / `mlp_pipeline`: no model; the pipeline of the `wide_deep`
   variant (16 columns and the label) / of the peer (3 arrays and the label) / of the MLP floor
   (one dense array and the label) iterated to its end inside a `tf.function`, as Keras' loop
-  pulls it. No training path fed by that pipeline can run faster
-  than it, and on a machine of few cores its CPU time is taken from the model's: these are the
-  floors the `wide_deep` variant is bounded by.
+  pulls it. No training path fed by that pipeline can run faster than it, and on a machine of
+  few cores its CPU time is taken from the model's: these are the floors that bound the
+  `wide_deep` variant.
 * `dfn` / `dfn_wide_deep`: `build_dfn(schema)` / `build_wide_deep(schema)` at their defaults,
   `compile()` at its defaults, on the training rows of a dataset directory (`--data`, e.g. the
   simulator's default data), batch 512, read into memory with `load_columns`.
@@ -364,7 +364,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 x = mlp_floor_inputs(schema, args.rows, args.seed)
             dataset = user_dataset(x, y, batch_size)
-            clock = None
         elif args.variant == "peer":
             import tf_keras as tfk
 
